@@ -1,0 +1,191 @@
+"""The ``synthtune`` command line: parses arguments and calls library functions, nothing more."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synthtune import __version__
+from synthtune.errors import SynthtuneError
+
+app = typer.Typer(
+    name="synthtune",
+    help="Generate a domain dataset with an LLM, filter it, mix it with real data and "
+    "fine-tune a model on it - from one YAML recipe.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console(stderr=True)
+out = Console()
+
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder holding run directories.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Redo every stage.")]
+FromOpt = Annotated[str | None, typer.Option("--from", help="Redo this stage and every later one.")]
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    if isinstance(exc, KeyboardInterrupt):
+        console.print("[yellow]interrupted[/]: run the same command again to resume")
+        return typer.Exit(130)
+    assert isinstance(exc, SynthtuneError)
+    console.print(f"[bold red]error[/]: {exc}")
+    return typer.Exit(exc.exit_code)
+
+
+def _summary_table(result: Any) -> Table:
+    table = Table(title=f"run {result.run_dir}")
+    for column in ("stage", "status", "in", "out", "seconds", "notes"):
+        table.add_column(column)
+    for o in result.outcomes:
+        s = o.summary
+        reasons = "; ".join(f"{k} ({v})" for k, v in (s.get("rejected_reasons") or {}).items())
+        table.add_row(
+            o.name,
+            o.status,
+            str(s.get("records_in", "")),
+            str(s.get("records_out", "")),
+            f"{o.seconds:.1f}",
+            reasons,
+        )
+    return table
+
+
+def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
+    from synthtune.config import load_recipe
+    from synthtune.pipeline import run_recipe
+    from synthtune.report.html import build_report
+
+    try:
+        recipe = load_recipe(recipe_path)
+        _quiet_libraries()
+        result = run_recipe(recipe, runs, quiet=quiet, console=console, **kwargs)
+        report = build_report(result.run_dir)
+    except (SynthtuneError, KeyboardInterrupt) as exc:
+        raise _fail(exc) from None
+    out.print(_summary_table(result))
+    if all(o.status == "skipped" for o in result.outcomes):
+        out.print("every stage already complete: nothing to do (use --force or --from to redo)")
+    evaluate = next((o for o in result.outcomes if o.name == "evaluate"), None)
+    ppl = evaluate.summary.get("perplexity") if evaluate else None
+    if ppl:
+        out.print(
+            f"perplexity on the real test split: base {ppl['base']:.2f} -> tuned "
+            f"{ppl['tuned']:.2f} ({ppl['change_pct']:+.1f} %)"
+        )
+    out.print(f"report: {report}")
+
+
+@app.command()
+def run(
+    recipe: RecipeArg,
+    runs: OutOpt = Path("runs"),
+    from_stage: FromOpt = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run every stage of RECIPE in order, skipping the stages already complete."""
+    _run(recipe, runs, quiet, from_stage=from_stage, force=force)
+
+
+@app.command()
+def demo(runs: OutOpt = Path("runs"), force: ForceOpt = False, quiet: QuietOpt = False) -> None:
+    """Run the embedded offline demo (examples/medical-qa) into ./runs/ (or --out)."""
+    from synthtune.examples import example_recipe
+
+    try:
+        path = example_recipe()
+    except SynthtuneError as exc:
+        raise _fail(exc) from None
+    _run(path, runs, quiet, force=force)
+
+
+@app.command()
+def validate(recipe: RecipeArg) -> None:
+    """Check RECIPE (fields, templates, rules, files) without doing any work. Exit 2 if bad."""
+    from synthtune.config import load_recipe
+    from synthtune.pipeline import check_recipe
+
+    try:
+        loaded = load_recipe(recipe)
+        check_recipe(loaded)
+    except SynthtuneError as exc:
+        raise _fail(exc) from None
+    out.print(f"[green]ok[/]: {recipe} (name {loaded.name!r}, {loaded.generate.n} records)")
+
+
+def _stage_command(stage: str, help_text: str) -> None:
+    def command(
+        recipe: RecipeArg,
+        runs: OutOpt = Path("runs"),
+        force: ForceOpt = False,
+        quiet: QuietOpt = False,
+    ) -> None:
+        _run(recipe, runs, quiet, until=stage, from_stage=stage if force else None)
+
+    command.__doc__ = help_text
+    app.command(name="filter" if stage == "quality" else stage)(command)
+
+
+for _name, _help in (
+    ("generate", "Generate records from the recipe's templates (resumable)."),
+    ("quality", "Run the quality tiers (dedup, perplexity, rules) and the review sample."),
+    ("mix", "Mix accepted synthetic records with real data into train/val/test."),
+    ("train", "Fine-tune the base model on the mix."),
+    ("evaluate", "Compare base and tuned models on the real test split."),
+    ("export", "Export the mix in the configured dataset formats."),
+):
+    _stage_command(
+        _name,
+        _help + " Earlier stages run first when they are not complete yet. "
+        "--force redoes this stage.",
+    )
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Write RUN_DIR/report.html from what the stages recorded."""
+    from synthtune.report.html import build_report
+
+    try:
+        out.print(f"report: {build_report(run_dir)}")
+    except SynthtuneError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def doctor() -> None:
+    """Show versions and the compute device found (CPU/GPU)."""
+    import torch
+
+    from synthtune.store import package_versions
+
+    table = Table(title=f"synthtune {__version__}")
+    table.add_column("component")
+    table.add_column("version / state")
+    for name, version in package_versions().items():
+        table.add_row(name, version)
+    table.add_row("cuda", str(torch.cuda.is_available()))
+    table.add_row("cpu threads", str(torch.get_num_threads()))
+    out.print(table)
+
+
+def main() -> None:  # pragma: no cover - console script alias
+    app()

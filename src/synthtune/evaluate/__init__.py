@@ -1,0 +1,1 @@
+"""Evaluate stage: prove the tuned model is better than the base on held-out real data."""

@@ -1,0 +1,1 @@
+"""Export stage: the training mix in the formats other trainers read."""

@@ -1,0 +1,1 @@
+"""Generate stage: templates with random slots, rendered and answered by a backend."""

@@ -1,0 +1,15 @@
+"""Generation backends, registered by name in :data:`BACKENDS`."""
+
+from synthtune.generate.backends.base import (
+    BACKENDS,
+    Backend,
+    GenerationRequest,
+    GenerationResult,
+    create_backend,
+)
+
+# Importing the modules registers the built-in backends.
+from synthtune.generate.backends import template as _template  # noqa: F401  # isort: skip
+from synthtune.generate.backends import transformers as _transformers  # noqa: F401  # isort: skip
+
+__all__ = ["BACKENDS", "Backend", "GenerationRequest", "GenerationResult", "create_backend"]

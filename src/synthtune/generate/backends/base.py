@@ -1,0 +1,45 @@
+"""The backend contract: turn a batch of chat requests into replies.
+
+A backend implements ``generate`` only; the stage owns ordering, sharding and resume. A
+failure of one request is returned as a result with ``error`` set, never raised, so one bad
+reply cannot sink its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from synthtune.registry import Registry
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    key: str
+    messages: list[dict[str, str]]
+    reference: str | None = None  # the rendered response template, if any
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    text: str | None
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class Backend(Protocol):
+    name: str
+    model: str
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]: ...
+
+
+# A factory takes the backend's config section and a model resolver (name -> local path).
+BackendFactory = Callable[[Any, Callable[[str], str]], Backend]
+BACKENDS: Registry[BackendFactory] = Registry("generation backend")
+
+
+def create_backend(config: Any, resolve_model: Callable[[str], str]) -> Backend:
+    return BACKENDS.get(config.type)(config, resolve_model)

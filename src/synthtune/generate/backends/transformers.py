@@ -1,0 +1,84 @@
+"""The ``transformers`` backend: batched generation with a local or hub causal LM.
+
+Prompts are sorted by length and generated in batches with left padding (decoder-only
+models continue from the right edge), which is what makes batching pay on CPU: similar
+lengths waste little compute on padding. Results are returned in the caller's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from synthtune.config import TransformersBackendConfig
+from synthtune.generate.backends.base import BACKENDS, GenerationRequest, GenerationResult
+from synthtune.models import load_causal_lm, pick_device
+
+
+def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """Chat template when the tokenizer has one; a plain role-tagged layout otherwise."""
+    if getattr(tokenizer, "chat_template", None):
+        return str(
+            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        )
+    turns = [m["content"] for m in messages]
+    return "\n".join(turns) + "\n"
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, config: TransformersBackendConfig, path: str) -> None:
+        self.config = config
+        self.model = config.model
+        self.device = pick_device(config.device)
+        self.lm, self.tokenizer = load_causal_lm(path, device=self.device, dtype=config.dtype)
+        self.tokenizer.padding_side = "left"
+
+    def _generate_batch(self, prompts: list[str]) -> list[tuple[str, int, int]]:
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
+        sampling = self.config.temperature > 0
+        with torch.inference_mode():
+            out = self.lm.generate(
+                **enc,
+                max_new_tokens=self.config.max_new_tokens,
+                do_sample=sampling,
+                temperature=self.config.temperature if sampling else None,
+                top_p=self.config.top_p if sampling else None,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+            )
+        new = out[:, enc["input_ids"].shape[1] :]
+        results = []
+        for row, mask in zip(new, enc["attention_mask"], strict=True):
+            keep = row[row != self.tokenizer.pad_token_id]
+            text = self.tokenizer.decode(keep, skip_special_tokens=True).strip()
+            results.append((text, int(mask.sum()), len(keep)))
+        return results
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        prompts = [render_chat(self.tokenizer, r.messages) for r in requests]
+        lengths = [len(self.tokenizer(p)["input_ids"]) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+        results: list[GenerationResult | None] = [None] * len(prompts)
+        size = self.config.batch_size
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            for i, (text, n_in, n_out) in zip(
+                chunk, self._generate_batch([prompts[i] for i in chunk]), strict=True
+            ):
+                results[i] = (
+                    GenerationResult(text=text, tokens_in=n_in, tokens_out=n_out)
+                    if text
+                    else GenerationResult(text=None, error="empty reply", tokens_in=n_in)
+                )
+        return [r for r in results if r is not None]
+
+
+def _create(config: Any, resolve_model: Callable[[str], str]) -> TransformersBackend:
+    return TransformersBackend(config, resolve_model(config.model))
+
+
+BACKENDS.register("transformers", _create)

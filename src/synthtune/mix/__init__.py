@@ -1,0 +1,1 @@
+"""Mix stage: combine accepted synthetic records with real data into train/val/test."""

@@ -1,0 +1,161 @@
+"""The runner: sequences the stages, skipping the complete ones. Nothing else.
+
+A stage is complete when its manifest exists and its fingerprint matches. The fingerprint
+chains the recipe sections the stage reads, the content of its input files, and the previous
+stage's fingerprint, so editing ``train`` re-runs train and what follows, never generate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from synthtune.config import Recipe
+from synthtune.context import Stage, StageContext
+from synthtune.errors import RecipeError, RegistryError, StageError
+from synthtune.evaluate.stage import EvaluateStage
+from synthtune.export.stage import ExportStage
+from synthtune.generate.stage import GenerateStage
+from synthtune.mix.stage import MixStage
+from synthtune.quality.stage import QualityStage
+from synthtune.records import content_hash
+from synthtune.registry import Registry
+from synthtune.store import RunStore
+from synthtune.train.stage import TrainStage
+
+STAGE_REGISTRY: Registry[Stage] = Registry("stage")
+for _stage in (
+    GenerateStage(),
+    QualityStage(),
+    MixStage(),
+    TrainStage(),
+    EvaluateStage(),
+    ExportStage(),
+):
+    STAGE_REGISTRY.register(_stage.name, _stage)
+ORDER: tuple[str, ...] = ("generate", "quality", "mix", "train", "evaluate", "export")
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    status: str  # "ran" | "skipped"
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    outcomes: list[StageOutcome]
+    report: Path | None = None
+
+
+def _file_digest(path: Path | None) -> str | None:
+    if path is None or not Path(path).exists():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _inputs(recipe: Recipe) -> dict[str, str | None]:
+    """Content hashes of the files the recipe points at (so an edited file re-runs stages)."""
+    return {
+        "rules": _file_digest(recipe.quality.rules),
+        "real": _file_digest(recipe.mix.real.path if recipe.mix.real else None),
+    }
+
+
+def fingerprints(recipe: Recipe) -> dict[str, str]:
+    dump = recipe.model_dump(mode="json")
+    files = _inputs(recipe)
+    # The local model (used by quality, train, evaluate) depends on these too.
+    shared = {
+        "local_tiny": dump["local_tiny"],
+        "seed": dump["seed"],
+        "real": files["real"],
+        "splits": [dump["mix"]["val_fraction"], dump["mix"]["test_fraction"]],
+    }
+    extra = {
+        "quality": {"rules": files["rules"], **shared},
+        "mix": {"real": files["real"]},
+        "train": shared,
+        "evaluate": shared,
+    }
+    out: dict[str, str] = {}
+    previous = ""
+    for name in ORDER:
+        stage = STAGE_REGISTRY.get(name)
+        sections = {s: dump[s] for s in stage.sections}
+        previous = content_hash({"prev": previous, "sections": sections, "extra": extra.get(name)})
+        out[name] = previous
+    return out
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Every deep check of every stage, before any work or any folder is created."""
+    problems: list[str] = []
+    for name in ORDER:
+        try:
+            STAGE_REGISTRY.get(name).check(recipe)
+        except RecipeError as exc:
+            problems.extend(
+                f"{exc.path}: {p}" if exc.path != str(recipe.source) else p for p in exc.problems
+            )
+        except (StageError, RegistryError) as exc:
+            problems.append(str(exc))
+    if problems:
+        raise RecipeError(str(recipe.source), problems)
+
+
+def run_recipe(
+    recipe: Recipe,
+    runs_root: Path | str = "runs",
+    *,
+    from_stage: str | None = None,
+    force: bool = False,
+    until: str | None = None,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> RunResult:
+    """Run the stages in order into ``runs_root/<name>``, skipping complete ones.
+
+    ``from_stage`` re-runs that stage and every later one; ``force`` re-runs all;
+    ``until`` stops after the named stage.
+    """
+    for name in (from_stage, until):
+        if name is not None and name not in ORDER:
+            raise StageError(f"unknown stage {name!r}; stages: {', '.join(ORDER)}")
+    check_recipe(recipe)
+    store = RunStore(Path(runs_root) / recipe.name)
+    prints = fingerprints(recipe)
+    store.write_lock(recipe.model_dump(mode="json"), prints[ORDER[-1]])
+    ctx = StageContext(
+        recipe=recipe, store=store, quiet=quiet, **({"console": console} if console else {})
+    )
+    redo = ORDER.index(from_stage) if from_stage else (0 if force else len(ORDER))
+    outcomes = []
+    for position, name in enumerate(ORDER):
+        stage = STAGE_REGISTRY.get(name)
+        if position >= redo:
+            store.invalidate(name)
+        if store.is_complete(name, prints[name]):
+            entry = store.stage_state(name) or {}
+            outcomes.append(StageOutcome(name, "skipped", 0.0, entry.get("summary", {})))
+            ctx.log(f"[dim]{name}: complete, skipped[/]")
+        else:
+            entry = store.stage_state(name)
+            if entry is not None:  # complete once, for another recipe: start over
+                store.invalidate(name)
+            ctx.log(f"[bold cyan]{name}[/]: running")
+            started = time.perf_counter()
+            summary = stage.run(ctx)
+            store.mark_complete(name, prints[name], summary)
+            outcomes.append(StageOutcome(name, "ran", time.perf_counter() - started, summary))
+        if name == until:
+            break
+    return RunResult(run_dir=store.root, outcomes=outcomes)

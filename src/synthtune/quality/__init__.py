@@ -1,0 +1,1 @@
+"""Quality stage: dedup, fluency (perplexity) and logic (rules) tiers, review sampling."""

@@ -1,0 +1,67 @@
+"""Render ``report.html`` for a run directory from what the stages wrote."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from synthtune.errors import StageError
+from synthtune.report import plots
+from synthtune.store import RunStore, atomic_write_text
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("synthtune.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+)
+
+
+def _rule_failures(records: list[Any]) -> list[dict[str, Any]]:
+    counts: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    for record in records:
+        for outcome in record.quality.get("rules", []):
+            if not outcome["ok"]:
+                counts[outcome["rule"]] += 1
+                examples.setdefault(outcome["rule"], outcome["why"])
+    return [{"rule": k, "count": v, "example": examples[k]} for k, v in counts.most_common()]
+
+
+def build_report(run_dir: Path | str) -> Path:
+    """Write ``<run_dir>/report.html`` and return its path."""
+    store = RunStore(Path(run_dir))
+    state = store.state()["stages"]
+    if not state:
+        raise StageError(f"no completed stage in {run_dir}: run the recipe first")
+    stages = [{"name": k, "status": v["status"], "summary": v["summary"]} for k, v in state.items()]
+    context: dict[str, Any] = {
+        "name": store.root.name,
+        "run_dir": str(store.root),
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "stages": stages,
+        "plots": {},
+    }
+    if "quality" in state:
+        records = store.read_table("quality", "dataset")
+        summary = state["quality"]["summary"]
+        context["funnel"] = summary["funnel"]
+        context["plots"]["funnel"] = plots.funnel_chart(summary["funnel"])
+        values = [r.quality["perplexity"] for r in records if "perplexity" in r.quality]
+        if values:
+            threshold = summary.get("ppl_max") or max(values)
+            context["plots"]["perplexity"] = plots.perplexity_histogram(values, threshold)
+        context["rule_failures"] = _rule_failures(records)
+    if "mix" in state:
+        context["mix"] = state["mix"]["summary"]
+    if "train" in state:
+        context["train"] = store.read_json("train", "metrics.json")
+        context["plots"]["loss"] = plots.loss_curves(context["train"]["log_history"])
+    if "evaluate" in state:
+        context["evaluate"] = store.read_json("evaluate", "metrics.json")
+        context["ppl"] = context["evaluate"]["suites"].get("perplexity")
+    path = store.root / "report.html"
+    atomic_write_text(path, _ENV.get_template("report.html").render(**context))
+    return path

@@ -1,0 +1,223 @@
+"""The run directory: record shards, manifests, stage status. All I/O of stages goes here.
+
+Layout (``runs/<name>/``)::
+
+    recipe.lock.yaml       resolved recipe + package versions + fingerprint (no secrets)
+    state.json             stage -> {status, fingerprint, summary}; written last
+    <stage>/shard-*.parquet   append-only record shards
+    <stage>/<table>.parquet   named tables (mix/train.parquet ...)
+    <stage>/manifest.json  written when the stage completes
+
+Every write goes to a temporary file in the same folder, is fsynced and then renamed over
+the target, so a kill -9 at any moment leaves either the old file or the new one, never a
+torn one. A stage counts as complete only once its manifest and state entry exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from synthtune.records import Message, Payload, Record
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source", pa.string()),
+        ("status", pa.string()),
+        ("reasons", pa.list_(pa.string())),
+        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("label", pa.string()),
+        ("lineage", pa.string()),
+        ("quality", pa.string()),
+    ]
+)
+
+_VERSIONED = ("synthtune", "torch", "transformers", "peft", "accelerate", "tokenizers")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    atomic_write_text(path, json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True))
+
+
+def records_to_table(records: Iterable[Record]) -> pa.Table:
+    rows = [
+        {
+            "id": r.id,
+            "source": r.source,
+            "status": r.status,
+            "reasons": list(r.reasons),
+            "messages": [m.model_dump() for m in r.payload.messages],
+            "label": r.payload.label,
+            "lineage": json.dumps(r.lineage, ensure_ascii=False, sort_keys=True),
+            "quality": json.dumps(r.quality, ensure_ascii=False, sort_keys=True),
+        }
+        for r in records
+    ]
+    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
+
+
+def table_to_records(table: pa.Table) -> list[Record]:
+    return [
+        Record(
+            id=row["id"],
+            source=row["source"],
+            status=row["status"],
+            reasons=row["reasons"] or [],
+            payload=Payload(messages=[Message(**m) for m in row["messages"]], label=row["label"]),
+            lineage=json.loads(row["lineage"]),
+            quality=json.loads(row["quality"]),
+        )
+        for row in table.to_pylist()
+    ]
+
+
+def write_records(path: Path, records: Iterable[Record]) -> None:
+    """Write records as one Parquet file, atomically."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(records_to_table(records), sink, compression="zstd")
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def read_records(path: Path) -> list[Record]:
+    return table_to_records(pq.read_table(path, schema=RECORD_SCHEMA))
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+class RunStore:
+    """One run directory. Stages read and write records only through this class."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # ---- paths
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    def path(self, stage: str, name: str) -> Path:
+        return self.stage_dir(stage) / name
+
+    # ---- shards (append-only)
+    def shard_paths(self, stage: str) -> list[Path]:
+        return sorted(self.stage_dir(stage).glob("shard-*.parquet"))
+
+    def append_shard(self, stage: str, records: list[Record]) -> Path:
+        """Write ``records`` as the next shard of ``stage``; never overwrites a shard."""
+        existing = self.shard_paths(stage)
+        index = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+        path = self.stage_dir(stage) / f"shard-{index:05d}.parquet"
+        write_records(path, records)
+        return path
+
+    def read_shards(self, stage: str) -> list[Record]:
+        out: list[Record] = []
+        for path in self.shard_paths(stage):
+            out.extend(read_records(path))
+        return out
+
+    # ---- named tables
+    def write_table(self, stage: str, name: str, records: list[Record]) -> Path:
+        path = self.path(stage, f"{name}.parquet")
+        write_records(path, records)
+        return path
+
+    def read_table(self, stage: str, name: str) -> list[Record]:
+        return read_records(self.path(stage, f"{name}.parquet"))
+
+    def write_json(self, stage: str, name: str, value: Any) -> Path:
+        path = self.path(stage, name)
+        atomic_write_json(path, value)
+        return path
+
+    def read_json(self, stage: str, name: str) -> Any:
+        return json.loads(self.path(stage, name).read_text(encoding="utf-8"))
+
+    # ---- stage state
+    @property
+    def state_path(self) -> Path:
+        return self.root / "state.json"
+
+    def state(self) -> dict[str, Any]:
+        if not self.state_path.exists():
+            return {"stages": {}}
+        return json.loads(self.state_path.read_text(encoding="utf-8"))
+
+    def stage_state(self, stage: str) -> dict[str, Any] | None:
+        return self.state()["stages"].get(stage)
+
+    def is_complete(self, stage: str, fingerprint: str) -> bool:
+        entry = self.stage_state(stage)
+        return (
+            entry is not None
+            and entry.get("status") == "complete"
+            and entry.get("fingerprint") == fingerprint
+            and (self.stage_dir(stage) / "manifest.json").exists()
+        )
+
+    def mark_complete(self, stage: str, fingerprint: str, summary: dict[str, Any]) -> None:
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        manifest = {"stage": stage, "fingerprint": fingerprint, "finished_at": now, **summary}
+        self.write_json(stage, "manifest.json", manifest)
+        state = self.state()
+        state["stages"][stage] = {
+            "status": "complete",
+            "fingerprint": fingerprint,
+            "finished_at": now,
+            "summary": summary,
+        }
+        atomic_write_json(self.state_path, state)
+
+    def invalidate(self, stage: str) -> None:
+        """Forget a stage's results: its folder and its state entry."""
+        state = self.state()
+        if state["stages"].pop(stage, None) is not None:
+            atomic_write_json(self.state_path, state)
+        shutil.rmtree(self.stage_dir(stage), ignore_errors=True)
+
+    # ---- lock file
+    def write_lock(self, recipe_dump: dict[str, Any], fingerprint: str) -> None:
+        lock = {
+            "fingerprint": fingerprint,
+            "versions": package_versions(),
+            "recipe": recipe_dump,
+        }
+        text = yaml.safe_dump(lock, allow_unicode=True, sort_keys=False)
+        atomic_write_text(self.root / "recipe.lock.yaml", text)

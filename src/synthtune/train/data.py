@@ -1,0 +1,89 @@
+"""Tokenise records for causal-LM training and collate them with on-the-fly noise.
+
+Records with a prompt are rendered with the tokenizer's chat template and the prompt tokens
+are masked (-100) so only the reply is learned (completion-only loss); plain-text records
+(one assistant message, e.g. real documents) are learned as plain language-model text.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from synthtune.records import Record
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    bos = tokenizer.bos_token
+    add_special = not (bos and text.startswith(bos))
+    ids: list[int] = tokenizer(text, add_special_tokens=add_special)["input_ids"]
+    return ids
+
+
+def encode_record(tokenizer: Any, record: Record, max_length: int) -> dict[str, list[int]]:
+    messages = [m.model_dump() for m in record.payload.messages]
+    eos = tokenizer.eos_token or ""
+    if len(messages) == 1 and messages[0]["role"] == "assistant":
+        ids = _encode(tokenizer, messages[0]["content"] + eos)
+        labels = list(ids)
+    else:
+        prompt = tokenizer.apply_chat_template(
+            messages[:-1], tokenize=False, add_generation_prompt=True
+        )
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        prompt_ids = _encode(tokenizer, prompt)
+        ids = _encode(tokenizer, full)
+        if not full.rstrip().endswith(eos):
+            ids.append(tokenizer.eos_token_id)
+        labels = [-100] * len(prompt_ids) + ids[len(prompt_ids) :]
+    ids, labels = ids[:max_length], labels[:max_length]
+    return {"input_ids": ids, "labels": labels}
+
+
+class NoisyCollator:
+    """Pads a batch; with probability ``noise_prob`` per example, perturbs input tokens.
+
+    Perturbation (random replacement or a swap with the neighbour) touches ``input_ids`` only:
+    ``labels`` keep the clean tokens, so the model learns to predict clean text from noisy
+    context and the targets are never corrupted. Special tokens are left alone.
+    """
+
+    def __init__(self, tokenizer: Any, noise_prob: float, token_rate: float, seed: int):
+        self.pad_id = tokenizer.pad_token_id
+        self.vocab_size = len(tokenizer)
+        self.special = set(tokenizer.all_special_ids)
+        self.noise_prob = noise_prob
+        self.token_rate = token_rate
+        self.rng = random.Random(seed)
+        self.training = True
+
+    def _perturb(self, ids: list[int]) -> list[int]:
+        ids = list(ids)
+        positions = [i for i, t in enumerate(ids) if t not in self.special]
+        for i in self.rng.sample(positions, int(len(positions) * self.token_rate)):
+            if self.rng.random() < 0.5 and i + 1 < len(ids) and ids[i + 1] not in self.special:
+                ids[i], ids[i + 1] = ids[i + 1], ids[i]
+            else:
+                ids[i] = self.rng.randrange(self.vocab_size)
+                while ids[i] in self.special:
+                    ids[i] = self.rng.randrange(self.vocab_size)
+        return ids
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        batch_ids, batch_labels, batch_mask = [], [], []
+        for f in features:
+            ids = f["input_ids"]
+            if self.training and self.noise_prob and self.rng.random() < self.noise_prob:
+                ids = self._perturb(ids)
+            pad = width - len(ids)
+            batch_ids.append(ids + [self.pad_id] * pad)
+            batch_labels.append(list(f["labels"]) + [-100] * pad)
+            batch_mask.append([1] * len(ids) + [0] * pad)
+        return {
+            "input_ids": torch.tensor(batch_ids),
+            "labels": torch.tensor(batch_labels),
+            "attention_mask": torch.tensor(batch_mask),
+        }
