@@ -52,20 +52,22 @@ def _fail(exc: BaseException) -> typer.Exit:
 
 def _summary_table(result: Any) -> Table:
     table = Table(title=f"run {result.run_dir}")
-    for column in ("stage", "status", "in", "out", "seconds", "notes"):
+    for column in ("stage", "status", "in", "out", "seconds"):
         table.add_column(column)
     for o in result.outcomes:
         s = o.summary
-        reasons = "; ".join(f"{k} ({v})" for k, v in (s.get("rejected_reasons") or {}).items())
         table.add_row(
-            o.name,
-            o.status,
-            str(s.get("records_in", "")),
-            str(s.get("records_out", "")),
+            o.name, o.status, str(s.get("records_in", "")), str(s.get("records_out", "")),
             f"{o.seconds:.1f}",
-            reasons,
         )
     return table
+
+
+def _print_reasons(result: Any) -> None:
+    """Rejection reasons one per line: they are too long for a table column."""
+    for o in result.outcomes:
+        for reason, count in (o.summary.get("rejected_reasons") or {}).items():
+            out.print(f"  {o.name} rejected {count}: {reason}", soft_wrap=True)
 
 
 def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
@@ -81,6 +83,7 @@ def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
     except (SynthtuneError, KeyboardInterrupt) as exc:
         raise _fail(exc) from None
     out.print(_summary_table(result))
+    _print_reasons(result)
     if all(o.status == "skipped" for o in result.outcomes):
         out.print("every stage already complete: nothing to do (use --force or --from to redo)")
     evaluate = next((o for o in result.outcomes if o.name == "evaluate"), None)
@@ -90,7 +93,7 @@ def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
             f"perplexity on the real test split: base {ppl['base']:.2f} -> tuned "
             f"{ppl['tuned']:.2f} ({ppl['change_pct']:+.1f} %)"
         )
-    out.print(f"report: {report}")
+    out.print(f"report: {report}", soft_wrap=True)
 
 
 @app.command()
@@ -168,6 +171,16 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) ->
         out.print(f"report: {build_report(run_dir)}")
     except SynthtuneError as exc:
         raise _fail(exc) from None
+
+
+@app.command()
+def schema() -> None:
+    """Print the recipe's JSON Schema (for editor completion and validation)."""
+    import json
+
+    from synthtune.config import Recipe
+
+    out.print_json(json.dumps(Recipe.model_json_schema()))
 
 
 @app.command()

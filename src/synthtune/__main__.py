@@ -1,0 +1,5 @@
+"""``python -m synthtune`` runs the CLI."""
+
+from synthtune.cli import app
+
+app()

@@ -1,0 +1,74 @@
+import pytest
+from jinja2.exceptions import SecurityError
+
+from synthtune.config import GenerateConfig, TemplateConfig
+from synthtune.errors import RecipeError
+from synthtune.generate.plan import plan_requests
+from synthtune.generate.templates import compile_template, request_rng
+
+SLOTS = {
+    "age": {"randint": [18, 80]},
+    "temp": {"uniform": [36.0, 40.0], "round": 1},
+    "gender": {"choice": ["male", "female"], "weights": [3, 1]},
+    "others": {"sample": ["a", "b", "c", "d"], "k": [1, 3], "sep": "+"},
+    "name": {"faker": "first_name", "locale": "en_US"},
+    "group": {"template": "{{ 'senior' if age >= 65 else 'adult' }}"},
+    "symptom": {"by": "group", "choice": {"adult": ["cough"], "senior": ["dizziness"]}},
+}
+
+
+def _template(**overrides) -> TemplateConfig:
+    return TemplateConfig.model_validate(
+        {"id": "t", "prompt": "{{ age }} {{ symptom }}", "response": "ok", "slots": SLOTS,
+         **overrides}
+    )
+
+
+def _sample(seed: int, n: int = 50) -> list[dict]:
+    compiled = compile_template(_template())
+    return [compiled.sample_slots(request_rng(seed, i, "t")) for i in range(n)]
+
+
+def test_same_seed_same_slots_and_different_seed_differs() -> None:
+    assert _sample(1) == _sample(1)
+    assert _sample(1) != _sample(2)
+
+
+def test_samplers_respect_their_ranges_and_types() -> None:
+    values = _sample(5, 300)
+    assert all(18 <= v["age"] <= 80 and isinstance(v["age"], int) for v in values)
+    assert all(36.0 <= v["temp"] <= 40.0 and round(v["temp"], 1) == v["temp"] for v in values)
+    males = sum(v["gender"] == "male" for v in values) / len(values)
+    assert 0.65 < males < 0.85  # weights 3:1
+    assert all(1 <= len(v["others"].split("+")) <= 3 for v in values)
+    assert len({v["name"] for v in values}) > 20
+
+
+def test_dependent_slots_follow_their_parent() -> None:
+    for v in _sample(9, 200):
+        assert v["group"] == ("senior" if v["age"] >= 65 else "adult")
+        assert v["symptom"] == ("dizziness" if v["group"] == "senior" else "cough")
+
+
+def test_request_slots_do_not_depend_on_other_requests() -> None:
+    cfg = GenerateConfig.model_validate({"n": 30, "templates": [_template().model_dump()]})
+    full = plan_requests(cfg, seed=4)
+    shorter = plan_requests(cfg.model_copy(update={"n": 10}), seed=4)
+    assert [r.key for r in shorter] == [r.key for r in full[:10]]
+    assert [r.slots for r in shorter] == [r.slots for r in full[:10]]
+
+
+def test_cycles_and_unknown_slots_are_recipe_errors() -> None:
+    cyclic = {"a": {"template": "{{ b }}"}, "b": {"template": "{{ a }}"}}
+    with pytest.raises(RecipeError, match="circular"):
+        compile_template(_template(slots=cyclic, prompt="{{ a }}"))
+    with pytest.raises(RecipeError, match="undefined slots"):
+        compile_template(_template(prompt="{{ nope }}"))
+
+
+def test_templates_are_sandboxed() -> None:
+    compiled = compile_template(
+        _template(prompt="{{ age.__class__.__mro__[1].__subclasses__() }}")
+    )
+    with pytest.raises(SecurityError):
+        compiled.render(compiled.sample_slots(request_rng(0, 0)))

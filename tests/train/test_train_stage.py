@@ -1,0 +1,66 @@
+"""The train stage on the small recipe: LoRA only trains adapters, at the adapter LR."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from synthtune.config import TrainConfig, load_recipe
+from synthtune.models import load_tokenizer
+from synthtune.pipeline import run_recipe
+from synthtune.records import Message, Payload, Record
+from synthtune.train.data import NoisyCollator, encode_record
+from synthtune.train.methods import METHODS
+from synthtune.train.param_groups import apply_freezing, param_groups
+
+
+def test_lora_trains_adapters_only_with_layered_lrs(tiny_model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    cfg = TrainConfig(method="full")
+    full = METHODS.get("full")(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
+    apply_freezing(full, cfg)
+    names = [n for n, p in full.named_parameters() if p.requires_grad]
+    assert names and not any("norm" in n for n in names)  # norms frozen by default
+    assert {g["lr"] for g in param_groups(full, cfg)} == {1e-5}
+
+    cfg = TrainConfig()
+    lora = METHODS.get("lora")(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
+    apply_freezing(lora, cfg)
+    trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any("q_proj" in n for n in trainable) and not any("mlp" in n for n in trainable)
+    assert {g["lr"] for g in param_groups(lora, cfg)} == {1e-3}
+
+
+def test_prompt_tokens_are_masked_and_noise_never_touches_labels(tiny_model_dir: Path) -> None:
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    record = Record.create(
+        "synthetic",
+        Payload(messages=[Message(role="user", content="Temperature 37.5 °C?"),
+                          Message(role="assistant", content="Rest and drink fluids.")]),
+    )
+    row = encode_record(tokenizer, record, 128)
+    masked = sum(label == -100 for label in row["labels"])
+    assert 0 < masked < len(row["labels"])
+    assert row["input_ids"][-1] == tokenizer.eos_token_id  # the model learns to stop
+    collator = NoisyCollator(tokenizer, noise_prob=1.0, token_rate=0.5, seed=0)
+    batch = collator([row, row])
+    assert torch.equal(batch["labels"][0], torch.tensor(row["labels"]))
+    assert not torch.equal(batch["input_ids"][0], torch.tensor(row["input_ids"]))
+    collator.training = False
+    assert torch.equal(collator([row])["input_ids"][0], torch.tensor(row["input_ids"]))
+
+
+def test_train_and_evaluate_stages_write_their_results(small_recipe: Path, tmp_path: Path) -> None:
+    result = run_recipe(load_recipe(small_recipe), tmp_path / "runs", until="evaluate", quiet=True)
+    run_dir = result.run_dir
+    assert (run_dir / "train" / "adapter" / "adapter_config.json").exists()
+    metrics = json.loads((run_dir / "train" / "metrics.json").read_text())
+    assert metrics["global_step"] > 0 and any("eval_loss" in h for h in metrics["log_history"])
+    evaluation = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    ppl = evaluation["suites"]["perplexity"]
+    assert ppl["base"] > 1 and ppl["tuned"] > 1 and evaluation["n_test"] > 0
+    again = run_recipe(load_recipe(small_recipe), tmp_path / "runs", from_stage="train",
+                       until="evaluate", quiet=True)
+    assert [o.status for o in again.outcomes] == ["skipped", "skipped", "skipped", "ran", "ran"]
