@@ -27,8 +27,13 @@ def write_recipe(folder: Path, overrides: dict | None = None) -> Path:
     small = {
         "generate": {"n": 48, "flush_every": 8},
         "train": {"epochs": 1, "batch_size": 8},
-        "local_tiny": {"vocab_size": 400, "hidden_size": 32, "layers": 1, "heads": 2,
-                       "pretrain_epochs": 0.2},
+        "local_tiny": {
+            "vocab_size": 400,
+            "hidden_size": 32,
+            "layers": 1,
+            "heads": 2,
+            "pretrain_epochs": 0.2,
+        },
         "quality": {"perplexity": {"max": 1e9}},
     }
     for source in (small, overrides or {}):

@@ -2,7 +2,9 @@ from synthtune.records import Message, Payload, Record, payload_id, split_of
 
 
 def _payload(text: str = "hello") -> Payload:
-    return Payload(messages=[Message(role="user", content="q"), Message(role="assistant", content=text)])
+    return Payload(
+        messages=[Message(role="user", content="q"), Message(role="assistant", content=text)]
+    )
 
 
 def test_id_is_a_stable_content_hash() -> None:

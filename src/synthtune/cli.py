@@ -57,7 +57,10 @@ def _summary_table(result: Any) -> Table:
     for o in result.outcomes:
         s = o.summary
         table.add_row(
-            o.name, o.status, str(s.get("records_in", "")), str(s.get("records_out", "")),
+            o.name,
+            o.status,
+            str(s.get("records_in", "")),
+            str(s.get("records_out", "")),
             f"{o.seconds:.1f}",
         )
     return table

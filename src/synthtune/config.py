@@ -339,14 +339,14 @@ class TrainConfig(StrictModel):
 # --------------------------------------------------------------------------- evaluate/export
 class EvaluateConfig(StrictModel):
     suites: list[Literal["perplexity"]] = Field(
-        default_factory=lambda: ["perplexity"], description="Evaluation suites to run."
+        default=["perplexity"], description="Evaluation suites to run."
     )
     max_samples: int = Field(500, gt=0, description="Test records scored at most.")
 
 
 class ExportConfig(StrictModel):
     formats: list[Literal["openai", "alpaca", "sharegpt"]] = Field(
-        default_factory=lambda: ["openai"], description="Dataset export formats."
+        default=["openai"], description="Dataset export formats."
     )
 
 
@@ -357,7 +357,7 @@ class LocalTinyConfig(StrictModel):
     heads: int = Field(4, gt=0)
     pretrain_epochs: float = Field(3.0, ge=0, description="Pre-training epochs.")
     pretrain_on: list[Literal["general", "real"]] = Field(
-        default_factory=lambda: ["general"],
+        default=["general"],
         description="Pre-training corpus: general = English prose shipped with Python "
         "(pydoc topics), a stand-in for a generic base model; real = the real non-test "
         "records (the base then already knows the domain, so tuning gains little).",

@@ -43,7 +43,7 @@ def pick_device(device: str = "auto") -> torch.device:
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype != "auto":
-        return getattr(torch, dtype)  # type: ignore[no-any-return]
+        return getattr(torch, dtype)
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
@@ -66,7 +66,8 @@ def load_causal_lm(
 
     device = device or pick_device()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, device))
-    model.to(device).eval()
+    model.to(device)  # type: ignore[arg-type]
+    model.eval()
     return model, load_tokenizer(path)
 
 

@@ -29,14 +29,15 @@ from synthtune.store import RunStore
 from synthtune.train.stage import TrainStage
 
 STAGE_REGISTRY: Registry[Stage] = Registry("stage")
-for _stage in (
+_BUILT_IN: tuple[Stage, ...] = (
     GenerateStage(),
     QualityStage(),
     MixStage(),
     TrainStage(),
     EvaluateStage(),
     ExportStage(),
-):
+)
+for _stage in _BUILT_IN:
     STAGE_REGISTRY.register(_stage.name, _stage)
 ORDER: tuple[str, ...] = ("generate", "quality", "mix", "train", "evaluate", "export")
 
@@ -134,9 +135,9 @@ def run_recipe(
     store = RunStore(Path(runs_root) / recipe.name)
     prints = fingerprints(recipe)
     store.write_lock(recipe.model_dump(mode="json"), prints[ORDER[-1]])
-    ctx = StageContext(
-        recipe=recipe, store=store, quiet=quiet, **({"console": console} if console else {})
-    )
+    ctx = StageContext(recipe=recipe, store=store, quiet=quiet)
+    if console is not None:
+        ctx.console = console
     redo = ORDER.index(from_stage) if from_stage else (0 if force else len(ORDER))
     outcomes = []
     for position, name in enumerate(ORDER):
@@ -144,12 +145,11 @@ def run_recipe(
         if position >= redo:
             store.invalidate(name)
         if store.is_complete(name, prints[name]):
-            entry = store.stage_state(name) or {}
-            outcomes.append(StageOutcome(name, "skipped", 0.0, entry.get("summary", {})))
+            done = store.stage_state(name) or {}
+            outcomes.append(StageOutcome(name, "skipped", 0.0, done.get("summary", {})))
             ctx.log(f"[dim]{name}: complete, skipped[/]")
         else:
-            entry = store.stage_state(name)
-            if entry is not None:  # complete once, for another recipe: start over
+            if store.stage_state(name) is not None:  # complete for another recipe: restart
                 store.invalidate(name)
             ctx.log(f"[bold cyan]{name}[/]: running")
             started = time.perf_counter()

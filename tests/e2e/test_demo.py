@@ -48,8 +48,12 @@ def test_quality_rejects_are_kept_with_reasons(demo_run) -> None:
 
 def test_report_shows_funnel_plots_and_numbers(demo_run) -> None:
     html = (demo_run[0] / "report.html").read_text()
-    for piece in ("Quality funnel", "Rule failures", "Evaluation: base vs tuned",
-                  "data:image/png;base64,"):
+    for piece in (
+        "Quality funnel",
+        "Rule failures",
+        "Evaluation: base vs tuned",
+        "data:image/png;base64,",
+    ):
         assert piece in html
     assert html.count("data:image/png;base64,") >= 3  # funnel, perplexity, loss curves
 

@@ -19,8 +19,13 @@ SLOTS = {
 
 def _template(**overrides) -> TemplateConfig:
     return TemplateConfig.model_validate(
-        {"id": "t", "prompt": "{{ age }} {{ symptom }}", "response": "ok", "slots": SLOTS,
-         **overrides}
+        {
+            "id": "t",
+            "prompt": "{{ age }} {{ symptom }}",
+            "response": "ok",
+            "slots": SLOTS,
+            **overrides,
+        }
     )
 
 
@@ -67,8 +72,6 @@ def test_cycles_and_unknown_slots_are_recipe_errors() -> None:
 
 
 def test_templates_are_sandboxed() -> None:
-    compiled = compile_template(
-        _template(prompt="{{ age.__class__.__mro__[1].__subclasses__() }}")
-    )
+    compiled = compile_template(_template(prompt="{{ age.__class__.__mro__[1].__subclasses__() }}"))
     with pytest.raises(SecurityError):
         compiled.render(compiled.sample_slots(request_rng(0, 0)))

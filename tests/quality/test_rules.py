@@ -43,7 +43,9 @@ def test_antipyretic_rule_passes(rules, prompt, reply, applicable) -> None:
 
 
 def test_chinese_forbidden_term_is_caught(rules) -> None:
-    [outcome] = check_rules([rules["no-antipyretic-below-38.5"]], _consult("体温 37.2℃", "吃布洛芬"))
+    [outcome] = check_rules(
+        [rules["no-antipyretic-below-38.5"]], _consult("体温 37.2℃", "吃布洛芬")
+    )
     assert not outcome.ok
 
 

@@ -37,8 +37,12 @@ def test_prompt_tokens_are_masked_and_noise_never_touches_labels(tiny_model_dir:
     tokenizer = load_tokenizer(str(tiny_model_dir))
     record = Record.create(
         "synthetic",
-        Payload(messages=[Message(role="user", content="Temperature 37.5 °C?"),
-                          Message(role="assistant", content="Rest and drink fluids.")]),
+        Payload(
+            messages=[
+                Message(role="user", content="Temperature 37.5 °C?"),
+                Message(role="assistant", content="Rest and drink fluids."),
+            ]
+        ),
     )
     row = encode_record(tokenizer, record, 128)
     masked = sum(label == -100 for label in row["labels"])
@@ -61,6 +65,11 @@ def test_train_and_evaluate_stages_write_their_results(small_recipe: Path, tmp_p
     evaluation = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     ppl = evaluation["suites"]["perplexity"]
     assert ppl["base"] > 1 and ppl["tuned"] > 1 and evaluation["n_test"] > 0
-    again = run_recipe(load_recipe(small_recipe), tmp_path / "runs", from_stage="train",
-                       until="evaluate", quiet=True)
+    again = run_recipe(
+        load_recipe(small_recipe),
+        tmp_path / "runs",
+        from_stage="train",
+        until="evaluate",
+        quiet=True,
+    )
     assert [o.status for o in again.outcomes] == ["skipped", "skipped", "skipped", "ran", "ran"]

@@ -27,7 +27,7 @@ def load_tuned(base_path: str, tuned_dir: Path) -> tuple[Any, Any]:
 
 class EvaluateStage:
     name = "evaluate"
-    sections = ("evaluate",)
+    sections: tuple[str, ...] = ("evaluate",)
 
     def check(self, recipe: Recipe) -> None:
         return None

@@ -13,7 +13,7 @@ from synthtune.store import atomic_write_text
 
 class ExportStage:
     name = "export"
-    sections = ("export",)
+    sections: tuple[str, ...] = ("export",)
 
     def check(self, recipe: Recipe) -> None:
         for name in recipe.export.formats:

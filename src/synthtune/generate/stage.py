@@ -21,7 +21,7 @@ from synthtune.records import Message, Payload, Record, content_hash
 
 
 def _record(req: PlannedRequest, result: GenerationResult, backend: Any, seed: int) -> Record:
-    messages = [Message(**m) for m in req.messages()]  # type: ignore[arg-type]
+    messages = [Message.model_validate(m) for m in req.messages()]
     if result.text is not None:
         messages.append(Message(role="assistant", content=result.text))
     lineage = {
@@ -47,7 +47,7 @@ def _record(req: PlannedRequest, result: GenerationResult, backend: Any, seed: i
 
 class GenerateStage:
     name = "generate"
-    sections = ("seed", "generate")
+    sections: tuple[str, ...] = ("seed", "generate")
 
     def check(self, recipe: Recipe) -> None:
         compile_templates(recipe.generate)

@@ -31,7 +31,7 @@ def split_real(records: list[Record], recipe: Recipe) -> dict[str, list[Record]]
 
 class MixStage:
     name = "mix"
-    sections = ("mix",)
+    sections: tuple[str, ...] = ("mix",)
 
     def check(self, recipe: Recipe) -> None:
         if recipe.mix.real is not None and not recipe.mix.real.path.exists():

@@ -63,7 +63,7 @@ def rules_tier(ctx: StageContext, records: list[Record]) -> None:
 
 class QualityStage:
     name = "quality"
-    sections = ("quality",)
+    sections: tuple[str, ...] = ("quality",)
 
     def check(self, recipe: Recipe) -> None:
         if recipe.quality.rules is not None:

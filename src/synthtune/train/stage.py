@@ -45,7 +45,7 @@ def training_arguments(recipe: Recipe, out_dir: str, steps_per_epoch: int) -> Tr
         eval_strategy=strategy,
         save_strategy=strategy,
         eval_steps=cfg.eval_every,
-        save_steps=cfg.eval_every,
+        save_steps=cfg.eval_every or 500,
         logging_steps=max(1, steps_per_epoch // 4),
         load_best_model_at_end=True,
         metric_for_best_model="eval_loss",
@@ -63,7 +63,7 @@ def training_arguments(recipe: Recipe, out_dir: str, steps_per_epoch: int) -> Tr
 
 class TrainStage:
     name = "train"
-    sections = ("train",)
+    sections: tuple[str, ...] = ("train",)
 
     def check(self, recipe: Recipe) -> None:
         METHODS.get(recipe.train.method)
@@ -123,7 +123,7 @@ class TrainStage:
             result = trainer.train(resume_from_checkpoint=resume)
             elapsed = time.perf_counter() - started
         adapter_dir = out_dir / "adapter"
-        trainer.model.save_pretrained(adapter_dir)
+        model.save_pretrained(adapter_dir)
         tokenizer.save_pretrained(adapter_dir)
         tokens = sum(len(r["input_ids"]) for r in train) * cfg.epochs
         metrics = {

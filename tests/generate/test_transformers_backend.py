@@ -1,0 +1,62 @@
+"""The transformers backend: batched, length-sorted generation equal to one-at-a-time."""
+
+from pathlib import Path
+
+from synthtune.config import TransformersBackendConfig, load_recipe
+from synthtune.generate.backends import GenerationRequest, create_backend
+from synthtune.pipeline import run_recipe
+from synthtune.store import RunStore
+from tests.conftest import write_recipe
+
+PROMPTS = [
+    "Patient reports a cough.",
+    "Temperature 38.5 °C",
+    "Patient 12 reports a temperature of 39.5 °C and a cough for three days now.",
+    "fever",
+    "Patient 4 reports a temperature of 36.5 °C.",
+]
+
+
+def _requests() -> list[GenerationRequest]:
+    return [
+        GenerationRequest(str(i), [{"role": "user", "content": p}]) for i, p in enumerate(PROMPTS)
+    ]
+
+
+def _backend(path: Path, batch_size: int):
+    cfg = TransformersBackendConfig(
+        type="transformers", model=str(path), max_new_tokens=6, batch_size=batch_size
+    )
+    return create_backend(cfg, lambda name: name)
+
+
+def test_batched_greedy_equals_one_prompt_at_a_time(tiny_model_dir: Path) -> None:
+    batched = _backend(tiny_model_dir, batch_size=4).generate(_requests())
+    single = _backend(tiny_model_dir, batch_size=1).generate(_requests())
+    assert [r.text for r in batched] == [r.text for r in single]
+    assert all(r.tokens_in > 0 for r in batched)
+    assert all(r.text or r.error for r in batched)  # an empty reply is reported, not hidden
+
+
+def test_generate_stage_runs_on_local_tiny(tmp_path: Path) -> None:
+    recipe = write_recipe(
+        tmp_path,
+        {
+            "generate": {
+                "n": 6,
+                "backend": {
+                    "type": "transformers",
+                    "model": "local-tiny",
+                    "max_new_tokens": 8,
+                    "batch_size": 4,
+                },
+            }
+        },
+    )
+    result = run_recipe(load_recipe(recipe), tmp_path / "runs", until="generate", quiet=True)
+    records = RunStore(result.run_dir).read_table("generate", "dataset")
+    assert len(records) == 6
+    for record in records:
+        assert record.lineage["backend"] == "transformers"
+        assert record.lineage["model"] == "local-tiny"
+        assert record.status == "rejected" or record.payload.messages[-1].role == "assistant"
