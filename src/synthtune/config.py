@@ -190,8 +190,41 @@ class TransformersBackendConfig(StrictModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
+class OpenAIBackendConfig(StrictModel):
+    type: Literal["openai"]
+    base_url: str = Field(
+        "https://api.openai.com/v1", description="Any OpenAI-compatible server's /v1 URL."
+    )
+    model: str = Field(description="Model name the server knows.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY",
+        description="Name of the environment variable holding the key (never the key).",
+    )
+    endpoint: Literal["chat", "completions"] = Field("chat", description="API flavour.")
+    max_tokens: int = Field(256, gt=0, description="Tokens to generate per reply.")
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: list[str] | None = Field(None, description="Stop strings.")
+    concurrency: int = Field(16, gt=0, description="Requests in flight at most.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(5, ge=0, description="Retries on 429/5xx/timeouts/bad replies.")
+    backoff_s: float = Field(1.0, gt=0, description="First backoff; doubles per retry.")
+    max_backoff_s: float = Field(60.0, gt=0, description="Longest wait between retries.")
+    max_rpm: int | None = Field(None, gt=0, description="Requests per minute at most.")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_a_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                "api_key_env takes the NAME of an environment variable, not the key itself"
+            )
+        return value
+
+
 BackendConfig = Annotated[
-    TemplateBackendConfig | TransformersBackendConfig, Field(discriminator="type")
+    TemplateBackendConfig | TransformersBackendConfig | OpenAIBackendConfig,
+    Field(discriminator="type"),
 ]
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from synthtune.config import Recipe
 from synthtune.context import Stage, StageContext
-from synthtune.errors import RecipeError, RegistryError, StageError
+from synthtune.errors import BackendError, RecipeError, RegistryError, StageError
 from synthtune.evaluate.stage import EvaluateStage
 from synthtune.export.stage import ExportStage
 from synthtune.generate.stage import GenerateStage
@@ -107,7 +107,7 @@ def check_recipe(recipe: Recipe) -> None:
             problems.extend(
                 f"{exc.path}: {p}" if exc.path != str(recipe.source) else p for p in exc.problems
             )
-        except (StageError, RegistryError) as exc:
+        except (StageError, RegistryError, BackendError) as exc:
             problems.append(str(exc))
     if problems:
         raise RecipeError(str(recipe.source), problems)

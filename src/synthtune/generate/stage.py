@@ -12,10 +12,11 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
-from synthtune.config import Recipe
+from synthtune.config import OpenAIBackendConfig, Recipe
 from synthtune.context import StageContext
 from synthtune.generate.backends import GenerationResult, create_backend
 from synthtune.generate.backends.base import GenerationRequest
+from synthtune.generate.backends.openai_compat import read_api_key
 from synthtune.generate.plan import PlannedRequest, compile_templates, plan_requests
 from synthtune.records import Message, Payload, Record, content_hash
 
@@ -37,6 +38,7 @@ def _record(req: PlannedRequest, result: GenerationResult, backend: Any, seed: i
         "prompt_hash": content_hash(req.messages()),
         "tokens_in": result.tokens_in,
         "tokens_out": result.tokens_out,
+        "attempts": result.attempts,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     record = Record.create("synthetic", Payload(messages=messages), lineage=lineage)
@@ -51,6 +53,8 @@ class GenerateStage:
 
     def check(self, recipe: Recipe) -> None:
         compile_templates(recipe.generate)
+        if isinstance(recipe.generate.backend, OpenAIBackendConfig):
+            read_api_key(recipe.generate.backend)  # a missing key fails before any work
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         recipe, store = ctx.recipe, ctx.store

@@ -11,5 +11,6 @@ from synthtune.generate.backends.base import (
 # Importing the modules registers the built-in backends.
 from synthtune.generate.backends import template as _template  # noqa: F401  # isort: skip
 from synthtune.generate.backends import transformers as _transformers  # noqa: F401  # isort: skip
+from synthtune.generate.backends import openai_compat as _openai  # noqa: F401  # isort: skip
 
 __all__ = ["BACKENDS", "Backend", "GenerationRequest", "GenerationResult", "create_backend"]

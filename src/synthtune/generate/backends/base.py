@@ -27,6 +27,7 @@ class GenerationResult:
     error: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+    attempts: int = 1
 
 
 class Backend(Protocol):

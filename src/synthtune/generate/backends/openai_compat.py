@@ -1,0 +1,232 @@
+"""The ``openai`` backend: any OpenAI-compatible server (vLLM, llama.cpp, Ollama, hosted APIs).
+
+Async with ``httpx``: at most ``concurrency`` requests in flight, cut in half on a 429 and
+grown back by one per success (AIMD, as TCP does), optional requests-per-minute pacing,
+a per-request timeout, and bounded retries with exponential backoff and full jitter on 429,
+5xx, timeouts, connection errors and malformed or empty replies. A ``Retry-After`` header
+wins over the computed backoff (capped by ``max_backoff_s``). Every request ends as a reply
+or as an error with its reason; one bad reply never sinks its batch.
+
+The API key is read from the environment variable named in the recipe, sent only in the
+Authorization header, and never stored, logged or put into an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from synthtune.config import OpenAIBackendConfig
+from synthtune.errors import BackendError
+from synthtune.generate.backends.base import BACKENDS, GenerationRequest, GenerationResult
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class AdaptiveLimiter:
+    """Concurrency limit that halves on overload and grows by one per success (AIMD)."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self.in_flight = 0
+        self._cond = asyncio.Condition()
+
+    async def __aenter__(self) -> AdaptiveLimiter:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < max(1, int(self.limit)))
+            self.in_flight += 1
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+
+    def overloaded(self) -> None:
+        self.limit = max(1.0, self.limit / 2)
+
+    def succeeded(self) -> None:
+        self.limit = min(float(self.maximum), self.limit + 1.0 / max(1.0, self.limit))
+
+
+class RatePacer:
+    """Spaces request starts at least ``60 / max_rpm`` seconds apart."""
+
+    def __init__(self, max_rpm: int | None) -> None:
+        self.interval = 60.0 / max_rpm if max_rpm else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        await asyncio.sleep(start - now)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to the computed backoff
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, config: OpenAIBackendConfig, api_key: str | None) -> None:
+        self.config = config
+        self.model = config.model
+        self._api_key = api_key
+        self.retries = 0
+
+    def _body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
+        cfg = self.config
+        body: dict[str, Any] = {
+            "model": cfg.model,
+            "max_tokens": cfg.max_tokens,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+        }
+        if cfg.stop:
+            body["stop"] = cfg.stop
+        if cfg.endpoint == "chat":
+            return "/chat/completions", {**body, "messages": request.messages}
+        prompt = "\n".join(m["content"] for m in request.messages)
+        return "/completions", {**body, "prompt": prompt}
+
+    def _parse(self, response: httpx.Response) -> GenerationResult:
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _Retryable("malformed JSON reply") from None
+        try:
+            choice = data["choices"][0]
+            text = (
+                choice["message"]["content"] if self.config.endpoint == "chat" else choice["text"]
+            )
+        except (KeyError, IndexError, TypeError):
+            raise _Retryable("reply without choices[0] content") from None
+        if not isinstance(text, str) or not text.strip():
+            raise _Retryable("empty reply")
+        usage = data.get("usage") or {}
+        return GenerationResult(
+            text=text.strip(),
+            tokens_in=int(usage.get("prompt_tokens") or 0),
+            tokens_out=int(usage.get("completion_tokens") or 0),
+        )
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, request: GenerationRequest
+    ) -> GenerationResult:
+        path, body = self._body(request)
+        try:
+            response = await client.post(path, json=body)
+        except httpx.TimeoutException:
+            raise _Retryable(f"timeout after {self.config.timeout_s:g} s") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection error: {type(exc).__name__}") from None
+        if response.status_code in RETRYABLE_STATUS:
+            raise _Retryable(f"HTTP {response.status_code}", _retry_after(response))
+        if response.status_code >= 400:
+            detail = response.text[:200].replace("\n", " ")
+            return GenerationResult(text=None, error=f"HTTP {response.status_code}: {detail}")
+        return self._parse(response)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        cfg = self.config
+        if retry_after is not None:
+            return min(retry_after, cfg.max_backoff_s)
+        return random.uniform(0, min(cfg.max_backoff_s, cfg.backoff_s * 2**attempt))
+
+    async def _one(
+        self,
+        client: httpx.AsyncClient,
+        limiter: AdaptiveLimiter,
+        pacer: RatePacer,
+        request: GenerationRequest,
+    ) -> GenerationResult:
+        reason = ""
+        for attempt in range(self.config.max_retries + 1):
+            async with limiter:
+                await pacer.wait()
+                try:
+                    result = await self._attempt(client, request)
+                except _Retryable as exc:
+                    reason, retry_after = str(exc), exc.retry_after
+                    if reason == "HTTP 429":
+                        limiter.overloaded()
+                else:
+                    limiter.succeeded()
+                    return GenerationResult(
+                        result.text,
+                        result.error,
+                        result.tokens_in,
+                        result.tokens_out,
+                        attempts=attempt + 1,
+                    )
+            if attempt < self.config.max_retries:
+                self.retries += 1
+                await asyncio.sleep(self._backoff(attempt, retry_after))
+        return GenerationResult(
+            text=None,
+            error=f"{reason} (gave up after {self.config.max_retries + 1} attempts)",
+            attempts=self.config.max_retries + 1,
+        )
+
+    async def agenerate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        limiter = AdaptiveLimiter(self.config.concurrency)
+        pacer = RatePacer(self.config.max_rpm)
+        limits = httpx.Limits(max_connections=self.config.concurrency)
+        async with httpx.AsyncClient(
+            base_url=self.config.base_url.rstrip("/"),
+            headers=headers,
+            timeout=self.config.timeout_s,
+            limits=limits,
+        ) as client:
+            return list(
+                await asyncio.gather(*(self._one(client, limiter, pacer, r) for r in requests))
+            )
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        return asyncio.run(self.agenerate(requests))
+
+
+def read_api_key(config: OpenAIBackendConfig) -> str | None:
+    if config.api_key_env is None:
+        return None
+    key = os.environ.get(config.api_key_env)
+    if not key:
+        raise BackendError(
+            f"generate.backend.api_key_env: environment variable {config.api_key_env} is not "
+            "set; export it, or set api_key_env: null for a server without a key"
+        )
+    return key
+
+
+def _create(config: Any, resolve_model: Callable[[str], str]) -> OpenAIBackend:
+    return OpenAIBackend(config, read_api_key(config))
+
+
+BACKENDS.register("openai", _create)

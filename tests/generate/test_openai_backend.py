@@ -1,0 +1,141 @@
+"""The openai backend against a loopback server that injects failures."""
+
+from pathlib import Path
+
+import pytest
+
+from synthtune.config import OpenAIBackendConfig, load_recipe
+from synthtune.errors import BackendError
+from synthtune.generate.backends import GenerationRequest
+from synthtune.generate.backends.openai_compat import OpenAIBackend, read_api_key
+from synthtune.pipeline import run_recipe
+from synthtune.store import RunStore
+from synthtune.testing.fake_openai import FakeOpenAI
+from tests.conftest import write_recipe
+
+MAX_RETRIES = 3
+
+
+def _backend(url: str, **overrides) -> OpenAIBackend:
+    cfg = OpenAIBackendConfig(
+        type="openai",
+        base_url=url,
+        model="fake",
+        api_key_env=None,
+        concurrency=4,
+        timeout_s=0.5,
+        max_retries=MAX_RETRIES,
+        backoff_s=0.01,
+        max_backoff_s=1.0,
+        **overrides,
+    )
+    return OpenAIBackend(cfg, api_key="sk-test-secret")
+
+
+def _requests(prompts: list[str]) -> list[GenerationRequest]:
+    return [
+        GenerationRequest(str(i), [{"role": "user", "content": p}]) for i, p in enumerate(prompts)
+    ]
+
+
+PROMPTS = {
+    "ok": "ok",
+    "429": "fail:429x2",
+    "500": "fail:500x1",
+    "503": "fail:503x2",
+    "slow": "slow:1",
+    "truncated": "truncated:1",
+    "malformed": "malformed",
+    "empty": "empty",
+    "429-forever": "fail:429x99",
+}
+
+
+def test_every_request_ends_generated_or_failed_with_a_reason() -> None:
+    fake = FakeOpenAI(slow_s=1.0, retry_after_s=0.1)
+    with fake as url:
+        results = _backend(url).generate(_requests(list(PROMPTS.values())))
+    got = dict(zip(PROMPTS, results, strict=True))
+    for name in ("ok", "429", "500", "503", "slow", "truncated"):
+        assert got[name].text == f"echo: {PROMPTS[name]}", (name, got[name])
+        assert got[name].error is None
+    assert got["429"].attempts == 3 and got["slow"].attempts == 2
+    assert "malformed JSON reply" in got["malformed"].error
+    assert "empty reply" in got["empty"].error
+    assert "HTTP 429" in got["429-forever"].error
+    for name in ("malformed", "empty", "429-forever"):
+        assert got[name].text is None
+        assert f"gave up after {MAX_RETRIES + 1} attempts" in got[name].error
+    # bounded: no prompt was tried more than max_retries + 1 times
+    per_prompt: dict[str, int] = {}
+    for attempt in fake.attempts:
+        per_prompt[attempt.prompt] = per_prompt.get(attempt.prompt, 0) + 1
+    assert max(per_prompt.values()) == MAX_RETRIES + 1
+    assert all(a.authorization == "Bearer sk-test-secret" for a in fake.attempts)
+
+
+def test_retry_after_is_respected() -> None:
+    fake = FakeOpenAI(retry_after_s=0.3)
+    with fake as url:
+        [result] = _backend(url).generate(_requests(["fail:429x1"]))
+    assert result.text == "echo: fail:429x1"
+    first, second = fake.attempts
+    assert first.status == 429 and second.status == 200
+    assert second.at - first.at >= 0.3
+
+
+def test_client_errors_are_not_retried() -> None:
+    fake = FakeOpenAI()
+    with fake as url:
+        [result] = _backend(url).generate(_requests(["fail:400x1"]))
+    assert result.error is not None and result.error.startswith("HTTP 400")
+    assert len(fake.attempts) == 1
+
+
+def test_missing_key_variable_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.delenv("SYNTHTUNE_TEST_KEY", raising=False)
+    cfg = OpenAIBackendConfig(type="openai", model="m", api_key_env="SYNTHTUNE_TEST_KEY")
+    with pytest.raises(BackendError, match="SYNTHTUNE_TEST_KEY is not set"):
+        read_api_key(cfg)
+
+
+def test_a_key_in_place_of_the_variable_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="NAME of an environment variable"):
+        OpenAIBackendConfig(type="openai", model="m", api_key_env="sk-abc-123")
+
+
+def test_generate_stage_with_openai_backend_keeps_failures_and_never_writes_the_key(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("SYNTHTUNE_TEST_KEY", "sk-very-secret-value")
+    fake = FakeOpenAI(retry_after_s=0.05)
+    with fake as url:
+        recipe = write_recipe(
+            tmp_path,
+            {
+                "generate": {
+                    "n": 12,
+                    "backend": {
+                        "type": "openai",
+                        "base_url": url,
+                        "model": "fake",
+                        "max_retries": 1,
+                        "api_key_env": "SYNTHTUNE_TEST_KEY",
+                        "backoff_s": 0.01,
+                        "timeout_s": 2,
+                    },
+                }
+            },
+        )
+        text = recipe.read_text().replace("What should the patient do?", "fail:500x1")
+        recipe.write_text(text)
+        result = run_recipe(load_recipe(recipe), tmp_path / "runs", until="generate", quiet=True)
+    records = RunStore(result.run_dir).read_table("generate", "dataset")
+    assert len(records) == 12
+    assert all(
+        r.status == "accepted" and r.payload.messages[-1].role == "assistant" for r in records
+    )
+    assert any(r.lineage["attempts"] == 2 for r in records)
+    for path in result.run_dir.rglob("*"):
+        if path.is_file():
+            assert b"sk-very-secret-value" not in path.read_bytes(), path
