@@ -29,6 +29,9 @@ RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_defaul
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder holding run directories.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo every stage.")]
+NoCacheOpt = Annotated[
+    bool, typer.Option("--no-cache", help="Bypass the generation response cache.")
+]
 FromOpt = Annotated[str | None, typer.Option("--from", help="Redo this stage and every later one.")]
 
 
@@ -105,10 +108,11 @@ def run(
     runs: OutOpt = Path("runs"),
     from_stage: FromOpt = None,
     force: ForceOpt = False,
+    no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run every stage of RECIPE in order, skipping the stages already complete."""
-    _run(recipe, runs, quiet, from_stage=from_stage, force=force)
+    _run(recipe, runs, quiet, from_stage=from_stage, force=force, no_cache=no_cache)
 
 
 @app.command()
@@ -142,9 +146,17 @@ def _stage_command(stage: str, help_text: str) -> None:
         recipe: RecipeArg,
         runs: OutOpt = Path("runs"),
         force: ForceOpt = False,
+        no_cache: NoCacheOpt = False,
         quiet: QuietOpt = False,
     ) -> None:
-        _run(recipe, runs, quiet, until=stage, from_stage=stage if force else None)
+        _run(
+            recipe,
+            runs,
+            quiet,
+            until=stage,
+            from_stage=stage if force else None,
+            no_cache=no_cache,
+        )
 
     command.__doc__ = help_text
     app.command(name="filter" if stage == "quality" else stage)(command)

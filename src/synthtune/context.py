@@ -32,6 +32,7 @@ class StageContext:
     store: RunStore
     console: Console = field(default_factory=lambda: Console(stderr=True))
     quiet: bool = False
+    no_cache: bool = False
     models: ModelResolver | None = None
 
     def __post_init__(self) -> None:

@@ -121,12 +121,13 @@ def run_recipe(
     force: bool = False,
     until: str | None = None,
     quiet: bool = False,
+    no_cache: bool = False,
     console: Console | None = None,
 ) -> RunResult:
     """Run the stages in order into ``runs_root/<name>``, skipping complete ones.
 
     ``from_stage`` re-runs that stage and every later one; ``force`` re-runs all;
-    ``until`` stops after the named stage.
+    ``until`` stops after the named stage; ``no_cache`` bypasses the response cache.
     """
     for name in (from_stage, until):
         if name is not None and name not in ORDER:
@@ -135,7 +136,7 @@ def run_recipe(
     store = RunStore(Path(runs_root) / recipe.name)
     prints = fingerprints(recipe)
     store.write_lock(recipe.model_dump(mode="json"), prints[ORDER[-1]])
-    ctx = StageContext(recipe=recipe, store=store, quiet=quiet)
+    ctx = StageContext(recipe=recipe, store=store, quiet=quiet, no_cache=no_cache)
     if console is not None:
         ctx.console = console
     redo = ORDER.index(from_stage) if from_stage else (0 if force else len(ORDER))

@@ -139,3 +139,47 @@ def test_generate_stage_with_openai_backend_keeps_failures_and_never_writes_the_
     for path in result.run_dir.rglob("*"):
         if path.is_file():
             assert b"sk-very-secret-value" not in path.read_bytes(), path
+
+
+def test_cache_never_pays_twice_and_no_cache_bypasses_it(tmp_path: Path) -> None:
+    fake = FakeOpenAI()
+    with fake as url:
+        recipe = write_recipe(
+            tmp_path,
+            {
+                "generate": {
+                    "n": 10,
+                    "flush_every": 4,
+                    "backend": {
+                        "type": "openai",
+                        "base_url": url,
+                        "model": "fake",
+                        "api_key_env": None,
+                    },
+                }
+            },
+        )
+        runs = tmp_path / "runs"
+        first = run_recipe(load_recipe(recipe), runs, until="generate", quiet=True)
+        assert len(fake.attempts) == 10
+        before = RunStore(first.run_dir).read_table("generate", "dataset")
+        # a forced re-run and an operational edit (concurrency) are served from the cache
+        text = recipe.read_text().replace(
+            "api_key_env: null", "api_key_env: null\n    concurrency: 2"
+        )
+        assert "concurrency: 2" in text
+        recipe.write_text(text)
+        assert load_recipe(recipe).generate.backend.concurrency == 2  # type: ignore[union-attr]
+        again = run_recipe(load_recipe(recipe), runs, until="generate", quiet=True, force=True)
+        assert len(fake.attempts) == 10
+        after = RunStore(again.run_dir).read_table("generate", "dataset")
+        assert [r.id for r in after] == [r.id for r in before]
+        assert all(r.lineage["cached"] for r in after)
+        # growing n only pays for the new requests
+        recipe.write_text(recipe.read_text().replace("n: 10", "n: 13"))
+        run_recipe(load_recipe(recipe), runs, until="generate", quiet=True)
+        assert len(fake.attempts) == 13
+        run_recipe(
+            load_recipe(recipe), runs, until="generate", quiet=True, force=True, no_cache=True
+        )
+        assert len(fake.attempts) == 26

@@ -1,0 +1,76 @@
+"""Content-addressed response cache: request hash -> reply, in SQLite (WAL).
+
+The key covers what decides a reply (backend type, model, sampling parameters, messages and
+the sample index, so repeated prompts at temperature > 0 stay distinct samples) and nothing
+operational (concurrency, timeouts, retries, key variable). Re-running, resuming, forcing a
+stage or editing a later part of the recipe therefore never pays twice for a request. Only
+successful replies are cached, so failures are retried next time. The file lives in
+``runs/<name>/cache/``, outside any stage folder, so invalidating a stage keeps it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from synthtune.generate.backends.base import GenerationResult
+from synthtune.records import content_hash
+
+# Fields of backend configs that change how a request is sent, not what comes back.
+OPERATIONAL = frozenset(
+    {
+        "concurrency",
+        "timeout_s",
+        "max_retries",
+        "backoff_s",
+        "max_backoff_s",
+        "max_rpm",
+        "api_key_env",
+        "batch_size",
+        "device",
+    }
+)
+
+
+def cache_key(backend: dict[str, Any], messages: list[dict[str, str]], sample: int) -> str:
+    decisive = {k: v for k, v in backend.items() if k not in OPERATIONAL}
+    return content_hash({"backend": decisive, "messages": messages, "sample": sample}, 32)
+
+
+class ResponseCache:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
+            "tokens_in INTEGER, tokens_out INTEGER, created REAL)"
+        )
+
+    def get_many(self, keys: list[str]) -> dict[str, GenerationResult]:
+        found: dict[str, GenerationResult] = {}
+        for start in range(0, len(keys), 500):  # SQLite caps bound parameters per query
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT key, text, tokens_in, tokens_out FROM responses WHERE key IN ({marks})",
+                chunk,
+            )
+            for key, text, tokens_in, tokens_out in rows:
+                found[key] = GenerationResult(text=text, tokens_in=tokens_in, tokens_out=tokens_out)
+        return found
+
+    def put_many(self, items: list[tuple[str, GenerationResult]]) -> None:
+        rows = [
+            (key, r.text, r.tokens_in, r.tokens_out, time.time())
+            for key, r in items
+            if r.text is not None and r.error is None
+        ]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", rows)
+
+    def close(self) -> None:
+        self._db.close()
