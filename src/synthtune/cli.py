@@ -163,7 +163,6 @@ def _stage_command(stage: str, help_text: str) -> None:
 
 
 for _name, _help in (
-    ("generate", "Generate records from the recipe's templates (resumable)."),
     ("quality", "Run the quality tiers (dedup, perplexity, rules) and the review sample."),
     ("mix", "Mix accepted synthetic records with real data into train/val/test."),
     ("train", "Fine-tune the base model on the mix."),
@@ -175,6 +174,61 @@ for _name, _help in (
         _help + " Earlier stages run first when they are not complete yet. "
         "--force redoes this stage.",
     )
+
+
+@app.command()
+def generate(
+    recipe: RecipeArg,
+    runs: OutOpt = Path("runs"),
+    force: ForceOpt = False,
+    no_cache: NoCacheOpt = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print requests, tokens and cost; send nothing.")
+    ] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Generate records from the recipe's templates (resumable; --dry-run to estimate)."""
+    if not dry_run:
+        _run(
+            recipe,
+            runs,
+            quiet,
+            until="generate",
+            from_stage="generate" if force else None,
+            no_cache=no_cache,
+        )
+        return
+    from synthtune.config import load_recipe
+    from synthtune.generate.dryrun import estimate
+    from synthtune.pipeline import check_recipe
+    from synthtune.store import RunStore
+
+    try:
+        loaded = load_recipe(recipe)
+        check_recipe(loaded)
+        plan = estimate(loaded, RunStore(runs / loaded.name))
+    except SynthtuneError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"dry run: {plan['strategy']} on {plan['model']} (nothing sent)")
+    columns = (
+        "template",
+        "items",
+        "calls",
+        "prompt_tokens",
+        "max_completion_tokens",
+        "max_cost_usd",
+    )
+    for column in columns:
+        table.add_column(column)
+    for row in [*plan["rows"], {"template": "total", **plan["totals"]}]:
+        table.add_row(*(str(row.get(c) if row.get(c) is not None else "-") for c in columns))
+    out.print(table)
+    if plan["already_done"]:
+        out.print(f"{plan['already_done']} items already done in {runs / loaded.name}")
+    if not plan["priced"]:
+        out.print(f"no price for model {plan['model']!r} in generate.prices: cost not estimated")
+    elif plan["budget_usd"] is not None:
+        out.print(f"budget: ${plan['budget_usd']:g}")
 
 
 @app.command()

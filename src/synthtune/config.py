@@ -173,6 +173,27 @@ class TemplateConfig(StrictModel):
     )
     slots: dict[str, SlotSpec] = Field(default_factory=dict, description="Random slots.")
     weight: float = Field(1.0, gt=0, description="Relative share of requests.")
+    json_schema: dict[str, Any] | None = Field(
+        None,
+        alias="schema",
+        description="JSON Schema the reply must satisfy (structured output); the reply is "
+        "parsed, repaired where safe, validated, and re-asked on failure.",
+    )
+    max_reasks: int = Field(2, ge=0, description="Re-asks with the validation error.")
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            import jsonschema
+
+            try:
+                jsonschema.validators.validator_for(value).check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"invalid JSON Schema: {exc.message}") from None
+        return value
 
 
 class TemplateBackendConfig(StrictModel):
@@ -211,6 +232,9 @@ class OpenAIBackendConfig(StrictModel):
     backoff_s: float = Field(1.0, gt=0, description="First backoff; doubles per retry.")
     max_backoff_s: float = Field(60.0, gt=0, description="Longest wait between retries.")
     max_rpm: int | None = Field(None, gt=0, description="Requests per minute at most.")
+    max_tpm: int | None = Field(
+        None, gt=0, description="Tokens per minute at most (prompt estimate + max_tokens)."
+    )
 
     @field_validator("api_key_env")
     @classmethod
@@ -228,11 +252,82 @@ BackendConfig = Annotated[
 ]
 
 
+class TemplateFillStrategy(StrictModel):
+    type: Literal["template-fill"] = "template-fill"
+
+
+class SelfInstructStrategy(StrictModel):
+    """Seed tasks -> new instructions (template prompt sees ``examples``) -> answers."""
+
+    type: Literal["self-instruct"]
+    seed_tasks: list[str] | RecipePath = Field(
+        description="Seed instructions: a list, or a .txt (one per line) / .jsonl "
+        "({instruction: ...}) file."
+    )
+    examples_per_prompt: int = Field(3, gt=0, description="Tasks shown per prompt.")
+    novelty_rouge_max: float = Field(
+        0.7, gt=0, le=1, description="Reject a new task whose ROUGE-L to any known is above."
+    )
+
+
+class EvolInstructStrategy(StrictModel):
+    """The template's reply is an instruction; it is evolved ``rounds`` times, then answered."""
+
+    type: Literal["evol-instruct"]
+    rounds: int = Field(1, gt=0, le=5, description="Evolution rounds per instruction.")
+    operations: list[Literal["constraints", "deepen", "concretize", "reasoning", "breadth"]] = (
+        Field(
+            default=["constraints", "deepen", "concretize", "reasoning", "breadth"],
+            description="In-depth (constraints, deepen, concretize, reasoning) and in-breadth.",
+        )
+    )
+    similarity_max: float = Field(
+        0.9, gt=0, le=1, description="An evolution this close to its parent (ROUGE-L) failed."
+    )
+
+
+class DocQAStrategy(StrictModel):
+    """Chunk local documents and ask for question/answer pairs grounded in each chunk."""
+
+    type: Literal["doc-qa"]
+    documents: list[RecipePath] = Field(
+        min_length=1, description="Files or folders (.txt, .md, .pdf, .docx)."
+    )
+    chunk_chars: int = Field(1200, gt=100, description="Characters per chunk.")
+    overlap_chars: int = Field(150, ge=0, description="Characters shared by neighbours.")
+    questions_per_chunk: int = Field(2, gt=0, le=20)
+
+    @model_validator(mode="after")
+    def _overlap(self) -> DocQAStrategy:
+        if self.overlap_chars >= self.chunk_chars:
+            raise ValueError("overlap_chars must be smaller than chunk_chars")
+        return self
+
+
+StrategyConfig = Annotated[
+    TemplateFillStrategy | SelfInstructStrategy | EvolInstructStrategy | DocQAStrategy,
+    Field(discriminator="type"),
+]
+
+
+class Price(StrictModel):
+    input_per_1m: float = Field(ge=0, description="USD per million prompt tokens.")
+    output_per_1m: float = Field(ge=0, description="USD per million completion tokens.")
+
+
 class GenerateConfig(StrictModel):
-    n: int = Field(200, gt=0, description="Records to request.")
+    n: int = Field(200, gt=0, description="Items to request (doc-qa: chunks at most).")
     backend: BackendConfig = Field(default_factory=TemplateBackendConfig)
+    strategy: StrategyConfig = Field(default_factory=TemplateFillStrategy)
     templates: list[TemplateConfig] = Field(min_length=1, description="Prompt templates.")
-    flush_every: int = Field(64, gt=0, description="Records per shard (resume granularity).")
+    flush_every: int = Field(64, gt=0, description="Items per shard (resume granularity).")
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="Per-model prices, keyed by backend model name."
+    )
+    budget_usd: float | None = Field(None, gt=0, description="Stop (resumably) past this.")
+    max_total_tokens: int | None = Field(
+        None, gt=0, description="Stop (resumably) past this many tokens in + out."
+    )
 
     @field_validator("templates")
     @classmethod
@@ -245,7 +340,7 @@ class GenerateConfig(StrictModel):
 
     @model_validator(mode="after")
     def _responses(self) -> GenerateConfig:
-        if self.backend.type == "template":
+        if self.backend.type == "template" and self.strategy.type == "template-fill":
             missing = [t.id for t in self.templates if t.response is None]
             if missing:
                 raise ValueError(

@@ -6,7 +6,7 @@ stage the same way and swap in a quiet console.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,6 +16,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -24,6 +25,22 @@ from rich.progress import (
 from synthtune.config import Recipe
 from synthtune.models import ModelResolver
 from synthtune.store import RunStore
+
+
+class ProgressHandle:
+    """``handle(n)`` advances the bar by n; ``handle.note(text)`` sets its status text."""
+
+    def __init__(self, bar: Progress | None, task: Any) -> None:
+        self._bar = bar
+        self._task = task
+
+    def __call__(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def note(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, note=text)
 
 
 @dataclass
@@ -48,21 +65,23 @@ class StageContext:
             self.console.print(message)
 
     @contextmanager
-    def progress(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        """A rich progress bar; yields ``advance(n)``. Silent when quiet."""
+    def progress(self, description: str, total: int) -> Iterator[ProgressHandle]:
+        """A rich progress bar (rate, ETA, a free-text note); silent when quiet."""
         if self.quiet:
-            yield lambda n: None
+            yield ProgressHandle(None, None)
             return
         columns = (
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TaskProgressColumn(show_speed=True),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}"),
         )
         with Progress(*columns, console=self.console, transient=False) as bar:
-            task = bar.add_task(description, total=total)
-            yield lambda n: bar.advance(task, n)
+            task = bar.add_task(description, total=total, note="")
+            yield ProgressHandle(bar, task)
 
 
 class Stage(Protocol):

@@ -1,10 +1,10 @@
 import pytest
 from jinja2.exceptions import SecurityError
 
-from synthtune.config import GenerateConfig, TemplateConfig
+from synthtune.config import Recipe, TemplateConfig
 from synthtune.errors import RecipeError
-from synthtune.generate.plan import plan_requests
-from synthtune.generate.templates import compile_template, request_rng
+from synthtune.generate.strategies.base import plan_template_items
+from synthtune.generate.templates import compile_template
 
 SLOTS = {
     "age": {"randint": [18, 80]},
@@ -31,7 +31,7 @@ def _template(**overrides) -> TemplateConfig:
 
 def _sample(seed: int, n: int = 50) -> list[dict]:
     compiled = compile_template(_template())
-    return [compiled.sample_slots(request_rng(seed, i, "t")) for i in range(n)]
+    return [compiled.sample_slots(seed, i) for i in range(n)]
 
 
 def test_same_seed_same_slots_and_different_seed_differs() -> None:
@@ -55,10 +55,22 @@ def test_dependent_slots_follow_their_parent() -> None:
         assert v["symptom"] == ("dizziness" if v["group"] == "senior" else "cough")
 
 
+def test_reordering_or_adding_slots_keeps_the_other_values() -> None:
+    reordered = dict(reversed(list(SLOTS.items())))
+    extended = {**SLOTS, "extra": {"randint": [0, 9]}}
+    base = compile_template(_template())
+    for slots in (reordered, extended):
+        other = compile_template(_template(slots=slots))
+        for i in range(20):
+            a, b = base.sample_slots(3, i), other.sample_slots(3, i)
+            assert all(a[k] == b[k] for k in SLOTS)
+
+
 def test_request_slots_do_not_depend_on_other_requests() -> None:
-    cfg = GenerateConfig.model_validate({"n": 30, "templates": [_template().model_dump()]})
-    full = plan_requests(cfg, seed=4)
-    shorter = plan_requests(cfg.model_copy(update={"n": 10}), seed=4)
+    template = _template().model_dump(by_alias=True)
+    recipe = Recipe.model_validate({"name": "t", "seed": 4, "generate": {"templates": [template]}})
+    full = plan_template_items(recipe, 30)
+    shorter = plan_template_items(recipe, 10)
     assert [r.key for r in shorter] == [r.key for r in full[:10]]
     assert [r.slots for r in shorter] == [r.slots for r in full[:10]]
 
@@ -74,4 +86,4 @@ def test_cycles_and_unknown_slots_are_recipe_errors() -> None:
 def test_templates_are_sandboxed() -> None:
     compiled = compile_template(_template(prompt="{{ age.__class__.__mro__[1].__subclasses__() }}"))
     with pytest.raises(SecurityError):
-        compiled.render(compiled.sample_slots(request_rng(0, 0)))
+        compiled.render(compiled.sample_slots(0, 0))

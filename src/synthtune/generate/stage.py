@@ -1,75 +1,82 @@
-"""Generate stage: run the request plan through a backend, flushing append-only shards.
+"""Generate stage: a strategy's work items through the engine, flushed as append-only shards.
 
-Resume contract: every record carries its request key; on start, keys already present in
-the shards are skipped, so an interrupted run (Ctrl-C, kill -9, a crashing backend) finishes
-with no lost and no duplicated records. Shard writes are atomic (see ``store``). When the
-plan is complete, the ordered dataset is written as ``generate/dataset.parquet``.
+Resume contract: every record carries its item's key; on start, items whose key is already
+in the shards are skipped (and the strategy restores its state from them), so an interrupted
+run (Ctrl-C, kill -9, a crashing backend, a spent budget) finishes with no lost and no
+duplicated records. Shard writes are atomic (see ``store``). When every item is done, the
+ordered dataset is written as ``generate/dataset.parquet``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
 from synthtune.config import OpenAIBackendConfig, Recipe
 from synthtune.context import StageContext
-from synthtune.generate.backends import GenerationResult, create_backend
-from synthtune.generate.backends.base import GenerationRequest
 from synthtune.generate.backends.openai_compat import read_api_key
-from synthtune.generate.cache import ResponseCache, cache_key
-from synthtune.generate.plan import PlannedRequest, compile_templates, plan_requests
-from synthtune.records import Message, Payload, Record, content_hash
+from synthtune.generate.cache import ResponseCache
+from synthtune.generate.engine import GenerationEngine, Usage
+from synthtune.generate.strategies import STRATEGIES, Output, Strategy, WorkItem
+from synthtune.records import Payload, Record, content_hash
 
 
-class _CachedInfo:
-    """Backend name and model for lineage when every reply of a batch came from the cache."""
-
-    def __init__(self, config: Any) -> None:
-        self.name = config.type
-        self.model = getattr(config, "model", config.type)
+def make_strategy(recipe: Recipe) -> Strategy:
+    return STRATEGIES.get(recipe.generate.strategy.type)(recipe)
 
 
-def _record(
-    req: PlannedRequest, result: GenerationResult, backend: Any, seed: int, cached: bool = False
-) -> Record:
-    messages = [Message.model_validate(m) for m in req.messages()]
-    if result.text is not None:
-        messages.append(Message(role="assistant", content=result.text))
-    lineage = {
-        "template": req.template.config.id,
-        "slots": req.slots,
-        "strategy": "template-fill",
-        "backend": backend.name,
-        "model": backend.model,
-        "seed": seed,
-        "round": 1,
-        "request_index": req.index,
-        "request_key": req.key,
-        "prompt_hash": content_hash(req.messages()),
-        "tokens_in": result.tokens_in,
-        "tokens_out": result.tokens_out,
-        "attempts": result.attempts,
-        "cached": cached,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    record = Record.create("synthetic", Payload(messages=messages), lineage=lineage)
-    if result.error is not None:
-        record.reject(f"generate: {result.error}")
-    return record
+def to_records(
+    item: WorkItem, outputs: list[Output], engine: GenerationEngine, recipe: Recipe
+) -> list[Record]:
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    records = []
+    for position, output in enumerate(outputs):
+        lineage = {
+            "template": item.template.config.id,
+            "slots": item.slots,
+            "strategy": recipe.generate.strategy.type,
+            "backend": engine.backend_name,
+            "model": engine.model_name,
+            "seed": recipe.seed,
+            "round": 1,
+            "request_index": item.index,
+            "request_key": item.key,
+            "output_index": position,
+            "prompt_hash": content_hash(output.messages[:-1] or output.messages),
+            "created_at": now,
+            **output.lineage,
+        }
+        payload = Payload.model_validate({"messages": output.messages})
+        record = Record.create("synthetic", payload, lineage=lineage)
+        if output.error is not None:
+            record.reject(output.error if ":" in output.error else f"generate: {output.error}")
+        records.append(record)
+    return records
 
 
-class _LazyBackend:
-    """Creates the backend on first use: a fully cached run never loads a model."""
+def spent_so_far(records: list[Record]) -> Usage:
+    usage = Usage()
+    for r in records:
+        if not r.lineage.get("cached", False):
+            usage.tokens_in += r.lineage.get("tokens_in", 0)
+            usage.tokens_out += r.lineage.get("tokens_out", 0)
+            usage.cost_usd += r.lineage.get("cost_usd", 0.0)
+    return usage
 
-    def __init__(self, ctx: StageContext) -> None:
-        self.ctx = ctx
-        self._backend: Any = None
 
-    def get(self) -> Any:
-        if self._backend is None:
-            self._backend = create_backend(self.ctx.recipe.generate.backend, self.ctx.resolve_model)
-        return self._backend
+def first_by_key(records: list[Record], keys: set[str]) -> dict[str, list[Record]]:
+    """Records grouped by item key; if a key were ever flushed twice, the first flush wins."""
+    groups: dict[str, list[Record]] = defaultdict(list)
+    shard_of: dict[str, Any] = {}
+    for record in records:
+        key = record.lineage["request_key"]
+        if key not in keys:
+            continue
+        shard = record.lineage.get("_shard")
+        if shard_of.setdefault(key, shard) == shard:
+            groups[key].append(record)
+    return groups
 
 
 class GenerateStage:
@@ -77,68 +84,87 @@ class GenerateStage:
     sections: tuple[str, ...] = ("seed", "generate")
 
     def check(self, recipe: Recipe) -> None:
-        compile_templates(recipe.generate)
+        make_strategy(recipe).plan()  # templates compile, documents and seed tasks load
         if isinstance(recipe.generate.backend, OpenAIBackendConfig):
             read_api_key(recipe.generate.backend)  # a missing key fails before any work
 
+    def _existing(self, ctx: StageContext) -> list[Record]:
+        records = []
+        for n, path in enumerate(ctx.store.shard_paths(self.name)):
+            from synthtune.store import read_records
+
+            for record in read_records(path):
+                record.lineage["_shard"] = n
+                records.append(record)
+        return records
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         recipe, store = ctx.recipe, ctx.store
-        plan = plan_requests(recipe.generate, recipe.seed)
-        keys = {req.key for req in plan}
-        done = {r.lineage["request_key"] for r in store.read_shards(self.name)} & keys
-        todo = [req for req in plan if req.key not in done]
-        if done:
-            ctx.log(f"generate: resuming, {len(done)} of {len(plan)} requests already done")
-        if todo:
-            self._run_requests(ctx, todo)
-        by_key: dict[str, Record] = {}
-        for record in store.read_shards(self.name):
-            by_key.setdefault(record.lineage["request_key"], record)
-        dataset = sorted(
-            (r for k, r in by_key.items() if k in keys), key=lambda r: r.lineage["request_index"]
-        )
-        store.write_table(self.name, "dataset", dataset)
-        failed = Counter(reason for r in dataset for reason in r.reasons)
-        return {
-            "records_in": len(plan),
-            "records_out": sum(r.status == "accepted" for r in dataset),
-            "resumed": len(done),
-            "rejected_reasons": dict(failed.most_common(5)),
-            "by_template": dict(Counter(r.lineage["template"] for r in dataset)),
-        }
-
-    def _run_requests(self, ctx: StageContext, todo: list[PlannedRequest]) -> None:
-        recipe, store = ctx.recipe, ctx.store
-        backend = _LazyBackend(ctx)
+        strategy = make_strategy(recipe)
+        items = strategy.plan()
+        keys = {it.key for it in items}
+        existing = first_by_key(self._existing(ctx), keys)
+        flat = [r for group in existing.values() for r in group]
+        strategy.restore(sorted(flat, key=lambda r: r.lineage["request_index"]))
+        todo = [it for it in items if it.key not in existing]
+        if existing:
+            ctx.log(f"generate: resuming, {len(existing)} of {len(items)} items already done")
         cache = None if ctx.no_cache else ResponseCache(store.root / "cache" / "generate.sqlite")
-        config = recipe.generate.backend.model_dump(mode="json")
-        size = recipe.generate.flush_every
-        hits = 0
-        with ctx.progress("generate", len(todo)) as advance:
+        engine = GenerationEngine(recipe.generate, ctx.resolve_model, cache, spent_so_far(flat))
+        try:
+            self._run_items(ctx, strategy, engine, todo)
+        finally:
+            if cache is not None:
+                cache.close()
+        done = first_by_key(self._existing(ctx), keys)
+        dataset = []
+        for item in items:
+            for record in done.get(item.key, []):
+                record.lineage.pop("_shard", None)
+                dataset.append(record)
+        store.write_table(self.name, "dataset", dataset)
+        return self._summary(items, dataset, engine.usage, len(existing))
+
+    def _run_items(
+        self,
+        ctx: StageContext,
+        strategy: Strategy,
+        engine: GenerationEngine,
+        todo: list[WorkItem],
+    ) -> None:
+        size = ctx.recipe.generate.flush_every
+        with ctx.progress("generate", len(todo)) as bar:
+            engine.listeners.append(
+                lambda u: bar.note(
+                    f"ok {u.requests - u.failed} failed {u.failed} retried {u.retried} "
+                    f"cached {u.cached} ${u.cost_usd:.4f}"
+                )
+            )
             for start in range(0, len(todo), size):
                 batch = todo[start : start + size]
-                keys = [cache_key(config, q.messages(), q.index) for q in batch]
-                cached = cache.get_many(keys) if cache else {}
-                misses = [(k, q) for k, q in zip(keys, batch, strict=True) if k not in cached]
-                if misses:
-                    requests = [
-                        GenerationRequest(q.key, q.messages(), q.rendered["response"])
-                        for _, q in misses
-                    ]
-                    fresh = backend.get().generate(requests)
-                    if cache:
-                        cache.put_many([(k, r) for (k, _), r in zip(misses, fresh, strict=True)])
-                    cached.update({k: r for (k, _), r in zip(misses, fresh, strict=True)})
-                missed = {k for k, _ in misses}
-                hits += len(batch) - len(missed)
-                info = backend.get() if misses else _CachedInfo(recipe.generate.backend)
+                outputs = strategy.run(batch, engine)
                 records = [
-                    _record(q, cached[k], info, recipe.seed, cached=k not in missed)
-                    for k, q in zip(keys, batch, strict=True)
+                    r
+                    for item, outs in zip(batch, outputs, strict=True)
+                    for r in to_records(item, outs, engine, ctx.recipe)
                 ]
-                store.append_shard(self.name, records)
-                advance(len(batch))
-        if cache:
-            cache.close()
-        if hits:
-            ctx.log(f"generate: {hits} of {len(todo)} replies came from the cache")
+                ctx.store.append_shard(self.name, records)
+                bar(len(batch))
+
+    def _summary(
+        self, items: list[WorkItem], dataset: list[Record], usage: Usage, resumed: int
+    ) -> dict[str, Any]:
+        reasons = Counter(r.split(" (")[0] for rec in dataset for r in rec.reasons)
+        return {
+            "records_in": len(items),
+            "records_out": sum(r.status == "accepted" for r in dataset),
+            "records": len(dataset),
+            "resumed": resumed,
+            "rejected_reasons": dict(reasons.most_common(5)),
+            "by_template": dict(Counter(r.lineage["template"] for r in dataset)),
+            "usage": {
+                **usage.as_dict(),
+                "tokens_in_total": sum(r.lineage.get("tokens_in", 0) for r in dataset),
+                "tokens_out_total": sum(r.lineage.get("tokens_out", 0) for r in dataset),
+            },
+        }

@@ -124,12 +124,16 @@ class CompiledTemplate:
     order: tuple[str, ...]
     kinds: dict[str, str] = field(default_factory=dict)
 
-    def sample_slots(self, rng: random.Random) -> dict[str, Any]:
+    def sample_slots(self, seed: int, index: int) -> dict[str, Any]:
+        """Slot values of request ``index``. Each slot draws from its own stream, keyed by
+        template, slot name, seed and index: reordering or adding slots in the recipe never
+        changes the values of the others."""
         values: dict[str, Any] = {}
         for name in self.order:
             spec = self.config.slots[name]
+            rng = request_rng(seed, index, f"{self.config.id}:{name}")
             values[name] = SLOT_SAMPLERS.get(self.kinds[name])(spec, rng, values)
-        return values
+        return {name: values[name] for name in self.config.slots}
 
     def render(self, slots: dict[str, Any]) -> dict[str, str | None]:
         cfg = self.config
@@ -140,8 +144,13 @@ class CompiledTemplate:
         }
 
 
-def compile_template(cfg: TemplateConfig, where: str = "") -> CompiledTemplate:
-    """Check a template against its slots; raise RecipeError naming the field on a problem."""
+def compile_template(
+    cfg: TemplateConfig, where: str = "", provided: frozenset[str] = frozenset()
+) -> CompiledTemplate:
+    """Check a template against its slots; raise RecipeError naming the field on a problem.
+
+    ``provided`` names variables a strategy supplies at render time (``examples``, ``chunk``).
+    """
     here = where or f"generate.templates[{cfg.id}]"
     problems: list[str] = []
     graph: dict[str, set[str]] = {}
@@ -160,7 +169,7 @@ def compile_template(cfg: TemplateConfig, where: str = "") -> CompiledTemplate:
         if source is None:
             continue
         try:
-            unknown = template_variables(source) - set(cfg.slots)
+            unknown = template_variables(source) - set(cfg.slots) - provided
         except jinja2.TemplateSyntaxError as exc:
             problems.append(f"{here}.{part}: template syntax error: {exc}")
             continue

@@ -19,6 +19,7 @@ class GenerationRequest:
     key: str
     messages: list[dict[str, str]]
     reference: str | None = None  # the rendered response template, if any
+    sample: int = 0  # which sample of these messages (distinct samples at temperature > 0)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class GenerationResult:
     tokens_in: int = 0
     tokens_out: int = 0
     attempts: int = 1
+    cached: bool = False
+    cost_usd: float = 0.0
 
 
 class Backend(Protocol):

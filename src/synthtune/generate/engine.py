@@ -1,0 +1,143 @@
+"""The generation engine: every model call of every strategy goes through ``call``.
+
+It owns what strategies should not repeat: the content-addressed cache, creating the backend
+lazily (a fully cached run never loads a model), token and cost accounting with per-model
+prices, and the budget (``budget_usd`` / ``max_total_tokens``). When the budget is spent it
+raises :class:`BudgetExhausted` *before* sending more requests; everything flushed so far stays,
+paid replies of the interrupted batch are in the cache, so raising the budget and running
+again resumes without paying twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from synthtune.config import GenerateConfig, Price
+from synthtune.errors import SynthtuneError
+from synthtune.generate.backends.base import (
+    Backend,
+    GenerationRequest,
+    GenerationResult,
+    create_backend,
+)
+from synthtune.generate.cache import ResponseCache, cache_key
+
+
+class BudgetExhausted(SynthtuneError):
+    """The configured budget is spent; the run stops in a resumable state."""
+
+    exit_code = 3
+
+
+@dataclass
+class Usage:
+    requests: int = 0
+    cached: int = 0
+    failed: int = 0
+    retried: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    by_template: dict[str, int] = field(default_factory=dict)
+
+    def add(self, result: GenerationResult) -> None:
+        self.requests += 1
+        self.cached += result.cached
+        self.failed += result.error is not None
+        self.retried += max(0, result.attempts - 1)
+        if not result.cached:
+            self.tokens_in += result.tokens_in
+            self.tokens_out += result.tokens_out
+            self.cost_usd += result.cost_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "cached": self.cached,
+            "failed": self.failed,
+            "retried": self.retried,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": round(self.cost_usd, 6),
+        }
+
+
+def cost_of(price: Price | None, tokens_in: int, tokens_out: int) -> float:
+    if price is None:
+        return 0.0
+    return (tokens_in * price.input_per_1m + tokens_out * price.output_per_1m) / 1e6
+
+
+class GenerationEngine:
+    def __init__(
+        self,
+        config: GenerateConfig,
+        resolve_model: Callable[[str], str],
+        cache: ResponseCache | None,
+        spent: Usage | None = None,
+    ) -> None:
+        self.config = config
+        self.resolve_model = resolve_model
+        self.cache = cache
+        self.usage = spent or Usage()
+        self._backend_dump = config.backend.model_dump(mode="json")
+        model = getattr(config.backend, "model", config.backend.type)
+        self.price = config.prices.get(model)
+        self._backend: Backend | None = None
+        self.listeners: list[Callable[[Usage], None]] = []
+
+    @property
+    def backend_name(self) -> str:
+        return self.config.backend.type
+
+    @property
+    def model_name(self) -> str:
+        return str(getattr(self.config.backend, "model", self.config.backend.type))
+
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = create_backend(self.config.backend, self.resolve_model)
+        return self._backend
+
+    def check_budget(self) -> None:
+        cfg, used = self.config, self.usage
+        if cfg.budget_usd is not None and used.cost_usd >= cfg.budget_usd:
+            raise BudgetExhausted(
+                f"budget reached: spent ${used.cost_usd:.4f} of generate.budget_usd "
+                f"${cfg.budget_usd:g}; raise it and run the same command to continue"
+            )
+        total = used.tokens_in + used.tokens_out
+        if cfg.max_total_tokens is not None and total >= cfg.max_total_tokens:
+            raise BudgetExhausted(
+                f"token cap reached: {total} of generate.max_total_tokens "
+                f"{cfg.max_total_tokens}; raise it and run the same command to continue"
+            )
+
+    def call(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Replies in request order; cached ones are not sent. Failures come back as results."""
+        if not requests:
+            return []
+        self.check_budget()
+        keys = [cache_key(self._backend_dump, r.messages, r.sample) for r in requests]
+        found = self.cache.get_many(keys) if self.cache else {}
+        results: dict[str, GenerationResult] = {
+            k: replace(r, cached=True) for k, r in found.items()
+        }
+        misses = [(k, r) for k, r in zip(keys, requests, strict=True) if k not in results]
+        if misses:
+            fresh = self.backend().generate([r for _, r in misses])
+            priced = [
+                replace(res, cost_usd=cost_of(self.price, res.tokens_in, res.tokens_out))
+                for res in fresh
+            ]
+            if self.cache:
+                self.cache.put_many([(k, res) for (k, _), res in zip(misses, priced, strict=True)])
+            results.update({k: res for (k, _), res in zip(misses, priced, strict=True)})
+        ordered = [results[k] for k in keys]
+        for result in ordered:
+            self.usage.add(result)
+        for listener in self.listeners:
+            listener(self.usage)
+        return ordered

@@ -1,0 +1,144 @@
+"""The strategy contract and the pieces every strategy shares.
+
+A strategy plans work items deterministically from the recipe (so resume can skip done items
+by key), and turns a batch of items into outputs with as few batched engine calls as it can.
+One item may yield several records (document-to-QA), or a rejected one with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from synthtune.config import Recipe
+from synthtune.generate.engine import GenerationEngine
+from synthtune.generate.structured import Reply
+from synthtune.generate.templates import CompiledTemplate, compile_template, request_rng
+from synthtune.generate.tokens import estimate_messages
+from synthtune.records import Record, content_hash
+from synthtune.registry import Registry
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    index: int
+    key: str
+    template: CompiledTemplate
+    slots: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def render(self, **provided: Any) -> dict[str, str | None]:
+        return self.template.render({**self.slots, **self.extra, **provided})
+
+    def messages(self, **provided: Any) -> list[dict[str, str]]:
+        rendered = self.render(**provided)
+        out = []
+        if rendered["system"]:
+            out.append({"role": "system", "content": str(rendered["system"])})
+        out.append({"role": "user", "content": str(rendered["prompt"])})
+        return out
+
+
+@dataclass
+class Output:
+    """One record's worth: the conversation, or an error, plus strategy lineage."""
+
+    messages: list[dict[str, str]]
+    error: str | None = None
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+
+class Strategy(Protocol):
+    name: str
+
+    def plan(self) -> list[WorkItem]: ...
+
+    def restore(self, records: list[Record]) -> None:
+        """Rebuild in-run state (e.g. the task pool) from records already flushed."""
+
+    def run(self, items: list[WorkItem], engine: GenerationEngine) -> list[list[Output]]: ...
+
+    def estimate(self, item: WorkItem) -> tuple[int, int]:
+        """(model calls, prompt tokens) an item is expected to cost, for --dry-run."""
+        ...
+
+
+StrategyFactory = Callable[[Recipe], Strategy]
+STRATEGIES: Registry[StrategyFactory] = Registry("generation strategy")
+
+
+def compile_all(recipe: Recipe, provided: frozenset[str] = frozenset()) -> list[CompiledTemplate]:
+    return [
+        compile_template(t, where=f"generate.templates.{i}", provided=provided)
+        for i, t in enumerate(recipe.generate.templates)
+    ]
+
+
+def plan_template_items(
+    recipe: Recipe,
+    count: int,
+    provided: frozenset[str] = frozenset(),
+    extras: Callable[[int], dict[str, Any]] | None = None,
+) -> list[WorkItem]:
+    """Items 0..count-1: template by weight and slots from ``(seed, i)`` only.
+
+    The key covers everything that decides the item's outputs, so an edit to templates,
+    backend or strategy makes new items while an unchanged item keeps its key.
+    """
+    cfg = recipe.generate
+    templates = compile_all(recipe, provided)
+    weights = [t.config.weight for t in templates]
+    decisive = {
+        "seed": recipe.seed,
+        "backend": cfg.backend.model_dump(mode="json"),
+        "strategy": cfg.strategy.model_dump(mode="json"),
+    }
+    items = []
+    for index in range(count):
+        template = request_rng(recipe.seed, index, "template").choices(templates, weights=weights)[
+            0
+        ]
+        slots = template.sample_slots(recipe.seed, index)
+        extra = extras(index) if extras else {}
+        key = content_hash(
+            {
+                "i": index,
+                "template": template.config.model_dump(mode="json", by_alias=True),
+                "slots": slots,
+                "extra": extra,
+                **decisive,
+            }
+        )
+        items.append(WorkItem(index, key, template, slots, extra))
+    return items
+
+
+def single_call_estimate(item: WorkItem) -> tuple[int, int]:
+    return 1, estimate_messages(item.messages())
+
+
+def usage_lineage(*replies: Reply) -> dict[str, Any]:
+    """Tokens, cost, attempts and re-asks of all the calls that made one output."""
+    return {
+        "tokens_in": sum(r.tokens_in for r in replies),
+        "tokens_out": sum(r.tokens_out for r in replies),
+        "cost_usd": round(sum(r.cost_usd for r in replies), 8),
+        "attempts": sum(r.attempts for r in replies),
+        "reasks": sum(r.reasks for r in replies),
+        "cached": all(r.cached for r in replies),
+    }
+
+
+def load_lines(source: list[str] | Any, field: str = "instruction") -> list[str]:
+    """A list as is; a .txt file one item per line; a .jsonl file the ``field`` of each row."""
+    import json
+    from pathlib import Path
+
+    if isinstance(source, list):
+        return [s.strip() for s in source if s.strip()]
+    path = Path(source)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line)[field].strip() for line in text.splitlines() if line.strip()]
+    return [line.strip() for line in text.splitlines() if line.strip()]
