@@ -39,7 +39,7 @@ def serve(queue: mp.Queue, stop: mp.Event) -> None:  # type: ignore[type-arg]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=256)
+    parser.add_argument("--requests", type=int, default=1024)
     args = parser.parse_args()
     queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     stop = mp.Event()

@@ -1,5 +1,6 @@
 """The openai backend against a loopback server that injects failures."""
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,25 @@ def test_cache_never_pays_twice_and_no_cache_bypasses_it(tmp_path: Path) -> None
             load_recipe(recipe), runs, until="generate", quiet=True, force=True, no_cache=True
         )
         assert len(fake.attempts) == 26
+
+
+def test_rpm_and_tpm_pacing_space_request_starts() -> None:
+    import asyncio
+
+    from synthtune.generate.backends.openai_compat import RatePacer
+
+    async def starts(pacer: RatePacer, tokens: int) -> list[float]:
+        import time
+
+        out = []
+        for _ in range(4):
+            await pacer.wait(tokens)
+            out.append(time.monotonic())
+        return out
+
+    rpm = asyncio.run(starts(RatePacer(max_rpm=600), 0))  # 0.1 s apart
+    assert all(b - a >= 0.099 for a, b in itertools.pairwise(rpm))
+    tpm = asyncio.run(starts(RatePacer(None, max_tpm=60_000), 50))  # 50 tokens = 0.05 s
+    assert all(b - a >= 0.049 for a, b in itertools.pairwise(tpm))
+    free = asyncio.run(starts(RatePacer(None, None), 50))
+    assert free[-1] - free[0] < 0.05

@@ -26,6 +26,7 @@ import httpx
 from synthtune.config import OpenAIBackendConfig
 from synthtune.errors import BackendError
 from synthtune.generate.backends.base import BACKENDS, GenerationRequest, GenerationResult
+from synthtune.generate.tokens import estimate_messages
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -54,7 +55,9 @@ class AdaptiveLimiter:
     async def __aexit__(self, *exc: object) -> None:
         async with self._cond:
             self.in_flight -= 1
-            self._cond.notify_all()
+            # Wake only as many waiters as there are free slots: notify_all would wake every
+            # queued request on each release (quadratic in the queue length).
+            self._cond.notify(max(1, int(self.limit) - self.in_flight))
 
     def overloaded(self) -> None:
         self.limit = max(1.0, self.limit / 2)
@@ -64,20 +67,30 @@ class AdaptiveLimiter:
 
 
 class RatePacer:
-    """Spaces request starts at least ``60 / max_rpm`` seconds apart."""
+    """Paces request starts for RPM and TPM limits (a leaky bucket per limit).
 
-    def __init__(self, max_rpm: int | None) -> None:
-        self.interval = 60.0 / max_rpm if max_rpm else 0.0
-        self._next = 0.0
+    Each request advances a "next free" clock by ``60 / max_rpm`` seconds and another by
+    ``tokens * 60 / max_tpm`` seconds, where tokens = estimated prompt + ``max_tokens``; a
+    request starts when both clocks allow it. Bursts are smoothed rather than rejected.
+    """
+
+    def __init__(self, max_rpm: int | None, max_tpm: int | None = None) -> None:
+        self.max_rpm = max_rpm
+        self.max_tpm = max_tpm
+        self._next_rpm = 0.0
+        self._next_tpm = 0.0
         self._lock = asyncio.Lock()
 
-    async def wait(self) -> None:
-        if not self.interval:
+    async def wait(self, tokens: int = 0) -> None:
+        if not self.max_rpm and not self.max_tpm:
             return
         async with self._lock:
             now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
+            start = max(now, self._next_rpm, self._next_tpm)
+            if self.max_rpm:
+                self._next_rpm = start + 60.0 / self.max_rpm
+            if self.max_tpm:
+                self._next_tpm = start + tokens * 60.0 / self.max_tpm
         await asyncio.sleep(start - now)
 
 
@@ -169,7 +182,7 @@ class OpenAIBackend:
         reason = ""
         for attempt in range(self.config.max_retries + 1):
             async with limiter:
-                await pacer.wait()
+                await pacer.wait(estimate_messages(request.messages) + self.config.max_tokens)
                 try:
                     result = await self._attempt(client, request)
                 except _Retryable as exc:
@@ -197,8 +210,13 @@ class OpenAIBackend:
     async def agenerate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         limiter = AdaptiveLimiter(self.config.concurrency)
-        pacer = RatePacer(self.config.max_rpm)
-        limits = httpx.Limits(max_connections=self.config.concurrency)
+        pacer = RatePacer(self.config.max_rpm, self.config.max_tpm)
+        # Keep every connection alive: httpx keeps 20 by default, so above that each request
+        # would pay a new TCP handshake.
+        limits = httpx.Limits(
+            max_connections=self.config.concurrency,
+            max_keepalive_connections=self.config.concurrency,
+        )
         async with httpx.AsyncClient(
             base_url=self.config.base_url.rstrip("/"),
             headers=headers,
