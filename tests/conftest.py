@@ -69,3 +69,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = LocalTinyConfig(vocab_size=300, hidden_size=32, layers=1, heads=2, pretrain_epochs=1)
     build_local_tiny(out, texts, texts, cfg, seed=3)
     return out
+
+
+@pytest.fixture(scope="session")
+def chatty_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local-tiny pre-trained on chat-formatted replies: its greedy replies are long and
+    varied, which generation tests need to tell batching or stopping bugs apart."""
+    from synthtune.config import LocalTinyConfig
+    from synthtune.models import build_local_tiny
+
+    out = tmp_path_factory.mktemp("chatty")
+    texts = [
+        f"<|user|>\nPatient {i} has {36 + i % 5}.5 °C.\n<|assistant|>\n"
+        f"Rest, drink water and check the temperature of patient {i} again in {i % 7} hours."
+        for i in range(80)
+    ]
+    cfg = LocalTinyConfig(vocab_size=400, hidden_size=64, layers=2, heads=2, pretrain_epochs=4)
+    build_local_tiny(out, texts, texts, cfg, seed=5)
+    return out

@@ -207,8 +207,21 @@ class TransformersBackendConfig(StrictModel):
     temperature: float = Field(0.0, ge=0, description="0 = greedy decoding.")
     top_p: float = Field(1.0, gt=0, le=1)
     batch_size: int = Field(16, gt=0, description="Prompts per model.generate call.")
+    stop: list[str] | None = Field(None, description="Stop strings (cut from the reply).")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
+class VLLMBackendConfig(StrictModel):
+    type: Literal["vllm"]
+    model: str = Field(description="Hugging Face id or local path.")
+    max_tokens: int = Field(256, gt=0)
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: list[str] | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    tensor_parallel_size: int = Field(1, gt=0, description="GPUs to shard the model over.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
 
 
 class OpenAIBackendConfig(StrictModel):
@@ -247,7 +260,7 @@ class OpenAIBackendConfig(StrictModel):
 
 
 BackendConfig = Annotated[
-    TemplateBackendConfig | TransformersBackendConfig | OpenAIBackendConfig,
+    TemplateBackendConfig | TransformersBackendConfig | OpenAIBackendConfig | VLLMBackendConfig,
     Field(discriminator="type"),
 ]
 

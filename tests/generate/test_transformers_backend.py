@@ -30,9 +30,10 @@ def _backend(path: Path, batch_size: int):
     return create_backend(cfg, lambda name: name)
 
 
-def test_batched_greedy_equals_one_prompt_at_a_time(tiny_model_dir: Path) -> None:
-    batched = _backend(tiny_model_dir, batch_size=4).generate(_requests())
-    single = _backend(tiny_model_dir, batch_size=1).generate(_requests())
+def test_batched_greedy_equals_one_prompt_at_a_time(chatty_model_dir: Path) -> None:
+    batched = _backend(chatty_model_dir, batch_size=4).generate(_requests())
+    single = _backend(chatty_model_dir, batch_size=1).generate(_requests())
+    assert all(r.text and r.tokens_out == 6 for r in single)
     assert [r.text for r in batched] == [r.text for r in single]
     assert all(r.tokens_in > 0 for r in batched)
     assert all(r.text or r.error for r in batched)  # an empty reply is reported, not hidden
@@ -60,3 +61,35 @@ def test_generate_stage_runs_on_local_tiny(tmp_path: Path) -> None:
         assert record.lineage["backend"] == "transformers"
         assert record.lineage["model"] == "local-tiny"
         assert record.status == "rejected" or record.payload.messages[-1].role == "assistant"
+
+
+def test_stop_strings_cut_the_reply(chatty_model_dir: Path) -> None:
+    from synthtune.generate.backends.transformers import cut_at_stop
+
+    assert cut_at_stop("Rest well.\nUser: more", ["\nUser:"]) == "Rest well."
+    assert cut_at_stop("no stop here", ["###"]) == "no stop here"
+    free = _backend(chatty_model_dir, batch_size=4).generate(_requests())
+    stop = free[2].text[len(free[2].text) // 2 :][:2]
+    cfg = TransformersBackendConfig(
+        type="transformers", model=str(chatty_model_dir), max_new_tokens=6, stop=[stop]
+    )
+    stopped = create_backend(cfg, lambda name: name).generate(_requests())
+    cut = 0
+    for a, b in zip(free, stopped, strict=True):
+        if stop in a.text:
+            cut += 1
+            assert b.text is None or (stop not in b.text and a.text.startswith(b.text))
+        else:
+            assert b.text == a.text
+    assert cut >= 1
+
+
+def test_vllm_without_gpu_fails_clearly() -> None:
+    import pytest
+
+    from synthtune.config import VLLMBackendConfig
+    from synthtune.errors import BackendError
+
+    cfg = VLLMBackendConfig(type="vllm", model="Qwen/Qwen2.5-0.5B-Instruct")
+    with pytest.raises(BackendError, match="vllm"):
+        create_backend(cfg, lambda name: name)

@@ -12,5 +12,6 @@ from synthtune.generate.backends.base import (
 from synthtune.generate.backends import template as _template  # noqa: F401  # isort: skip
 from synthtune.generate.backends import transformers as _transformers  # noqa: F401  # isort: skip
 from synthtune.generate.backends import openai_compat as _openai  # noqa: F401  # isort: skip
+from synthtune.generate.backends import vllm as _vllm  # noqa: F401  # isort: skip
 
 __all__ = ["BACKENDS", "Backend", "GenerationRequest", "GenerationResult", "create_backend"]

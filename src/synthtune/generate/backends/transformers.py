@@ -27,6 +27,15 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     return "\n".join(turns) + "\n"
 
 
+def cut_at_stop(text: str, stops: list[str] | None) -> str:
+    """The reply up to the first stop string (generation halts on it but keeps it)."""
+    for stop in stops or []:
+        at = text.find(stop)
+        if at >= 0:
+            text = text[:at]
+    return text.strip()
+
+
 class TransformersBackend:
     name = "transformers"
 
@@ -40,9 +49,15 @@ class TransformersBackend:
     def _generate_batch(self, prompts: list[str]) -> list[tuple[str, int, int]]:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
         sampling = self.config.temperature > 0
+        stops = (
+            {"stop_strings": self.config.stop, "tokenizer": self.tokenizer}
+            if self.config.stop
+            else {}
+        )
         with torch.inference_mode():
             out = self.lm.generate(
                 **enc,
+                **stops,
                 max_new_tokens=self.config.max_new_tokens,
                 do_sample=sampling,
                 temperature=self.config.temperature if sampling else None,
@@ -50,11 +65,15 @@ class TransformersBackend:
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )
-        new = out[:, enc["input_ids"].shape[1] :]
+        new = out[:, enc["input_ids"].shape[1] :].tolist()
         results = []
+        eos = self.tokenizer.eos_token_id
         for row, mask in zip(new, enc["attention_mask"], strict=True):
-            keep = row[row != self.tokenizer.pad_token_id]
-            text = self.tokenizer.decode(keep, skip_special_tokens=True).strip()
+            # generate() pads rows that finished early; everything from EOS on is not reply
+            keep = row[: row.index(eos)] if eos in row else row
+            text = cut_at_stop(
+                self.tokenizer.decode(keep, skip_special_tokens=True), self.config.stop
+            )
             results.append((text, int(mask.sum()), len(keep)))
         return results
 
