@@ -32,10 +32,12 @@ def encode_record(tokenizer: Any, record: Record, max_length: int) -> dict[str, 
         prompt = tokenizer.apply_chat_template(
             messages[:-1], tokenize=False, add_generation_prompt=True
         )
-        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        # End the sequence at the reply's EOS: what templates put after it (a newline) is not
+        # something the model should learn to emit.
+        full = tokenizer.apply_chat_template(messages, tokenize=False).rstrip()
         prompt_ids = _encode(tokenizer, prompt)
         ids = _encode(tokenizer, full)
-        if not full.rstrip().endswith(eos):
+        if not full.endswith(eos):
             ids.append(tokenizer.eos_token_id)
         labels = [-100] * len(prompt_ids) + ids[len(prompt_ids) :]
     ids, labels = ids[:max_length], labels[:max_length]
