@@ -69,6 +69,19 @@ def _summary_table(result: Any) -> Table:
     return table
 
 
+def _print_usage(result: Any) -> None:
+    generate = next((o for o in result.outcomes if o.name == "generate"), None)
+    usage = generate.summary.get("usage") if generate and generate.status == "ran" else None
+    if usage:
+        out.print(
+            f"generate: {usage['requests']} requests ({usage['cached']} cached, "
+            f"{usage['failed']} failed, {usage['retried']} retries), tokens in "
+            f"{usage['tokens_in_total']:,} / out {usage['tokens_out_total']:,}, "
+            f"cost ${usage['cost_usd']:.4f}",
+            soft_wrap=True,
+        )
+
+
 def _print_reasons(result: Any) -> None:
     """Rejection reasons one per line: they are too long for a table column."""
     for o in result.outcomes:
@@ -89,6 +102,7 @@ def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
     except (SynthtuneError, KeyboardInterrupt) as exc:
         raise _fail(exc) from None
     out.print(_summary_table(result))
+    _print_usage(result)
     _print_reasons(result)
     if all(o.status == "skipped" for o in result.outcomes):
         out.print("every stage already complete: nothing to do (use --force or --from to redo)")
