@@ -13,8 +13,8 @@ import multiprocessing as mp
 import time
 
 from synthtune.config import OpenAIBackendConfig
-from synthtune.generate.backends import GenerationRequest
-from synthtune.generate.backends.openai_compat import OpenAIBackend
+from synthtune.llm.backends import GenerationRequest
+from synthtune.llm.backends.openai_compat import OpenAIBackend
 from synthtune.testing.fake_openai import FakeOpenAI
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from synthtune.config import LocalTinyConfig, TransformersBackendConfig
-from synthtune.generate.backends import GenerationRequest, create_backend
-from synthtune.generate.backends.transformers import render_chat
+from synthtune.llm.backends import GenerationRequest, create_backend
+from synthtune.llm.backends.transformers import render_chat
 from synthtune.models import build_local_tiny, load_causal_lm
 
 SYMPTOMS = [

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 
-from synthtune.generate.backends.base import GenerationRequest, GenerationResult
+from synthtune.llm.backends.base import GenerationRequest, GenerationResult
 
 
 class ScriptedBackend:
@@ -28,5 +28,5 @@ class ScriptedBackend:
 
 
 def install(monkeypatch, backend: ScriptedBackend) -> ScriptedBackend:
-    monkeypatch.setattr("synthtune.generate.engine.create_backend", lambda cfg, resolve: backend)
+    monkeypatch.setattr("synthtune.llm.engine.create_backend", lambda cfg, resolve: backend)
     return backend

@@ -7,8 +7,8 @@ import pytest
 
 from synthtune.config import OpenAIBackendConfig, load_recipe
 from synthtune.errors import BackendError
-from synthtune.generate.backends import GenerationRequest
-from synthtune.generate.backends.openai_compat import OpenAIBackend, read_api_key
+from synthtune.llm.backends import GenerationRequest
+from synthtune.llm.backends.openai_compat import OpenAIBackend, read_api_key
 from synthtune.pipeline import run_recipe
 from synthtune.store import RunStore
 from synthtune.testing.fake_openai import FakeOpenAI
@@ -189,7 +189,7 @@ def test_cache_never_pays_twice_and_no_cache_bypasses_it(tmp_path: Path) -> None
 def test_rpm_and_tpm_pacing_space_request_starts() -> None:
     import asyncio
 
-    from synthtune.generate.backends.openai_compat import RatePacer
+    from synthtune.llm.backends.openai_compat import RatePacer
 
     async def starts(pacer: RatePacer, tokens: int) -> list[float]:
         import time

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from synthtune.config import load_recipe
-from synthtune.generate.backends.template import TemplateBackend
+from synthtune.llm.backends.template import TemplateBackend
 from synthtune.pipeline import run_recipe
 from synthtune.store import RunStore
 from tests.conftest import write_recipe
@@ -43,7 +43,7 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(
         f"""
         import os, signal
         from synthtune.config import load_recipe
-        from synthtune.generate.backends.template import TemplateBackend
+        from synthtune.llm.backends.template import TemplateBackend
         from synthtune.pipeline import run_recipe
 
         original = TemplateBackend.generate

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from synthtune.config import load_recipe
 from synthtune.generate.strategies.evol_instruct import eliminated
-from synthtune.generate.textsim import rouge_l
 from synthtune.pipeline import run_recipe
 from synthtune.store import RunStore
+from synthtune.textsim import rouge_l
 from tests.conftest import write_recipe
 from tests.generate.scripted import ScriptedBackend, install
 

@@ -3,9 +3,9 @@ import json
 import pytest
 
 from synthtune.config import GenerateConfig
-from synthtune.generate.backends.base import GenerationRequest
-from synthtune.generate.engine import GenerationEngine
-from synthtune.generate.structured import ask, extract_json, schema_error
+from synthtune.llm.backends.base import GenerationRequest
+from synthtune.llm.engine import GenerationEngine
+from synthtune.llm.structured import ask, extract_json, schema_error
 from tests.generate.scripted import ScriptedBackend
 
 SCHEMA = {

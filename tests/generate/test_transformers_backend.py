@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from synthtune.config import TransformersBackendConfig, load_recipe
-from synthtune.generate.backends import GenerationRequest, create_backend
+from synthtune.llm.backends import GenerationRequest, create_backend
 from synthtune.pipeline import run_recipe
 from synthtune.store import RunStore
 from tests.conftest import write_recipe
@@ -64,7 +64,7 @@ def test_generate_stage_runs_on_local_tiny(tmp_path: Path) -> None:
 
 
 def test_stop_strings_cut_the_reply(chatty_model_dir: Path) -> None:
-    from synthtune.generate.backends.transformers import cut_at_stop
+    from synthtune.llm.backends.transformers import cut_at_stop
 
     assert cut_at_stop("Rest well.\nUser: more", ["\nUser:"]) == "Rest well."
     assert cut_at_stop("no stop here", ["###"]) == "no stop here"

@@ -11,8 +11,8 @@ from collections import defaultdict
 from typing import Any
 
 from synthtune.config import Recipe
-from synthtune.generate.engine import cost_of
 from synthtune.generate.stage import make_strategy
+from synthtune.llm.engine import cost_of
 from synthtune.store import RunStore
 
 

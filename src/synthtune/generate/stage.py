@@ -15,10 +15,10 @@ from typing import Any
 
 from synthtune.config import OpenAIBackendConfig, Recipe
 from synthtune.context import StageContext
-from synthtune.generate.backends.openai_compat import read_api_key
-from synthtune.generate.cache import ResponseCache
-from synthtune.generate.engine import GenerationEngine, Usage
 from synthtune.generate.strategies import STRATEGIES, Output, Strategy, WorkItem
+from synthtune.llm.backends.openai_compat import read_api_key
+from synthtune.llm.cache import ResponseCache
+from synthtune.llm.engine import GenerationEngine, Usage
 from synthtune.records import Payload, Record, content_hash
 
 

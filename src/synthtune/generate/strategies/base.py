@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from synthtune.config import Recipe
-from synthtune.generate.engine import GenerationEngine
-from synthtune.generate.structured import Reply
 from synthtune.generate.templates import CompiledTemplate, compile_template, request_rng
-from synthtune.generate.tokens import estimate_messages
+from synthtune.llm.engine import GenerationEngine
+from synthtune.llm.structured import Reply
+from synthtune.llm.tokens import estimate_messages
 from synthtune.records import Record, content_hash
 from synthtune.registry import Registry
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from synthtune.config import DocQAStrategy, Recipe
-from synthtune.generate.backends.base import GenerationRequest
 from synthtune.generate.documents import Chunk, load_chunks
-from synthtune.generate.engine import GenerationEngine
 from synthtune.generate.strategies.base import (
     STRATEGIES,
     Output,
@@ -23,7 +21,9 @@ from synthtune.generate.strategies.base import (
     single_call_estimate,
     usage_lineage,
 )
-from synthtune.generate.structured import ask
+from synthtune.llm.backends.base import GenerationRequest
+from synthtune.llm.engine import GenerationEngine
+from synthtune.llm.structured import ask
 from synthtune.records import Record
 
 PAIRS_SCHEMA: dict[str, Any] = {

@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 
 from synthtune.config import EvolInstructStrategy, Recipe
-from synthtune.generate.backends.base import GenerationRequest
-from synthtune.generate.engine import GenerationEngine
 from synthtune.generate.strategies.base import (
     STRATEGIES,
     Output,
@@ -22,11 +20,13 @@ from synthtune.generate.strategies.base import (
     plan_template_items,
     usage_lineage,
 )
-from synthtune.generate.structured import Reply, ask
 from synthtune.generate.templates import request_rng
-from synthtune.generate.textsim import rouge_l
-from synthtune.generate.tokens import estimate_messages
+from synthtune.llm.backends.base import GenerationRequest
+from synthtune.llm.engine import GenerationEngine
+from synthtune.llm.structured import Reply, ask
+from synthtune.llm.tokens import estimate_messages
 from synthtune.records import Record
+from synthtune.textsim import rouge_l
 
 _DEPTH = (
     "I want you to act as a Prompt Rewriter. Rewrite the given prompt into a more complex "

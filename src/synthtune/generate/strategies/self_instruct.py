@@ -13,8 +13,6 @@ import re
 from typing import Any
 
 from synthtune.config import Recipe, SelfInstructStrategy
-from synthtune.generate.backends.base import GenerationRequest
-from synthtune.generate.engine import GenerationEngine
 from synthtune.generate.strategies.base import (
     STRATEGIES,
     Output,
@@ -23,11 +21,13 @@ from synthtune.generate.strategies.base import (
     plan_template_items,
     usage_lineage,
 )
-from synthtune.generate.structured import ask
 from synthtune.generate.templates import request_rng
-from synthtune.generate.textsim import max_rouge_l
-from synthtune.generate.tokens import estimate_messages
+from synthtune.llm.backends.base import GenerationRequest
+from synthtune.llm.engine import GenerationEngine
+from synthtune.llm.structured import ask
+from synthtune.llm.tokens import estimate_messages
 from synthtune.records import Record
+from synthtune.textsim import max_rouge_l
 
 _NUMBERING = re.compile(r"^\s*(?:\d+[.)]|[-*]|task\s*\d*\s*:|instruction\s*:)\s*", re.IGNORECASE)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from synthtune.config import Recipe
-from synthtune.generate.backends.base import GenerationRequest
-from synthtune.generate.engine import GenerationEngine
 from synthtune.generate.strategies.base import (
     STRATEGIES,
     Output,
@@ -13,7 +11,9 @@ from synthtune.generate.strategies.base import (
     single_call_estimate,
     usage_lineage,
 )
-from synthtune.generate.structured import ask
+from synthtune.llm.backends.base import GenerationRequest
+from synthtune.llm.engine import GenerationEngine
+from synthtune.llm.structured import ask
 from synthtune.records import Record
 
 

@@ -25,8 +25,8 @@ import httpx
 
 from synthtune.config import OpenAIBackendConfig
 from synthtune.errors import BackendError
-from synthtune.generate.backends.base import BACKENDS, GenerationRequest, GenerationResult
-from synthtune.generate.tokens import estimate_messages
+from synthtune.llm.backends.base import BACKENDS, GenerationRequest, GenerationResult
+from synthtune.llm.tokens import estimate_messages
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 

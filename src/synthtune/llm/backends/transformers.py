@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from synthtune.config import TransformersBackendConfig
-from synthtune.generate.backends.base import BACKENDS, GenerationRequest, GenerationResult
+from synthtune.llm.backends.base import BACKENDS, GenerationRequest, GenerationResult
 from synthtune.models import load_causal_lm, pick_device
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synthtune.generate.backends.base import GenerationResult
+from synthtune.llm.backends.base import GenerationResult
 from synthtune.records import content_hash
 
 # Fields of backend configs that change how a request is sent, not what comes back.

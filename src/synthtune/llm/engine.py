@@ -16,13 +16,13 @@ from typing import Any
 
 from synthtune.config import GenerateConfig, Price
 from synthtune.errors import SynthtuneError
-from synthtune.generate.backends.base import (
+from synthtune.llm.backends.base import (
     Backend,
     GenerationRequest,
     GenerationResult,
     create_backend,
 )
-from synthtune.generate.cache import ResponseCache, cache_key
+from synthtune.llm.cache import ResponseCache, cache_key
 
 
 class BudgetExhausted(SynthtuneError):

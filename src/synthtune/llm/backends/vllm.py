@@ -16,7 +16,7 @@ import torch
 
 from synthtune.config import VLLMBackendConfig
 from synthtune.errors import BackendError
-from synthtune.generate.backends.base import BACKENDS, GenerationRequest, GenerationResult
+from synthtune.llm.backends.base import BACKENDS, GenerationRequest, GenerationResult
 
 
 def _seed(sample: int, key: str) -> int:

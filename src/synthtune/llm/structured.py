@@ -17,8 +17,8 @@ from typing import Any
 
 import jsonschema
 
-from synthtune.generate.backends.base import GenerationRequest, GenerationResult
-from synthtune.generate.engine import GenerationEngine
+from synthtune.llm.backends.base import GenerationRequest, GenerationResult
+from synthtune.llm.engine import GenerationEngine
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 

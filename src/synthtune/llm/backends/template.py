@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from synthtune.generate.backends.base import (
+from synthtune.llm.backends.base import (
     BACKENDS,
     GenerationRequest,
     GenerationResult,
