@@ -1,0 +1,131 @@
+"""Recipe models of the mix, train, evaluate and export stages and of local-tiny."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from synthtune.config.base import RecipePath, StrictModel
+
+# --------------------------------------------------------------------------- mix
+_RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
+
+
+class RealDataConfig(StrictModel):
+    path: RecipePath = Field(description="JSONL file of human-written records.")
+    text_field: str | None = Field("text", description="Field holding plain text.")
+    prompt_field: str | None = Field(None, description="Field holding a prompt (QA data).")
+    response_field: str | None = Field(None, description="Field holding the answer.")
+
+    @model_validator(mode="after")
+    def _mapping(self) -> RealDataConfig:
+        if (self.prompt_field is None) != (self.response_field is None):
+            raise ValueError("set both prompt_field and response_field, or neither")
+        return self
+
+
+class StopWhenConfig(StrictModel):
+    wasserstein_below: float = Field(0.15, gt=0, description="Stop injecting below this.")
+
+
+class MixConfig(StrictModel):
+    real: RealDataConfig | None = Field(None, description="Real data to mix with.")
+    ratio: str = Field("1:3", description="synthetic:real in the training split.")
+    val_fraction: float = Field(0.1, ge=0, lt=0.5, description="Share of real data for val.")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="Real-only test share.")
+    stop_when: StopWhenConfig = Field(default_factory=StopWhenConfig)
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, value: str) -> str:
+        m = _RATIO.match(value)
+        if not m or float(m.group(1)) <= 0 or float(m.group(2)) <= 0:
+            raise ValueError(f"ratio {value!r} must look like '1:3' (synthetic:real)")
+        return value
+
+    def synthetic_per_real(self) -> float:
+        m = _RATIO.match(self.ratio)
+        assert m is not None  # checked by the validator
+        return float(m.group(1)) / float(m.group(2))
+
+
+# --------------------------------------------------------------------------- train
+class LoraConfig(StrictModel):
+    r: int = Field(16, gt=0, description="Adapter rank.")
+    alpha: int = Field(32, gt=0, description="Scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: str | list[str] = Field(
+        "attention", description="Alias (attention, mlp, all-linear) or module names."
+    )
+
+
+class LearningRates(StrictModel):
+    adapter: float = Field(1.0e-3, gt=0, description="LR of adapter/new parameters.")
+    base: float = Field(1.0e-5, gt=0, description="LR of base weights that train.")
+
+
+class FreezeConfig(StrictModel):
+    layernorm: bool = Field(True, description="Keep LayerNorm/RMSNorm weights frozen.")
+    first_n_layers: int = Field(0, ge=0, description="Freeze the first N transformer blocks.")
+
+
+class AugmentConfig(StrictModel):
+    noise_prob: float = Field(0.3, ge=0, le=1, description="Per-example noise probability.")
+    token_rate: float = Field(0.1, ge=0, le=1, description="Share of input tokens perturbed.")
+
+
+class EarlyStoppingConfig(StrictModel):
+    patience: int = Field(3, ge=1, description="Evaluations without improvement before stop.")
+
+
+class TrainConfig(StrictModel):
+    base: str = Field("local-tiny", description="Base model: id, path or local-tiny.")
+    method: str = Field("lora", description="Training method (registry name).")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    lr: LearningRates = Field(default_factory=LearningRates)
+    freeze: FreezeConfig = Field(default_factory=FreezeConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    max_grad_norm: float = Field(1.0, gt=0)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    epochs: float = Field(3.0, gt=0)
+    batch_size: int = Field(8, gt=0)
+    max_length: int = Field(256, gt=8, description="Tokens per training example.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    eval_every: int | None = Field(None, gt=0, description="Steps between evals (None=epoch).")
+
+
+# --------------------------------------------------------------------------- evaluate/export
+class EvaluateConfig(StrictModel):
+    suites: list[Literal["perplexity"]] = Field(
+        default=["perplexity"], description="Evaluation suites to run."
+    )
+    max_samples: int = Field(500, gt=0, description="Test records scored at most.")
+
+
+class ExportConfig(StrictModel):
+    formats: list[Literal["openai", "alpaca", "sharegpt"]] = Field(
+        default=["openai"], description="Dataset export formats."
+    )
+
+
+class LocalTinyConfig(StrictModel):
+    vocab_size: int = Field(2048, ge=300, description="BPE vocabulary size.")
+    hidden_size: int = Field(128, gt=0)
+    layers: int = Field(2, gt=0)
+    heads: int = Field(4, gt=0)
+    pretrain_epochs: float = Field(3.0, ge=0, description="Pre-training epochs.")
+    pretrain_on: list[Literal["general", "real"]] = Field(
+        default=["general"],
+        description="Pre-training corpus: general = English prose shipped with Python "
+        "(pydoc topics), a stand-in for a generic base model; real = the real non-test "
+        "records (the base then already knows the domain, so tuning gains little).",
+    )
+    max_length: int = Field(128, gt=8)
+
+    @model_validator(mode="after")
+    def _heads(self) -> LocalTinyConfig:
+        if self.hidden_size % self.heads:
+            raise ValueError(f"hidden_size {self.hidden_size} not divisible by heads")
+        return self
