@@ -66,7 +66,6 @@ from synthtune.config.training import (
 from synthtune.errors import RecipeError
 
 __all__ = [
-    "STAGES",
     "AugmentConfig",
     "BackendConfig",
     "ChoiceSlot",
