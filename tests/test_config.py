@@ -69,7 +69,7 @@ def test_relative_paths_resolve_against_the_recipe_folder(
     recipe = load_recipe(small_recipe)
     assert recipe.mix.real is not None
     assert recipe.mix.real.path == small_recipe.parent / "data" / "real.jsonl"
-    assert recipe.quality.rules == small_recipe.parent / "rules.yaml"
+    assert recipe.quality.rules == [str(small_recipe.parent / "rules.yaml")]
 
 
 @pytest.mark.parametrize(

@@ -256,6 +256,72 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) ->
         raise _fail(exc) from None
 
 
+rules_app = typer.Typer(help="Check records against rules; list the built-in rule packs.")
+app.add_typer(rules_app, name="rules")
+
+
+def _payload_from_json(path: Path) -> Any:
+    """A record dump, a payload ({messages, label}) or {prompt, response[, label]}."""
+    import json
+
+    from synthtune.records import Payload
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if "payload" in data:
+        data = data["payload"]
+    if "messages" not in data:
+        messages = [{"role": "user", "content": data.get("prompt", "")}]
+        messages.append({"role": "assistant", "content": data.get("response", "")})
+        data = {"messages": messages, "label": data.get("label")}
+    return Payload.model_validate(data)
+
+
+@rules_app.command("check")
+def rules_check(
+    rules: Annotated[str, typer.Argument(help="Rules YAML file or pack:NAME.")],
+    record: Annotated[Path, typer.Argument(help="JSON: a record, a payload or prompt/response.")],
+) -> None:
+    """Explain each rule's outcome on RECORD; exit 1 when an error-severity rule fails."""
+    from pydantic import ValidationError
+
+    from synthtune.rules import check_rules, load_rule_sources
+
+    try:
+        loaded = load_rule_sources([rules])
+        payload = _payload_from_json(record)
+    except SynthtuneError as exc:
+        raise _fail(exc) from None
+    except (OSError, ValueError, ValidationError) as exc:
+        console.print(f"[bold red]error[/]: {record}: {exc}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"{rules} on {record}")
+    for column in ("rule", "result", "severity", "why"):
+        table.add_column(column)
+    failed = False
+    for o in check_rules(loaded, payload):
+        result = (
+            "[green]pass[/]"
+            if o.ok and o.applicable
+            else ("[dim]n/a[/]" if o.ok else "[red]FAIL[/]")
+        )
+        failed |= not o.ok and o.severity == "error"
+        table.add_row(o.rule, result, o.severity, o.why)
+    out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@rules_app.command("packs")
+def rules_packs() -> None:
+    """List the built-in rule packs and their rules."""
+    from synthtune.rules import load_rule_sources, pack_names
+
+    for name in pack_names():
+        out.print(f"[bold]pack:{name}[/]")
+        for rule in load_rule_sources([f"pack:{name}"]):
+            out.print(f"  {rule.id}: {rule.description}")
+
+
 @app.command()
 def schema() -> None:
     """Print the recipe's JSON Schema (for editor completion and validation)."""

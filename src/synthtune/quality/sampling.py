@@ -1,4 +1,4 @@
-"""Stratified sampling for human review: every stratum gets its share, at least one record."""
+"""Stratified sampling for human review: proportional allocation with a minimum per stratum."""
 
 from __future__ import annotations
 
@@ -11,24 +11,36 @@ from synthtune.records import Record
 
 
 def stratum_value(record: Record, key: str) -> Any:
-    """``template`` -> lineage template; ``slots.gender`` -> a slot value; else lineage[key]."""
+    """``template``/``strategy``/any lineage key; ``slots.gender``; ``label``."""
+    if key == "label":
+        return record.payload.label
     if key.startswith("slots."):
         return record.lineage.get("slots", {}).get(key.removeprefix("slots."))
     return record.lineage.get(key)
 
 
+def stratum_of(record: Record, stratify_by: list[str]) -> str:
+    return " | ".join(f"{k}={stratum_value(record, k)}" for k in stratify_by) or "all"
+
+
 def stratified_sample(
-    records: list[Record], fraction: float, stratify_by: list[str], seed: int
+    records: list[Record],
+    fraction: float,
+    stratify_by: list[str],
+    seed: int,
+    min_per_stratum: int = 1,
 ) -> list[Record]:
+    """``ceil(fraction x size)`` per stratum, at least ``min_per_stratum`` (capped at its
+    size); seeded and independent of input order."""
     if fraction <= 0 or not records:
         return []
-    strata: dict[tuple[Any, ...], list[Record]] = defaultdict(list)
+    strata: dict[str, list[Record]] = defaultdict(list)
     for record in records:
-        strata[tuple(str(stratum_value(record, k)) for k in stratify_by)].append(record)
+        strata[stratum_of(record, stratify_by)].append(record)
     rng = random.Random(seed)
     chosen: list[Record] = []
     for key in sorted(strata):
         members = sorted(strata[key], key=lambda r: r.id)
-        k = min(len(members), max(1, math.ceil(fraction * len(members))))
+        k = min(len(members), max(min_per_stratum, math.ceil(fraction * len(members))))
         chosen.extend(rng.sample(members, k))
     return chosen

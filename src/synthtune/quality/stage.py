@@ -1,24 +1,33 @@
-"""Quality stage: tiers run in order on the records still accepted; rejects keep reasons.
+"""Quality stage: tiers run cheap to costly on the records still accepted; rejects keep reasons.
 
-Tier order (cheap to costly): exact dedup -> fluency (perplexity) -> logic (rules). Every
-scored record gets its score in ``quality`` even when an earlier tier rejected it, so the
-report can show full distributions. A stratified sample of the survivors is flagged for
-human review (``quality.review.sampled``) and listed in ``quality/review_sample.jsonl``.
+Order: heuristics -> dedup (exact, MinHash, embeddings) -> decontamination -> fluency
+(perplexity) -> logic (rules) -> LLM judge. Scores are written on every scored record (even
+rejected ones) so the report can show full distributions. A stratified sample of the survivors
+is flagged for human review (``quality.review``) and listed in ``quality/review_sample.jsonl``.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from synthtune.config import Recipe
 from synthtune.context import StageContext
+from synthtune.llm.cache import ResponseCache
+from synthtune.llm.engine import GenerationEngine
 from synthtune.models import load_causal_lm
 from synthtune.perplexity import PerplexityScorer
+from synthtune.quality import decontam, dedup
+from synthtune.quality.heuristics import heuristic_reasons
+from synthtune.quality.judge import judge_records
 from synthtune.quality.sampling import stratified_sample
-from synthtune.records import Record
-from synthtune.rules import check_rules, load_rules
+from synthtune.realdata import load_real
+from synthtune.records import Record, split_of
+from synthtune.rules import check_rules, load_rule_sources
 from synthtune.store import atomic_write_text
 
 
@@ -26,32 +35,86 @@ def _accepted(records: list[Record]) -> list[Record]:
     return [r for r in records if r.status == "accepted"]
 
 
-def dedup_tier(records: list[Record]) -> None:
-    first: dict[str, str] = {}
+def _has_reply(record: Record) -> bool:
+    return any(m.role == "assistant" for m in record.payload.messages)
+
+
+def heuristics_tier(ctx: StageContext, records: list[Record]) -> None:
+    cfg = ctx.recipe.quality.heuristics
+    schemas = {t.id for t in ctx.recipe.generate.templates if t.json_schema is not None}
     for record in _accepted(records):
-        if record.id in first:
-            record.reject("dedup: exact duplicate")
-        else:
-            first[record.id] = record.id
+        reasons = heuristic_reasons(record.payload, cfg, record.lineage.get("template") in schemas)
+        record.quality["heuristics"] = reasons
+        for reason in reasons:
+            record.reject(reason)
+
+
+def dedup_tier(ctx: StageContext, records: list[Record]) -> None:
+    cfg = ctx.recipe.quality.dedup
+    pool = _accepted(records)
+    texts = [r.payload.text("all") for r in pool]
+    if cfg.exact:
+        dedup.keep_best(pool, dedup.exact_clusters(texts), "exact", dedup.preference)
+    if cfg.minhash_threshold is not None:
+        pool = _accepted(records)
+        texts = [r.payload.text("all") for r in pool]
+        clusters = dedup.minhash_clusters(texts, cfg.minhash_threshold, cfg.num_perm, cfg.shingle)
+        dedup.keep_best(pool, clusters, "near", dedup.preference)
+    if cfg.embedding is not None:
+        pool = _accepted(records)
+        vectors = dedup.embed_texts(
+            [r.payload.text("all") for r in pool], cfg.embedding.model, cfg.embedding.batch_size
+        )
+        clusters = dedup.embedding_clusters(vectors, cfg.embedding.threshold)
+        dedup.keep_best(pool, clusters, "semantic", dedup.preference)
+
+
+def decontam_tier(ctx: StageContext, records: list[Record]) -> None:
+    recipe = ctx.recipe
+    cfg, mix = recipe.quality.decontam, recipe.mix
+    if mix.real is None:
+        return
+    test = [
+        r.payload.text("all")
+        for r in load_real(mix.real)
+        if split_of(r.id, recipe.seed, mix.val_fraction, mix.test_fraction) == "test"
+    ]
+    index = decontam.build_index(test, cfg.ngram)
+    pool = _accepted(records)
+    shared = decontam.contaminated(
+        [r.payload.text("all") for r in pool], index, cfg.ngram, cfg.min_overlap
+    )
+    for record, count in zip(pool, shared, strict=True):
+        if count:
+            record.quality["decontam"] = {"shared_ngrams": count}
+            record.reject(f"decontam: shares {cfg.ngram}-grams with the test split ({count})")
 
 
 def fluency_tier(ctx: StageContext, records: list[Record]) -> None:
     cfg = ctx.recipe.quality.perplexity
-    scored = [r for r in records if any(m.role == "assistant" for m in r.payload.messages)]
+    scored = [r for r in records if _has_reply(r)]
     model, tokenizer = load_causal_lm(ctx.resolve_model(cfg.model))
-    scorer = PerplexityScorer(model, tokenizer, cfg.batch_size, cfg.max_length)
+    scorer = PerplexityScorer(model, tokenizer, cfg.batch_size, cfg.max_length, cfg.stride)
     with ctx.progress("quality: perplexity", len(scored)) as advance:
         scores = scorer.score([r.payload.text(cfg.text) for r in scored], advance)
     for record, ppl in zip(scored, scores, strict=True):
         record.quality["perplexity"] = round(ppl, 3)
-        if record.status == "accepted" and ppl > cfg.max:
-            record.reject(f"fluency: perplexity above {cfg.max:g} ({ppl:.1f})")
+    alive = [r for r in scored if r.status == "accepted"]
+    if cfg.mode == "percentile" and alive:
+        limit = float(np.percentile([r.quality["perplexity"] for r in alive], cfg.percentile))
+        label = f"p{cfg.percentile:g} = {limit:.1f}"
+    else:
+        limit, label = cfg.max, f"{cfg.max:g}"
+    for record in alive:
+        if record.quality["perplexity"] > limit:
+            record.reject(f"fluency: perplexity above {label} ({record.quality['perplexity']:.1f})")
 
 
 def rules_tier(ctx: StageContext, records: list[Record]) -> None:
-    assert ctx.recipe.quality.rules is not None
-    rules = load_rules(ctx.recipe.quality.rules)
+    rules = load_rule_sources(ctx.recipe.quality.rules)
     for record in records:
+        if not _has_reply(record):
+            continue
         outcomes = check_rules(rules, record.payload)
         record.quality["rules"] = [o.as_dict() for o in outcomes]
         if record.status != "accepted":
@@ -61,31 +124,57 @@ def rules_tier(ctx: StageContext, records: list[Record]) -> None:
                 record.reject(f"rules: {o.rule}")
 
 
+def judge_tier(ctx: StageContext, records: list[Record]) -> None:
+    cfg = ctx.recipe.quality.judge
+    assert cfg is not None
+    generate_cfg = ctx.recipe.generate.model_copy(update={"backend": cfg.backend})
+    cache = None if ctx.no_cache else ResponseCache(ctx.store.root / "cache" / "judge.sqlite")
+    engine = GenerationEngine(generate_cfg, ctx.resolve_model, cache)
+    try:
+        judge_records(_accepted(records), cfg, engine)
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+Tier = Callable[[StageContext, list[Record]], None]
+
+
+def enabled_tiers(recipe: Recipe) -> list[tuple[str, Tier]]:
+    q = recipe.quality
+    dedup_on = q.dedup.exact or q.dedup.minhash_threshold is not None or q.dedup.embedding
+    candidates: list[tuple[str, bool, Tier]] = [
+        ("heuristics", q.heuristics.enabled, heuristics_tier),
+        ("dedup", bool(dedup_on), dedup_tier),
+        ("decontam", q.decontam.enabled and recipe.mix.real is not None, decontam_tier),
+        ("fluency", q.perplexity.enabled, fluency_tier),
+        ("rules", bool(q.rules), rules_tier),
+        ("judge", q.judge is not None, judge_tier),
+    ]
+    return [(name, tier) for name, on, tier in candidates if on]
+
+
 class QualityStage:
     name = "quality"
     sections: tuple[str, ...] = ("quality",)
 
     def check(self, recipe: Recipe) -> None:
-        if recipe.quality.rules is not None:
-            load_rules(recipe.quality.rules)
+        if recipe.quality.rules:
+            load_rule_sources(recipe.quality.rules)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         cfg = ctx.recipe.quality
         records = ctx.store.read_table("generate", "dataset")
         funnel = [{"tier": "generated", "remaining": len(_accepted(records))}]
-        tiers = [("dedup", cfg.dedup.exact, dedup_tier)]
-        for name, enabled, tier in tiers:
-            if enabled:
-                tier(records)
-                funnel.append({"tier": name, "remaining": len(_accepted(records))})
-        if cfg.perplexity.enabled:
-            fluency_tier(ctx, records)
-            funnel.append({"tier": "fluency", "remaining": len(_accepted(records))})
-        if cfg.rules is not None:
-            rules_tier(ctx, records)
-            funnel.append({"tier": "rules", "remaining": len(_accepted(records))})
+        for name, tier in enabled_tiers(ctx.recipe):
+            tier(ctx, records)
+            funnel.append({"tier": name, "remaining": len(_accepted(records))})
         sample = stratified_sample(
-            _accepted(records), cfg.review.fraction, cfg.review.stratify_by, ctx.recipe.seed
+            _accepted(records),
+            cfg.review.fraction,
+            cfg.review.stratify_by,
+            ctx.recipe.seed,
+            cfg.review.min_per_stratum,
         )
         for record in sample:
             record.quality["review"] = {"sampled": True}
@@ -100,5 +189,7 @@ class QualityStage:
             "funnel": funnel,
             "rejected_reasons": dict(reasons.most_common(8)),
             "review_sample": len(sample),
-            "ppl_max": cfg.perplexity.max if cfg.perplexity.enabled else None,
+            "ppl_max": cfg.perplexity.max
+            if cfg.perplexity.enabled and cfg.perplexity.mode == "absolute"
+            else None,
         }
