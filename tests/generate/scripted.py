@@ -27,6 +27,16 @@ class ScriptedBackend:
         return out
 
 
-def install(monkeypatch, backend: ScriptedBackend) -> ScriptedBackend:
-    monkeypatch.setattr("synthtune.llm.engine.create_backend", lambda cfg, resolve: backend)
+def install(monkeypatch, backend: ScriptedBackend, model: str | None = None) -> ScriptedBackend:
+    """Serve ``backend`` for every engine call, or only for backend configs of ``model``."""
+    import synthtune.llm.engine as engine
+
+    original = engine.create_backend
+
+    def create(cfg, resolve):
+        if model is None or getattr(cfg, "model", None) == model:
+            return backend
+        return original(cfg, resolve)
+
+    monkeypatch.setattr(engine, "create_backend", create)
     return backend

@@ -75,3 +75,46 @@ def test_bad_rules_file_names_the_rule_and_field(tmp_path: Path) -> None:
         load_rules(path)
     text = str(err.value)
     assert "0.forbid.regex" in text and "1.when" in text
+
+
+def test_keywords_json_path_and_check_expressions() -> None:
+    from synthtune.rules import load_rule_sources
+
+    legal = load_rule_sources(["pack:legal"])
+    contract = _consult(
+        "Draft a contract",
+        "This agreement is between Party A and Party B. Term: 12 months. Payment within 30 "
+        "days. Breach: the breaching party is liable. Disputes go to arbitration. Signed by both.",
+    )
+    assert all(o.ok for o in check_rules(legal, contract))
+    missing = check_rules(legal, _consult("Draft", "Party A and Party B agree. Signed."))
+    failed = {o.rule for o in missing if not o.ok}
+    assert {"contract-term", "contract-payment", "contract-dispute-resolution"} <= failed
+
+
+def test_json_path_extractor(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "- id: urgent-needs-doctor\n"
+        "  extract: {urgency: {json_path: '$.urgency', type: str}}\n"
+        "  when: urgency == 'high'\n"
+        "  require: {regex: 'doctor'}\n"
+    )
+    [rule] = load_rules(path)
+    [bad] = check_rules([rule], _consult("q", '{"urgency": "high", "advice": "rest"}'))
+    [good] = check_rules([rule], _consult("q", '{"urgency": "high", "advice": "see a doctor"}'))
+    [na] = check_rules([rule], _consult("q", '{"urgency": "low", "advice": "rest"}'))
+    assert not bad.ok and good.ok and na.ok and not na.applicable
+
+
+def test_finance_label_consistency() -> None:
+    from synthtune.rules import load_rule_sources
+
+    finance = load_rule_sources(["pack:finance"])
+    text = "Shares plunge after a profit warning and layoffs."
+    wrong = Payload(messages=[Message(role="assistant", content=text)], label="positive")
+    right = Payload(messages=[Message(role="assistant", content=text)], label="negative")
+    assert not all(o.ok for o in check_rules(finance, wrong))
+    assert all(o.ok for o in check_rules(finance, right))
+    odd = Payload(messages=[Message(role="assistant", content="ok")], label="bullish")
+    assert any(o.rule == "label-is-known" and not o.ok for o in check_rules(finance, odd))

@@ -61,22 +61,31 @@ class _UnionFind:
         return [g for g in out.values() if len(g) > 1]
 
 
+def _jaccard(a: set[bytes], b: set[bytes]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
 def minhash_clusters(
     texts: Sequence[str], threshold: float, num_perm: int = 128, k: int = 5
 ) -> list[list[int]]:
-    """Clusters of near-duplicates: LSH candidates confirmed by estimated Jaccard."""
+    """Clusters of near-duplicates: LSH candidates, confirmed by the exact Jaccard of their
+    shingle sets (the MinHash estimate alone has a standard error of ~0.03 at 128
+    permutations, enough to lose true pairs near the threshold)."""
     from datasketch import MinHash, MinHashLSH
 
     sets = [shingles(t, k) for t in texts]
     hashes = MinHash.bulk(sets, num_perm=num_perm, seed=1)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # Banding tuned for recall (false-negative weight 0.9): candidates are confirmed with the
+    # exact Jaccard below, so a false positive costs one set intersection, while datasketch's
+    # balanced default (b=9, r=13 at 0.8) misses 7 % of pairs at Jaccard 0.9.
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
     uf = _UnionFind(len(texts))
     with lsh.insertion_session() as session:
         for i, mh in enumerate(hashes):
             session.insert(i, mh)
     for i, mh in enumerate(hashes):
         for j in lsh.query(mh):
-            if j != i and mh.jaccard(hashes[j]) >= threshold:
+            if j > i and _jaccard(sets[i], sets[j]) >= threshold:
                 uf.union(i, j)
     return uf.groups()
 

@@ -1,0 +1,176 @@
+"""Quality tiers as pure functions, and the stage's funnel on a small run."""
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from synthtune.cli import app
+from synthtune.config import HeuristicsConfig, load_recipe
+from synthtune.pipeline import run_recipe
+from synthtune.quality import decontam, dedup
+from synthtune.quality.heuristics import cjk_ratio, heuristic_reasons, repetition
+from synthtune.quality.sampling import stratified_sample
+from synthtune.records import Message, Payload, Record
+from synthtune.store import RunStore
+from tests.conftest import write_recipe
+
+
+def _payload(reply: str, prompt: str = "q") -> Payload:
+    return Payload(
+        messages=[Message(role="user", content=prompt), Message(role="assistant", content=reply)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("Rest and drink water.", None),
+        ("x", "too short"),
+        ("As an AI language model, I cannot give medical advice.", "refusal"),
+        ("很抱歉，我无法回答这个问题。", "refusal"),
+        ("take rest take rest take rest take rest take rest take rest", "repetitive"),
+        ("Hello {{ name }}, rest well.", "template leakage"),
+    ],
+)
+def test_heuristics(reply: str, expected: str | None) -> None:
+    reasons = heuristic_reasons(_payload(reply), HeuristicsConfig())
+    if expected is None:
+        assert reasons == []
+    else:
+        assert any(expected in r for r in reasons), reasons
+
+
+def test_script_ratio_and_json_checks() -> None:
+    assert cjk_ratio("持续发热三天") == 1.0 and cjk_ratio("fever") == 0.0
+    cfg = HeuristicsConfig(min_cjk_ratio=0.5)
+    assert any("too little CJK" in r for r in heuristic_reasons(_payload("fever"), cfg))
+    assert heuristic_reasons(_payload("多喝水，注意休息。"), cfg) == []
+    bad_json = heuristic_reasons(_payload("not json"), HeuristicsConfig(), schema_declared=True)
+    assert any("invalid JSON" in r for r in bad_json)
+    assert repetition("one two three four") == 0.0
+
+
+def test_exact_and_near_dedup_work_for_english_and_chinese() -> None:
+    texts = [
+        "The patient should rest, drink fluids and check the temperature twice a day.",
+        "the patient should rest drink fluids and check the temperature twice a day",  # exact
+        "The patient should rest, drink fluids and check the temperature twice daily.",  # near
+        "Chest pain needs an ambulance immediately.",
+        "患者应多休息、多喝水，每天测两次体温，如果持续发热请及时就医。",
+        "患者应多休息、多喝水，每天测两次体温，如果持续发热请尽快就医。",  # near (zh)
+    ]
+    assert dedup.exact_clusters(texts) == [[0, 1]]
+    near = sorted(sorted(c) for c in dedup.minhash_clusters(texts, threshold=0.6))
+    assert near == [[0, 1, 2], [4, 5]]
+
+
+def test_minhash_finds_planted_near_duplicates_in_a_crowd() -> None:
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(3000)]
+    base = [" ".join(rng.choices(words, k=40)) for _ in range(400)]
+
+    def edit(text: str) -> str:
+        toks = text.split()
+        toks[5] = "changed"
+        return " ".join(toks)
+
+    planted = [(i, edit(t)) for i, t in enumerate(base[:50])]
+    texts = base + [t for _, t in planted]
+    clusters = dedup.minhash_clusters(texts, threshold=0.8)
+    pairs = {tuple(sorted(c)) for c in clusters}
+    found = sum((i, 400 + n) in pairs for n, (i, _) in enumerate(planted))
+    assert found >= 48 and all(len(c) == 2 for c in clusters)
+
+
+def test_keep_best_rejects_the_others_with_the_kept_id() -> None:
+    records = [
+        Record.create("synthetic", _payload(t), lineage={"request_index": i})
+        for i, t in enumerate(["short", "a much fuller reply", "mid reply"])
+    ]
+    assert dedup.keep_best(records, [[0, 1, 2]], "near", dedup.preference) == 2
+    assert records[1].status == "accepted"
+    assert records[0].reasons == [f"dedup: near duplicate (kept {records[1].id})"]
+
+
+def test_embedding_clusters() -> None:
+    vectors = np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0]])
+    assert dedup.embedding_clusters(vectors, threshold=0.95) == [[0, 1]]
+
+
+def test_decontamination_flags_shared_long_ngrams() -> None:
+    test = ["Doctors warn that the new flu strain spreads faster among children in schools"]
+    index = decontam.build_index(test, n=8)
+    texts = [
+        "News: doctors warn that the new flu strain spreads faster among children today",
+        "Rest and drink water.",
+    ]
+    counts = decontam.contaminated(texts, index, n=8, min_overlap=1)
+    assert counts[0] > 0 and counts[1] == 0
+
+
+def test_stratified_sample_allocates_proportionally_with_a_minimum() -> None:
+    records = [
+        Record.create("synthetic", _payload(f"r{i}"), lineage={"template": t})
+        for i, t in enumerate(["a"] * 90 + ["b"] * 9 + ["c"] * 1)
+    ]
+    sample = stratified_sample(records, 0.1, ["template"], seed=1, min_per_stratum=2)
+    counts = {t: sum(r.lineage["template"] == t for r in sample) for t in "abc"}
+    assert counts == {"a": 9, "b": 2, "c": 1}
+    assert [r.id for r in sample] == [
+        r.id for r in stratified_sample(list(reversed(records)), 0.1, ["template"], 1, 2)
+    ]
+
+
+def test_percentile_mode_and_funnel(tmp_path: Path) -> None:
+    recipe = write_recipe(
+        tmp_path, {"quality": {"perplexity": {"mode": "percentile", "percentile": 80}}}
+    )
+    result = run_recipe(load_recipe(recipe), tmp_path / "runs", until="quality", quiet=True)
+    store = RunStore(result.run_dir)
+    records = store.read_table("quality", "dataset")
+    fluency = [r for r in records if any(x.startswith("fluency") for x in r.reasons)]
+    survivors_before = [
+        r
+        for r in records
+        if not any(x.startswith(("fluency", "rules")) for x in r.reasons) and r.status == "accepted"
+    ]
+    assert fluency and all("above p80" in r.reasons[0] for r in fluency)
+    assert len(fluency) <= 0.25 * (len(fluency) + len(survivors_before) + 5)
+    funnel = store.stage_state("quality")["summary"]["funnel"]
+    assert [f["tier"] for f in funnel] == [
+        "generated",
+        "heuristics",
+        "dedup",
+        "decontam",
+        "fluency",
+        "rules",
+    ]
+    remaining = [f["remaining"] for f in funnel]
+    assert remaining == sorted(remaining, reverse=True)
+    sample = (result.run_dir / "quality" / "review_sample.jsonl").read_text().splitlines()
+    assert sample and all(json.loads(line)["status"] == "accepted" for line in sample)
+
+
+def test_rules_check_cli_explains_each_rule(tmp_path: Path) -> None:
+    record = tmp_path / "r.json"
+    record.write_text(
+        json.dumps(
+            {
+                "prompt": "A 70-year-old with chest pain, 37.2 °C.",
+                "response": "Take ibuprofen and rest at home.",
+            }
+        )
+    )
+    result = CliRunner().invoke(app, ["rules", "check", "pack:medical", str(record)])
+    assert result.exit_code == 1
+    for rule in ("no-antipyretic-below-38.5", "chest-pain-is-urgent", "senior-sees-doctor"):
+        assert rule in result.output
+    assert "FAIL" in result.output and "n/a" in result.output
+    record.write_text(json.dumps({"prompt": "37.2 °C", "response": "Drink water."}))
+    assert CliRunner().invoke(app, ["rules", "check", "pack:medical", str(record)]).exit_code == 0
+    listed = CliRunner().invoke(app, ["rules", "packs"])
+    assert "pack:legal" in listed.output and "contract-signature" in listed.output
