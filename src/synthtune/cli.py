@@ -322,6 +322,120 @@ def rules_packs() -> None:
             out.print(f"  {rule.id}: {rule.description}")
 
 
+RunDirArg = Annotated[Path, typer.Argument(help="A run directory (runs/<name>).")]
+
+
+def _review_settings(run_dir: Path) -> tuple[list[str], float]:
+    """Strata and flag threshold from the run's locked recipe."""
+    import yaml
+
+    lock = run_dir / "recipe.lock.yaml"
+    if not (run_dir / "quality" / "dataset.parquet").exists() or not lock.exists():
+        raise SynthtuneError(f"{run_dir}: no quality results; run the recipe's filter stage first")
+    review = yaml.safe_load(lock.read_text(encoding="utf-8"))["recipe"]["quality"]["review"]
+    return list(review["stratify_by"]), float(review["flag_defect_rate"])
+
+
+@app.command()
+def review(
+    run_dir: RunDirArg,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 = any free port).")] = 8765,
+    token: Annotated[
+        str | None, typer.Option(help="Access token (default: a new random one).")
+    ] = None,
+) -> None:
+    """Serve the review app for RUN_DIR's review sample (accept / reject / edit)."""
+    from synthtune.review.app import ReviewServer, create_app, new_token
+
+    try:
+        strata, flag = _review_settings(run_dir)
+    except SynthtuneError as exc:
+        raise _fail(exc) from None
+    secret = token or new_token()
+    server = ReviewServer(create_app(run_dir, secret, strata, flag), host, port)
+    out.print(f"review app: {server.url}/?token={secret}  (Ctrl-C to stop)", soft_wrap=True)
+    server.serve_forever()
+
+
+@app.command("review-stats")
+def review_stats_command(run_dir: RunDirArg) -> None:
+    """Acceptance per stratum (Wilson 95 % CI), remainder defect rate, flagged strata."""
+    from synthtune.review.stats import review_stats
+    from synthtune.store import RunStore, review_decisions
+
+    try:
+        strata, flag = _review_settings(run_dir)
+    except SynthtuneError as exc:
+        raise _fail(exc) from None
+    records = RunStore(run_dir).read_table("quality", "dataset")
+    stats = review_stats(records, review_decisions(run_dir), strata, flag)
+    table = Table(title=f"review of {run_dir}: {stats['reviewed']} reviewed")
+    for column in ("stratum", "records", "reviewed", "acceptance", "95 % CI", "flag"):
+        table.add_column(column)
+    for row in stats["strata"]:
+        low, high = row["ci95"]
+        table.add_row(
+            row["stratum"],
+            str(row["records"]),
+            str(row["reviewed"]),
+            "-" if row["acceptance"] is None else f"{row['acceptance']:.0%}",
+            f"{low:.0%}-{high:.0%}",
+            "regenerate" if row["flagged"] else "",
+        )
+    out.print(table)
+    rate = stats["remainder_defect_rate"]
+    if rate is not None:
+        out.print(f"estimated defect rate of the {stats['unreviewed']} unreviewed: {rate:.1%}")
+
+
+@app.command("review-export")
+def review_export(
+    run_dir: RunDirArg,
+    out_file: Annotated[Path, typer.Argument(help="Label Studio tasks JSON to write.")],
+) -> None:
+    """Export the review sample as Label Studio tasks (+ OUT_FILE.config.xml)."""
+    import json
+
+    from synthtune.review.app import sampled_records
+    from synthtune.review.labelstudio import LABEL_CONFIG, export_tasks
+    from synthtune.store import atomic_write_text
+
+    tasks = export_tasks(sampled_records(run_dir))
+    atomic_write_text(out_file, json.dumps(tasks, ensure_ascii=False, indent=1))
+    atomic_write_text(out_file.with_suffix(".config.xml"), LABEL_CONFIG)
+    out.print(
+        f"{len(tasks)} tasks -> {out_file} (labelling config {out_file.with_suffix('.config.xml')})"
+    )
+
+
+@app.command("review-import")
+def review_import(
+    run_dir: RunDirArg,
+    in_file: Annotated[Path, typer.Argument(help="Label Studio JSON export.")],
+) -> None:
+    """Import Label Studio annotations as review decisions (they flow into the mix)."""
+    import json
+
+    from pydantic import ValidationError
+
+    from synthtune.review.labelstudio import import_annotations
+    from synthtune.store import ReviewStore
+
+    try:
+        decisions = import_annotations(json.loads(in_file.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, ValidationError) as exc:
+        console.print(f"[bold red]error[/]: {in_file}: {exc}")
+        raise typer.Exit(2) from None
+    store = ReviewStore(run_dir)
+    for decision in decisions:
+        store.save(decision)
+    store.close()
+    out.print(f"imported {len(decisions)} decisions into {run_dir}")
+
+
 @app.command()
 def schema() -> None:
     """Print the recipe's JSON Schema (for editor completion and validation)."""

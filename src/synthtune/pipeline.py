@@ -26,7 +26,7 @@ from synthtune.quality.stage import QualityStage
 from synthtune.records import content_hash
 from synthtune.registry import Registry
 from synthtune.rules import rules_path
-from synthtune.store import RunStore
+from synthtune.store import RunStore, review_decisions
 from synthtune.train.stage import TrainStage
 
 STAGE_REGISTRY: Registry[Stage] = Registry("stage")
@@ -74,7 +74,7 @@ def _inputs(recipe: Recipe) -> dict[str, str | None]:
     }
 
 
-def fingerprints(recipe: Recipe) -> dict[str, str]:
+def fingerprints(recipe: Recipe, runs_root: Path | str = "runs") -> dict[str, str]:
     dump = recipe.model_dump(mode="json")
     files = _inputs(recipe)
     # The local model (used by quality, train, evaluate) depends on these too.
@@ -84,9 +84,16 @@ def fingerprints(recipe: Recipe) -> dict[str, str]:
         "real": files["real"],
         "splits": [dump["mix"]["val_fraction"], dump["mix"]["test_fraction"]],
     }
+    # Review decisions change what mix uses, so they are part of mix's fingerprint.
+    reviews = content_hash(
+        {
+            k: d.model_dump(exclude={"decided_at"})
+            for k, d in review_decisions(Path(runs_root) / recipe.name).items()
+        }
+    )
     extra = {
         "quality": {"rules": files["rules"], **shared},
-        "mix": {"real": files["real"]},
+        "mix": {"real": files["real"], "reviews": reviews},
         "train": shared,
         "evaluate": shared,
     }
@@ -137,7 +144,7 @@ def run_recipe(
             raise StageError(f"unknown stage {name!r}; stages: {', '.join(ORDER)}")
     check_recipe(recipe)
     store = RunStore(Path(runs_root) / recipe.name)
-    prints = fingerprints(recipe)
+    prints = fingerprints(recipe, runs_root)
     store.write_lock(recipe.model_dump(mode="json"), prints[ORDER[-1]])
     ctx = StageContext(recipe=recipe, store=store, quiet=quiet, no_cache=no_cache)
     if console is not None:

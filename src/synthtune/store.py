@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -30,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from synthtune.decisions import Decision
 from synthtune.records import Message, Payload, Record
 
 RECORD_SCHEMA = pa.schema(
@@ -221,3 +223,49 @@ class RunStore:
         }
         text = yaml.safe_dump(lock, allow_unicode=True, sort_keys=False)
         atomic_write_text(self.root / "recipe.lock.yaml", text)
+
+
+class ReviewStore:
+    """Review decisions in ``review/decisions.sqlite``: each one committed as it is made.
+
+    SQLite in WAL mode makes every decision durable and atomic on its own, so closing the
+    browser or killing the server loses nothing; a later decision on the same record replaces
+    the earlier one (the full history is kept in ``history``).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        path = Path(run_dir) / "review" / "decisions.sqlite"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS decisions (record_id TEXT PRIMARY KEY, body TEXT NOT NULL)"
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS history (body TEXT NOT NULL)")
+
+    def save(self, decision: Decision) -> None:
+        body = decision.model_dump_json()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT OR REPLACE INTO decisions VALUES (?, ?)", (decision.record_id, body)
+            )
+            self._db.execute("INSERT INTO history VALUES (?)", (body,))
+
+    def all(self) -> dict[str, Decision]:
+        rows = self._db.execute("SELECT body FROM decisions ORDER BY record_id")
+        return {d.record_id: d for d in (Decision.model_validate_json(b) for (b,) in rows)}
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def review_decisions(run_dir: Path) -> dict[str, Decision]:
+    """Decisions of a run (empty when nobody reviewed yet); never creates the database."""
+    if not (Path(run_dir) / "review" / "decisions.sqlite").exists():
+        return {}
+    store = ReviewStore(run_dir)
+    try:
+        return store.all()
+    finally:
+        store.close()

@@ -14,9 +14,11 @@ from typing import Any
 
 from synthtune.config import Recipe
 from synthtune.context import StageContext
+from synthtune.decisions import apply_decisions
 from synthtune.errors import StageError
 from synthtune.realdata import load_real
 from synthtune.records import Record, split_of
+from synthtune.store import review_decisions
 
 
 def split_real(records: list[Record], recipe: Recipe) -> dict[str, list[Record]]:
@@ -39,9 +41,10 @@ class MixStage:
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         recipe = ctx.recipe
-        synthetic = [
-            r for r in ctx.store.read_table("quality", "dataset") if r.status == "accepted"
-        ]
+        reviewed = apply_decisions(
+            ctx.store.read_table("quality", "dataset"), review_decisions(ctx.store.root)
+        )
+        synthetic = [r for r in reviewed if r.status == "accepted"]
         random.Random(recipe.seed).shuffle(synthetic)
         if recipe.mix.real is None:
             ctx.log("[yellow]mix: no real data configured; val/test are synthetic[/]")

@@ -1,0 +1,135 @@
+"""The review web app: FastAPI + one plain HTML/JS page.
+
+Binds 127.0.0.1 by default and requires a random token on every request (``?token=`` on the
+page, ``X-Review-Token`` on API calls); without it the answer is 401. Each decision is
+committed to SQLite the moment it is made (``store.ReviewStore``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ValidationError
+
+from synthtune.decisions import Decision, Verdict
+from synthtune.records import Record
+from synthtune.review.stats import review_stats
+from synthtune.store import ReviewStore, RunStore
+
+
+class DecisionIn(BaseModel):
+    record_id: str
+    decision: Verdict
+    reason: str = ""
+    edited_reply: str | None = None
+
+
+def sampled_records(run_dir: Path) -> list[Record]:
+    records = RunStore(run_dir).read_table("quality", "dataset")
+    return [r for r in records if r.quality.get("review", {}).get("sampled")]
+
+
+def _item(record: Record, decision: Decision | None) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "prompt": record.payload.text("prompt"),
+        "question": next(
+            (m.content for m in reversed(record.payload.messages) if m.role == "user"), ""
+        ),
+        "reply": record.payload.text("response"),
+        "label": record.payload.label,
+        "template": record.lineage.get("template"),
+        "slots": record.lineage.get("slots", {}),
+        "strategy": record.lineage.get("strategy"),
+        "perplexity": record.quality.get("perplexity"),
+        "rules": [o for o in record.quality.get("rules", []) if o.get("applicable")],
+        "judge": record.quality.get("judge"),
+        "decision": decision.model_dump() if decision else None,
+    }
+
+
+def create_app(
+    run_dir: Path, token: str, stratify_by: list[str], flag_defect_rate: float
+) -> FastAPI:
+    run_dir = Path(run_dir)
+    store = ReviewStore(run_dir)
+    items = sampled_records(run_dir)
+    by_id = {r.id: r for r in items}
+    app = FastAPI(title="synthtune review", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def authorised(request: Request) -> None:
+        given = request.headers.get("x-review-token") or request.query_params.get("token") or ""
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong review token")
+
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(authorised)])
+    def page() -> str:
+        return (resources.files("synthtune.review") / "static" / "index.html").read_text("utf-8")
+
+    @app.get("/api/items", dependencies=[Depends(authorised)])
+    def list_items() -> list[dict[str, Any]]:
+        decisions = store.all()
+        return [_item(r, decisions.get(r.id)) for r in items]
+
+    @app.post("/api/decisions", dependencies=[Depends(authorised)])
+    def decide(body: DecisionIn) -> dict[str, Any]:
+        if body.record_id not in by_id:
+            raise HTTPException(status_code=404, detail=f"no sampled record {body.record_id}")
+        try:
+            decision = Decision(**body.model_dump())
+        except ValidationError as exc:
+            raise HTTPException(status_code=422, detail=exc.errors()[0]["msg"]) from None
+        store.save(decision)
+        return {"saved": decision.model_dump()}
+
+    @app.get("/api/stats", dependencies=[Depends(authorised)])
+    def stats() -> dict[str, Any]:
+        records = RunStore(run_dir).read_table("quality", "dataset")
+        return review_stats(records, store.all(), stratify_by, flag_defect_rate)
+
+    return app
+
+
+class ReviewServer:
+    """Run the app with uvicorn on a socket bound before start (no wait for readiness)."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(64)
+        self.host, self.port = self.sock.getsockname()[:2]
+        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        self.server.run(sockets=[self.sock])
+
+    def __enter__(self) -> ReviewServer:
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(18)
