@@ -174,3 +174,24 @@ def test_rules_check_cli_explains_each_rule(tmp_path: Path) -> None:
     assert CliRunner().invoke(app, ["rules", "check", "pack:medical", str(record)]).exit_code == 0
     listed = CliRunner().invoke(app, ["rules", "packs"])
     assert "pack:legal" in listed.output and "contract-signature" in listed.output
+
+
+def test_vectorised_minhash_estimates_jaccard_and_picks_bands_like_datasketch() -> None:
+    from synthtune.quality import minhash
+
+    rng = random.Random(3)
+    alphabet = "abcdefghijklmnopqrstuvwxyz"
+    base = "".join(rng.choices(alphabet, k=600))
+    variants = [
+        base[:i] + "".join(rng.choices(alphabet, k=60)) + base[i + 60 :] for i in (0, 200, 400)
+    ]
+    texts = [base, *variants, "".join(rng.choices(alphabet, k=600))]
+    hashes, owner = minhash.shingle_hashes(texts, 5)
+    sig = minhash.signatures(hashes, owner, len(texts), 128)
+    sets = [set(hashes[owner == i].tolist()) for i in range(len(texts))]
+    for j in range(1, len(texts)):
+        exact = len(sets[0] & sets[j]) / len(sets[0] | sets[j])
+        estimate = float(np.mean(sig[0] == sig[j]))
+        assert abs(exact - estimate) < 0.12, (j, exact, estimate)
+    # the same (bands, rows) datasketch's MinHashLSH picks for weights (0.1, 0.9)
+    assert minhash.lsh_params(0.8, 128, fn_weight=0.9) == (14, 9)

@@ -50,7 +50,7 @@ class DedupConfig(StrictModel):
     minhash_threshold: float | None = Field(
         0.85, gt=0, le=1, description="Jaccard for near duplicates (MinHash LSH); null = off."
     )
-    num_perm: int = Field(128, ge=16, description="MinHash permutations.")
+    num_perm: Literal[32, 64, 128, 256] = Field(128, description="MinHash signature size.")
     shingle: int = Field(5, ge=1, description="Character n-gram size (works for CJK).")
     embedding: EmbeddingDedupConfig | None = Field(None, description="Semantic dedup (optional).")
 
