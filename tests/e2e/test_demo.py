@@ -41,7 +41,8 @@ def test_quality_rejects_are_kept_with_reasons(demo_run) -> None:
     records = RunStore(run_dir := demo_run[0]).read_table("quality", "dataset")
     rejected = [r for r in records if r.status == "rejected"]
     assert rejected and all(r.reasons for r in rejected)
-    assert all("perplexity" in r.quality for r in records)
+    assert all("perplexity" in r.quality for r in records if r.status == "accepted")
+    assert all("perplexity" in r.quality for r in records if "fluency" in " ".join(r.reasons))
     test = RunStore(run_dir).read_table("mix", "test")
     assert test and all(r.source == "real" for r in test)
 

@@ -212,3 +212,30 @@ def test_semantic_dedup_with_the_offline_minilm(tmp_path: Path) -> None:
     assert vectors.shape == (4, 384)
     assert dedup.embedding_clusters(vectors, threshold=0.6) == [[0, 1], [2, 3]]
     assert dedup.embedding_clusters(vectors, threshold=0.99) == []
+
+
+def test_ngram_lm_is_normalised_and_ranks_fluent_text_first() -> None:
+    from synthtune.ngram import NGramLM
+
+    corpus = [f"the patient {w} rest and drink water" for w in ("should", "must", "can")] * 5
+    lm = NGramLM(order=3).fit(corpus)
+    vocab = sorted(lm.vocab - {"<s>"})
+    total = sum(lm._prob(("the", "patient"), w) for w in vocab)
+    assert 0.95 < total <= 1.0  # the rest is the floor mass reserved for unseen words
+    fluent, shuffled = lm.score(["the patient should rest", "rest should patient the"])
+    assert fluent < shuffled
+
+
+def test_ngram_prefilter_rejects_the_least_fluent_tail(tmp_path: Path) -> None:
+    recipe = write_recipe(
+        tmp_path,
+        {"quality": {"perplexity": {"prefilter": {"order": 3, "reject_above_percentile": 80}}}},
+    )
+    result = run_recipe(load_recipe(recipe), tmp_path / "runs", until="quality", quiet=True)
+    records = RunStore(result.run_dir).read_table("quality", "dataset")
+    pre = [r for r in records if any("n-gram perplexity" in x for x in r.reasons)]
+    assert pre and all("perplexity" not in r.quality for r in pre)  # spared the transformer
+    scored = [
+        r["ngram_perplexity"] for r in (x.quality for x in records) if "ngram_perplexity" in r
+    ]
+    assert max(r.quality["ngram_perplexity"] for r in pre) == max(scored)

@@ -61,6 +61,17 @@ class DecontamConfig(StrictModel):
     min_overlap: int = Field(1, ge=1, description="Shared n-grams that make a record dirty.")
 
 
+class NGramPrefilterConfig(StrictModel):
+    """A cheap first pass (as CCNet's KenLM): an n-gram LM trained on in-domain text (the
+    real non-test records, else the replies themselves) rejects the least fluent tail, so the
+    transformer scores fewer records."""
+
+    order: int = Field(3, ge=1, le=6)
+    reject_above_percentile: float = Field(
+        95.0, gt=0, lt=100, description="Reject n-gram perplexity above this percentile."
+    )
+
+
 class PerplexityConfig(StrictModel):
     enabled: bool = True
     model: str = Field("local-tiny", description="Scoring causal LM: id, path or local-tiny.")
@@ -76,6 +87,9 @@ class PerplexityConfig(StrictModel):
     max_length: int = Field(256, gt=8, description="Tokens per window.")
     stride: int | None = Field(
         None, gt=0, description="Sliding-window step for texts longer than max_length."
+    )
+    prefilter: NGramPrefilterConfig | None = Field(
+        None, description="Optional n-gram first pass before the transformer scorer."
     )
 
 

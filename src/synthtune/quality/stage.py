@@ -1,8 +1,9 @@
 """Quality stage: tiers run cheap to costly on the records still accepted; rejects keep reasons.
 
 Order: heuristics -> dedup (exact, MinHash, embeddings) -> decontamination -> fluency
-(perplexity) -> logic (rules) -> LLM judge. Scores are written on every scored record (even
-rejected ones) so the report can show full distributions. A stratified sample of the survivors
+(optional n-gram first pass, then perplexity) -> logic (rules) -> LLM judge. Each tier scores
+the records still accepted and writes its result on them; rules are checked on every record
+with a reply (cheap, and the report shows every failure). A stratified sample of the survivors
 is flagged for human review (``quality.review``) and listed in ``quality/review_sample.jsonl``.
 """
 
@@ -20,6 +21,7 @@ from synthtune.context import StageContext
 from synthtune.llm.cache import ResponseCache
 from synthtune.llm.engine import GenerationEngine
 from synthtune.models import load_causal_lm
+from synthtune.ngram import NGramLM
 from synthtune.perplexity import PerplexityScorer
 from synthtune.quality import decontam, dedup
 from synthtune.quality.heuristics import heuristic_reasons
@@ -90,9 +92,39 @@ def decontam_tier(ctx: StageContext, records: list[Record]) -> None:
             record.reject(f"decontam: shares {cfg.ngram}-grams with the test split ({count})")
 
 
+def _in_domain_texts(ctx: StageContext, records: list[Record]) -> list[str]:
+    recipe, mix = ctx.recipe, ctx.recipe.mix
+    if mix.real is not None:
+        return [
+            r.payload.text("all")
+            for r in load_real(mix.real)
+            if split_of(r.id, recipe.seed, mix.val_fraction, mix.test_fraction) != "test"
+        ]
+    return [r.payload.text("response") for r in _accepted(records)]
+
+
+def ngram_prefilter(ctx: StageContext, records: list[Record]) -> None:
+    cfg = ctx.recipe.quality.perplexity
+    assert cfg.prefilter is not None
+    lm = NGramLM(cfg.prefilter.order).fit(_in_domain_texts(ctx, records))
+    alive = [r for r in _accepted(records) if _has_reply(r)]
+    scores = lm.score([r.payload.text(cfg.text) for r in alive])
+    if not scores:
+        return
+    limit = float(np.percentile(scores, cfg.prefilter.reject_above_percentile))
+    for record, ppl in zip(alive, scores, strict=True):
+        record.quality["ngram_perplexity"] = round(ppl, 3)
+        if ppl > limit:
+            label = f"p{cfg.prefilter.reject_above_percentile:g} = {limit:.1f}"
+            record.reject(f"fluency: n-gram perplexity above {label} ({ppl:.1f})")
+
+
 def fluency_tier(ctx: StageContext, records: list[Record]) -> None:
     cfg = ctx.recipe.quality.perplexity
-    scored = [r for r in records if _has_reply(r)]
+    if cfg.prefilter is not None:
+        ngram_prefilter(ctx, records)
+    # Only records still accepted are scored: earlier (cheaper) tiers spare the model work.
+    scored = [r for r in _accepted(records) if _has_reply(r)]
     model, tokenizer = load_causal_lm(ctx.resolve_model(cfg.model))
     scorer = PerplexityScorer(model, tokenizer, cfg.batch_size, cfg.max_length, cfg.stride)
     with ctx.progress("quality: perplexity", len(scored)) as advance:
