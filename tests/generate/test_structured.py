@@ -74,3 +74,22 @@ def test_invalid_replies_are_reasked_with_the_error_then_kept_as_failures() -> N
     )
     assert "'urgency' is a required property" in reask.messages[-1]["content"]
     assert len(backend.calls) == 3 + 2 + 1  # first round, hopeless+fixable, hopeless
+
+
+def test_a_pydantic_model_can_stand_for_the_schema() -> None:
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    from synthtune.config import TemplateConfig
+
+    class Triage(BaseModel):
+        diagnosis: str
+        urgency: Literal["low", "high"]
+
+    template = TemplateConfig(id="t", prompt="p", schema=Triage)
+    assert template.json_schema is not None
+    assert schema_error({"diagnosis": "flu", "urgency": "high"}, template.json_schema) is None
+    assert "urgency" in schema_error({"diagnosis": "flu", "urgency": "soon"}, template.json_schema)
+    with pytest.raises(ValueError, match="invalid JSON Schema"):
+        TemplateConfig(id="t", prompt="p", schema={"type": "no-such-type"})

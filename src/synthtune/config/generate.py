@@ -151,6 +151,14 @@ class TemplateConfig(StrictModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
 
+    @field_validator("json_schema", mode="before")
+    @classmethod
+    def _from_model(cls, value: Any) -> Any:
+        """From Python, a pydantic model class may stand for its JSON Schema."""
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return value.model_json_schema()
+        return value
+
     @field_validator("json_schema")
     @classmethod
     def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
