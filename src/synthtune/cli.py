@@ -82,6 +82,14 @@ def _print_usage(result: Any) -> None:
         )
 
 
+def _print_funnel(result: Any) -> None:
+    quality = next((o for o in result.outcomes if o.name == "quality"), None)
+    funnel = quality.summary.get("funnel") if quality else None
+    if funnel:
+        steps = " -> ".join(f"{f['tier']} {f['remaining']}" for f in funnel)
+        out.print(f"quality funnel: {steps}", soft_wrap=True)
+
+
 def _print_reasons(result: Any) -> None:
     """Rejection reasons one per line: they are too long for a table column."""
     for o in result.outcomes:
@@ -103,6 +111,7 @@ def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
         raise _fail(exc) from None
     out.print(_summary_table(result))
     _print_usage(result)
+    _print_funnel(result)
     _print_reasons(result)
     if all(o.status == "skipped" for o in result.outcomes):
         out.print("every stage already complete: nothing to do (use --force or --from to redo)")

@@ -25,6 +25,7 @@ def test_demo_prints_a_stage_summary_and_the_report(demo_run) -> None:
     for stage in ("generate", "quality", "mix", "train", "evaluate", "export"):
         assert stage in output
     assert "quality rejected" in output and "rules: no-antipyretic-below-38.5" in output
+    assert "quality funnel: generated 240 -> heuristics" in output
     assert "perplexity on the real test split: base" in output
     assert f"report: {run_dir / 'report.html'}" in output
 
