@@ -61,14 +61,19 @@ def load_tokenizer(path: str) -> Any:
 
 
 def load_causal_lm(
-    path: str, device: torch.device | None = None, dtype: str = "auto"
+    path: str, device: torch.device | None = None, dtype: str = "auto", **kwargs: Any
 ) -> tuple[Any, Any]:
-    """Model (eval mode, on ``device``) and tokenizer (with a pad token) from an id or path."""
+    """Model (eval mode, on ``device``) and tokenizer (with a pad token) from an id or path.
+
+    ``kwargs`` go to ``from_pretrained`` (e.g. a quantization config); a quantized model is
+    placed by its loader, not moved.
+    """
     from transformers import AutoModelForCausalLM
 
     device = device or pick_device()
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, device))
-    model.to(device)  # type: ignore[arg-type]
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, device), **kwargs)
+    if "quantization_config" not in kwargs:
+        model.to(device)  # type: ignore[arg-type]
     model.eval()
     return model, load_tokenizer(path)
 

@@ -18,14 +18,14 @@ def test_lora_trains_adapters_only_with_layered_lrs(tiny_model_dir: Path) -> Non
     from transformers import AutoModelForCausalLM
 
     cfg = TrainConfig(method="full")
-    full = METHODS.get("full")(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
+    full = METHODS.get("full").prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
     apply_freezing(full, cfg)
     names = [n for n, p in full.named_parameters() if p.requires_grad]
     assert names and not any("norm" in n for n in names)  # norms frozen by default
     assert {g["lr"] for g in param_groups(full, cfg)} == {1e-5}
 
     cfg = TrainConfig()
-    lora = METHODS.get("lora")(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
+    lora = METHODS.get("lora").prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), cfg)
     apply_freezing(lora, cfg)
     trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)

@@ -55,6 +55,7 @@ from synthtune.config.quality import (
     ReviewConfig,
 )
 from synthtune.config.training import (
+    AdversarialConfig,
     AugmentConfig,
     EarlyStoppingConfig,
     EvaluateConfig,
@@ -64,6 +65,7 @@ from synthtune.config.training import (
     LocalTinyConfig,
     LoraConfig,
     MixConfig,
+    PromptLearningConfig,
     RealDataConfig,
     StopWhenConfig,
     TrainConfig,
@@ -71,6 +73,7 @@ from synthtune.config.training import (
 from synthtune.errors import RecipeError
 
 __all__ = [
+    "AdversarialConfig",
     "AugmentConfig",
     "BackendConfig",
     "ChoiceSlot",
@@ -95,6 +98,7 @@ __all__ = [
     "OpenAIBackendConfig",
     "PerplexityConfig",
     "Price",
+    "PromptLearningConfig",
     "QualityConfig",
     "RandIntSlot",
     "RealDataConfig",

@@ -59,6 +59,30 @@ class LoraConfig(StrictModel):
     target_modules: str | list[str] = Field(
         "attention", description="Alias (attention, mlp, all-linear) or module names."
     )
+    bias: Literal["none", "all", "lora_only"] = Field("none", description="Biases that train.")
+    use_rslora: bool = Field(False, description="rsLoRA scaling alpha/sqrt(r).")
+    use_dora: bool = Field(False, description="DoRA: weight-decomposed LoRA.")
+    init: Literal["default", "gaussian", "pissa", "olora"] = Field(
+        "default", description="Adapter initialisation (pissa: principal singular vectors)."
+    )
+    plus_ratio: float | None = Field(
+        None, gt=0, description="LoRA+: learning rate of B = ratio x learning rate of A (16)."
+    )
+
+
+class PromptLearningConfig(StrictModel):
+    virtual_tokens: int = Field(20, gt=0, description="Virtual tokens (prefix/prompt/ptuning).")
+    init_text: str | None = Field(None, description="Prompt tuning: initialise from this text.")
+    encoder_hidden_size: int = Field(128, gt=0, description="P-tuning prompt encoder size.")
+
+
+class AdversarialConfig(StrictModel):
+    """Adversarial training on the input embeddings (FGM: one step; PGD: several)."""
+
+    method: Literal["fgm", "pgd"] = "fgm"
+    epsilon: float = Field(1.0, gt=0, description="Perturbation norm bound.")
+    steps: int = Field(3, ge=1, description="PGD ascent steps.")
+    alpha: float = Field(0.3, gt=0, description="PGD step size.")
 
 
 class LearningRates(StrictModel):
@@ -69,6 +93,10 @@ class LearningRates(StrictModel):
 class FreezeConfig(StrictModel):
     layernorm: bool = Field(True, description="Keep LayerNorm/RMSNorm weights frozen.")
     first_n_layers: int = Field(0, ge=0, description="Freeze the first N transformer blocks.")
+    train_last_n_layers: int | None = Field(
+        None, ge=1, description="freeze method: train only the last N blocks (and the head)."
+    )
+    embeddings: bool = Field(False, description="Keep the input embeddings frozen.")
 
 
 class AugmentConfig(StrictModel):
@@ -82,8 +110,19 @@ class EarlyStoppingConfig(StrictModel):
 
 class TrainConfig(StrictModel):
     base: str = Field("local-tiny", description="Base model: id, path or local-tiny.")
-    method: str = Field("lora", description="Training method (registry name).")
+    method: str = Field(
+        "lora",
+        description="Training method: full, freeze, lora, dora, qlora, prefix, prompt, "
+        "ptuning, ia3 (a registry: a new method is one module).",
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    prompt_learning: PromptLearningConfig = Field(default_factory=PromptLearningConfig)
+    adversarial: AdversarialConfig | None = Field(None, description="FGM/PGD training.")
+    neftune_alpha: float | None = Field(None, gt=0, description="NEFTune noise (e.g. 5).")
+    gradient_accumulation: int = Field(1, ge=1, description="Micro-batches per step.")
+    gradient_checkpointing: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: on for GPU, off on CPU (where it only slows training)."
+    )
     lr: LearningRates = Field(default_factory=LearningRates)
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)

@@ -1,19 +1,32 @@
-"""Training methods, registered by name: each turns a loaded base model into a trainable one.
+"""Training methods, registered by name: how the base model is loaded and made trainable.
 
-A method returns the model to train; parameter groups (layered learning rates, freezing)
-are applied afterwards by ``param_groups`` for every method alike.
+Each method is one :class:`TrainingMethod` and one ``METHODS.register`` call. Parameter
+groups (layered learning rates, freezing norms/embeddings/blocks) are applied afterwards by
+``param_groups`` for every method alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from synthtune.config import TrainConfig
+from synthtune.errors import StageError
 from synthtune.registry import Registry
 
-Method = Callable[[Any, TrainConfig], Any]
-METHODS: Registry[Method] = Registry("training method")
+
+@dataclass(frozen=True)
+class TrainingMethod:
+    prepare: Callable[[Any, TrainConfig], Any]
+    adapter: bool  # True: saves a peft adapter; False: saves the whole model
+    summary: str
+    load_kwargs: Callable[[TrainConfig], dict[str, Any]] = field(default=lambda cfg: {})
+
+
+METHODS: Registry[TrainingMethod] = Registry("training method")
 
 # Module-name aliases per architecture family (model.config.model_type).
 _ATTENTION = {
@@ -35,6 +48,14 @@ _MLP = {
     "gpt2": ["c_fc", "c_proj"],
     "bloom": ["dense_h_to_4h", "dense_4h_to_h"],
     "gpt_neox": ["dense_h_to_4h", "dense_4h_to_h"],
+    "bert": ["intermediate.dense", "output.dense"],
+}
+# IA3 scales keys, values and the feed-forward output (Liu et al., 2022).
+_IA3 = {
+    "llama": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+    "mistral": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+    "qwen2": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+    "gpt2": (["c_attn", "mlp.c_proj"], ["mlp.c_proj"]),
 }
 
 
@@ -50,29 +71,147 @@ def resolve_target_modules(model: Any, target: str | list[str]) -> str | list[st
         return [t.strip() for t in target.split(",") if t.strip()]
     if model_type not in table:
         known = ", ".join(sorted(table))
-        raise ValueError(
+        raise StageError(
             f"train.lora.target_modules: no {target!r} alias for model type {model_type!r} "
             f"(known: {known}); list the module names instead"
         )
     return table[model_type]
 
 
-@METHODS.decorator("lora")
-def lora(model: Any, cfg: TrainConfig) -> Any:
-    from peft import LoraConfig, TaskType, get_peft_model
+def _lora_config(model: Any, cfg: TrainConfig, dora: bool = False) -> Any:
+    from peft import LoraConfig, TaskType
 
-    peft_config = LoraConfig(
+    lora = cfg.lora
+    init: Any = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
+    return LoraConfig(
         task_type=TaskType.CAUSAL_LM,
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=resolve_target_modules(model, cfg.lora.target_modules),
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        bias=lora.bias,
+        use_rslora=lora.use_rslora,
+        use_dora=lora.use_dora or dora,
+        init_lora_weights=init[lora.init],
+        target_modules=resolve_target_modules(model, lora.target_modules),
     )
-    return get_peft_model(model, peft_config)
 
 
-@METHODS.decorator("full")
-def full(model: Any, cfg: TrainConfig) -> Any:
+def _lora(model: Any, cfg: TrainConfig) -> Any:
+    from peft import get_peft_model
+
+    return get_peft_model(model, _lora_config(model, cfg))
+
+
+def _dora(model: Any, cfg: TrainConfig) -> Any:
+    from peft import get_peft_model
+
+    return get_peft_model(model, _lora_config(model, cfg, dora=True))
+
+
+def _qlora_load(cfg: TrainConfig) -> dict[str, Any]:
+    if not torch.cuda.is_available():
+        raise StageError(
+            "train.method qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); on CPU use lora"
+        )
+    try:
+        from transformers import BitsAndBytesConfig
+    except ImportError as exc:  # pragma: no cover - transformers always has it
+        raise StageError("qlora needs bitsandbytes: pip install bitsandbytes") from exc
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+    }
+
+
+def _qlora(model: Any, cfg: TrainConfig) -> Any:
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    model = prepare_model_for_kbit_training(model)
+    return get_peft_model(model, _lora_config(model, cfg))
+
+
+def _full(model: Any, cfg: TrainConfig) -> Any:
     for param in model.parameters():
         param.requires_grad = True
     return model
+
+
+def _freeze(model: Any, cfg: TrainConfig) -> Any:
+    """Base weights train, except frozen blocks: the first N, or all but the last N."""
+    from synthtune.train.param_groups import block_index
+
+    _full(model, cfg)
+    last = cfg.freeze.train_last_n_layers
+    if last is not None:
+        total = getattr(model.config, "num_hidden_layers", None)
+        if total is None:
+            raise StageError("train.freeze.train_last_n_layers: model has no num_hidden_layers")
+        for name, param in model.named_parameters():
+            block = block_index(name)
+            if block is not None and block < total - last:
+                param.requires_grad = False
+    return model
+
+
+def _prompt_learning(kind: str) -> Callable[[Any, TrainConfig], Any]:
+    def prepare(model: Any, cfg: TrainConfig) -> Any:
+        from peft import (
+            PrefixTuningConfig,
+            PromptEncoderConfig,
+            PromptTuningConfig,
+            PromptTuningInit,
+            TaskType,
+            get_peft_model,
+        )
+
+        pl = cfg.prompt_learning
+        common: dict[str, Any] = {
+            "task_type": TaskType.CAUSAL_LM,
+            "num_virtual_tokens": pl.virtual_tokens,
+        }
+        if kind == "prefix":
+            config: Any = PrefixTuningConfig(**common)
+        elif kind == "ptuning":
+            config = PromptEncoderConfig(**common, encoder_hidden_size=pl.encoder_hidden_size)
+        elif pl.init_text:
+            config = PromptTuningConfig(
+                **common,
+                prompt_tuning_init=PromptTuningInit.TEXT,
+                prompt_tuning_init_text=pl.init_text,
+                tokenizer_name_or_path=model.name_or_path,
+            )
+        else:
+            config = PromptTuningConfig(**common)
+        return get_peft_model(model, config)
+
+    return prepare
+
+
+def _ia3(model: Any, cfg: TrainConfig) -> Any:
+    from peft import IA3Config, TaskType, get_peft_model
+
+    model_type = getattr(model.config, "model_type", "")
+    if model_type not in _IA3:
+        raise StageError(f"train.method ia3: no module mapping for model type {model_type!r}")
+    targets, feedforward = _IA3[model_type]
+    config = IA3Config(
+        task_type=TaskType.CAUSAL_LM, target_modules=targets, feedforward_modules=feedforward
+    )
+    return get_peft_model(model, config)
+
+
+METHODS.register("full", TrainingMethod(_full, False, "all weights; most compute"))
+METHODS.register("freeze", TrainingMethod(_freeze, False, "train some blocks, freeze the rest"))
+METHODS.register("lora", TrainingMethod(_lora, True, "low-rank adapters; <1 % of parameters"))
+METHODS.register("dora", TrainingMethod(_dora, True, "weight-decomposed LoRA"))
+METHODS.register(
+    "qlora", TrainingMethod(_qlora, True, "LoRA on a 4-bit NF4 base (GPU)", _qlora_load)
+)
+METHODS.register("prefix", TrainingMethod(_prompt_learning("prefix"), True, "prefix tuning"))
+METHODS.register("prompt", TrainingMethod(_prompt_learning("prompt"), True, "prompt tuning"))
+METHODS.register("ptuning", TrainingMethod(_prompt_learning("ptuning"), True, "P-tuning"))
+METHODS.register("ia3", TrainingMethod(_ia3, True, "IA3 rescaling vectors; ~0.01 %"))

@@ -13,13 +13,21 @@ from typing import Any
 
 from synthtune.config import TrainConfig
 
-_ADAPTER = re.compile(r"lora_|prompt_encoder|prefix|modules_to_save|ia3_")
+_ADAPTER = re.compile(r"lora_|prompt_encoder|prefix_encoder|modules_to_save|ia3_|lora_magnitude")
 _NORM = re.compile(r"norm|ln_|layernorm", re.IGNORECASE)
 _BLOCK = re.compile(r"\.(?:layers|h|layer|blocks)\.(\d+)\.")
 
 
+_EMBED = re.compile(r"embed_tokens|wte|word_embeddings|embeddings\.word")
+
+
 def is_adapter(name: str) -> bool:
     return bool(_ADAPTER.search(name))
+
+
+def block_index(name: str) -> int | None:
+    match = _BLOCK.search(name)
+    return int(match.group(1)) if match else None
 
 
 def apply_freezing(model: Any, cfg: TrainConfig) -> None:
@@ -28,21 +36,35 @@ def apply_freezing(model: Any, cfg: TrainConfig) -> None:
             continue
         if cfg.freeze.layernorm and _NORM.search(name):
             param.requires_grad = False
-        block = _BLOCK.search(name)
-        if block and int(block.group(1)) < cfg.freeze.first_n_layers:
+        if cfg.freeze.embeddings and _EMBED.search(name):
+            param.requires_grad = False
+        block = block_index(name)
+        if block is not None and block < cfg.freeze.first_n_layers:
             param.requires_grad = False
 
 
+def _kind(name: str, cfg: TrainConfig) -> str:
+    if not is_adapter(name):
+        return "base"
+    if cfg.lora.plus_ratio is not None and "lora_B" in name:
+        return "adapter_B"  # LoRA+ (Hayou et al., 2024): B learns ratio x faster than A
+    return "adapter"
+
+
 def param_groups(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW groups: adapter and base, each split into decayed and not (biases, norms)."""
+    """AdamW groups: adapter (LoRA+ splits out B) and base, each decayed or not (biases,
+    norms, 1-D tensors are not decayed)."""
     groups: dict[tuple[str, bool], list[Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        kind = "adapter" if is_adapter(name) else "base"
         decay = param.ndim >= 2
-        groups.setdefault((kind, decay), []).append(param)
-    lrs = {"adapter": cfg.lr.adapter, "base": cfg.lr.base}
+        groups.setdefault((_kind(name, cfg), decay), []).append(param)
+    lrs = {
+        "adapter": cfg.lr.adapter,
+        "adapter_B": cfg.lr.adapter * (cfg.lora.plus_ratio or 1.0),
+        "base": cfg.lr.base,
+    }
     return [
         {"params": params, "lr": lrs[kind], "weight_decay": 0.01 if decay else 0.0, "name": kind}
         for (kind, decay), params in sorted(groups.items())
@@ -51,11 +73,16 @@ def param_groups(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
 
 def group_table(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
     """One row per group for the start-of-training table: name, parameter count, LR."""
-    counts: dict[str, int] = {"adapter": 0, "base": 0, "frozen": 0}
+    counts: dict[str, int] = {"adapter": 0, "adapter_B": 0, "base": 0, "frozen": 0}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             counts["frozen"] += param.numel()
         else:
-            counts["adapter" if is_adapter(name) else "base"] += param.numel()
-    lrs = {"adapter": cfg.lr.adapter, "base": cfg.lr.base, "frozen": 0.0}
+            counts[_kind(name, cfg)] += param.numel()
+    lrs = {
+        "adapter": cfg.lr.adapter,
+        "adapter_B": cfg.lr.adapter * (cfg.lora.plus_ratio or 1.0),
+        "base": cfg.lr.base,
+        "frozen": 0.0,
+    }
     return [{"group": k, "parameters": v, "lr": lrs[k]} for k, v in counts.items() if v]

@@ -27,15 +27,33 @@ from synthtune.train.param_groups import apply_freezing, group_table, param_grou
 from synthtune.train.trainer import ProgressCallback, SynthtuneTrainer
 
 
+def device_settings(recipe: Recipe, cuda: bool | None = None) -> dict[str, Any]:
+    """Precision and checkpointing per device.
+
+    On CPU: fp32 and no gradient checkpointing. TRL's SFTConfig defaults (bf16, checkpointing)
+    made CPU LoRA training ~17x slower on these machines: bf16 matmuls have no fast path on
+    AVX2 CPUs, and checkpointing recomputes activations memory does not need to save.
+    """
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    checkpointing = {"auto": cuda, "on": True, "off": False}[recipe.train.gradient_checkpointing]
+    return {
+        "use_cpu": not cuda,
+        "bf16": bf16,
+        "fp16": cuda and not bf16,
+        "gradient_checkpointing": checkpointing,
+    }
+
+
 def training_arguments(recipe: Recipe, out_dir: str, steps_per_epoch: int) -> TrainingArguments:
-    """Settings per device: on CPU no bf16 and no gradient checkpointing (both slow it down)."""
     cfg = recipe.train
-    cuda = torch.cuda.is_available()
     total = math.ceil(steps_per_epoch * cfg.epochs)
     strategy = "steps" if cfg.eval_every else "epoch"
     return TrainingArguments(
         output_dir=out_dir,
         num_train_epochs=cfg.epochs,
+        gradient_accumulation_steps=cfg.gradient_accumulation,
+        neftune_noise_alpha=cfg.neftune_alpha,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         learning_rate=cfg.lr.adapter,
@@ -54,10 +72,9 @@ def training_arguments(recipe: Recipe, out_dir: str, steps_per_epoch: int) -> Tr
         report_to=[],
         seed=recipe.seed,
         data_seed=recipe.seed,
-        use_cpu=not cuda,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
         disable_tqdm=True,
         remove_unused_columns=False,
+        **device_settings(recipe),
     )
 
 
@@ -77,16 +94,22 @@ class TrainStage:
         if not ctx.quiet:
             ctx.console.print(table)
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
-        recipe, store, cfg = ctx.recipe, ctx.store, ctx.recipe.train
-        seed_everything(recipe.seed)
+    def _model(self, ctx: StageContext) -> tuple[Any, Any, str, list[dict[str, Any]]]:
+        cfg = ctx.recipe.train
+        method = METHODS.get(cfg.method)
         base_path = ctx.resolve_model(cfg.base)
-        model, tokenizer = load_causal_lm(base_path, dtype="float32")
+        model, tokenizer = load_causal_lm(base_path, dtype="float32", **method.load_kwargs(cfg))
         model.train()
-        model = METHODS.get(cfg.method)(model, cfg)
+        model = method.prepare(model, cfg)
         apply_freezing(model, cfg)
         groups = group_table(model, cfg)
         self._print_groups(ctx, groups)
+        return model, tokenizer, base_path, groups
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        recipe, store, cfg = ctx.recipe, ctx.store, ctx.recipe.train
+        seed_everything(recipe.seed)
+        model, tokenizer, base_path, groups = self._model(ctx)
         train = [
             encode_record(tokenizer, r, cfg.max_length) for r in store.read_table("mix", "train")
         ]
@@ -94,26 +117,24 @@ class TrainStage:
         if not val:
             raise StageError("train: the val split is empty; set mix.val_fraction above 0")
         out_dir = store.stage_dir(self.name)
-        args = training_arguments(
-            recipe, str(out_dir / "checkpoints"), math.ceil(len(train) / cfg.batch_size)
-        )
-        optimizer = torch.optim.AdamW(param_groups(model, cfg))
+        steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * cfg.gradient_accumulation))
+        args = training_arguments(recipe, str(out_dir / "checkpoints"), steps_per_epoch)
         collator = NoisyCollator(
             tokenizer, cfg.augment.noise_prob, cfg.augment.token_rate, recipe.seed
         )
-        total_steps = math.ceil(len(train) / cfg.batch_size) * math.ceil(cfg.epochs)
-        with ctx.progress("train", total_steps) as advance:
+        with ctx.progress("train", steps_per_epoch * math.ceil(cfg.epochs)) as advance:
             trainer = SynthtuneTrainer(
                 model=model,
                 args=args,
                 train_dataset=train,
                 eval_dataset=val,
                 data_collator=collator,
-                optimizers=(optimizer, None),
+                optimizers=(torch.optim.AdamW(param_groups(model, cfg)), None),
                 callbacks=[
                     EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping.patience),
                     ProgressCallback(advance),
                 ],
+                adversarial=cfg.adversarial,
             )
             trainer.remove_callback(PrinterCallback)
             resume = get_last_checkpoint(args.output_dir) if args.output_dir else None
@@ -122,28 +143,32 @@ class TrainStage:
             started = time.perf_counter()
             result = trainer.train(resume_from_checkpoint=resume)
             elapsed = time.perf_counter() - started
-        adapter_dir = out_dir / "adapter"
-        model.save_pretrained(adapter_dir)
-        tokenizer.save_pretrained(adapter_dir)
+        model.save_pretrained(out_dir / "adapter")
+        tokenizer.save_pretrained(out_dir / "adapter")
         tokens = sum(len(r["input_ids"]) for r in train) * cfg.epochs
-        metrics = {
-            "base": cfg.base,
-            "base_path": base_path,
-            "method": cfg.method,
-            "parameter_groups": groups,
-            "log_history": trainer.state.log_history,
-            "best_eval_loss": trainer.state.best_metric,
-            "global_step": trainer.state.global_step,
-            "train_loss": result.training_loss,
-            "seconds": round(elapsed, 2),
-            "tokens_per_second": round(tokens / elapsed, 1) if elapsed else None,
-        }
-        store.write_json(self.name, "metrics.json", metrics)
+        state = trainer.state
+        store.write_json(
+            self.name,
+            "metrics.json",
+            {
+                "base": cfg.base,
+                "base_path": base_path,
+                "method": cfg.method,
+                "parameter_groups": groups,
+                "log_history": state.log_history,
+                "best_eval_loss": state.best_metric,
+                "global_step": state.global_step,
+                "train_loss": result.training_loss,
+                "seconds": round(elapsed, 2),
+                "tokens_per_second": round(tokens / elapsed, 1) if elapsed else None,
+                "device": device_settings(recipe),
+            },
+        )
         return {
             "records_in": len(train),
             "records_out": len(train),
             "method": cfg.method,
-            "steps": trainer.state.global_step,
-            "best_eval_loss": trainer.state.best_metric,
+            "steps": state.global_step,
+            "best_eval_loss": state.best_metric,
             "trainable_parameters": sum(g["parameters"] for g in groups if g["group"] != "frozen"),
         }

@@ -1,14 +1,54 @@
-"""A thin ``transformers.Trainer`` subclass and the callbacks the train stage uses."""
+"""A thin ``transformers.Trainer`` subclass and the callbacks the train stage uses.
+
+Adversarial training (FGM, Miyato et al. 2017; PGD, Madry et al. 2018, as used for NLP by
+Zhu et al. 2020) perturbs the *output* of the input-embedding layer, so it works when the
+embedding weights are frozen (LoRA, prefix...): after the clean backward pass, the embedding
+output's gradient gives the direction ``r = epsilon * g / ||g||``; the loss on the perturbed
+input is back-propagated too, so each step learns from both.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from transformers import Trainer, TrainerCallback
+
+from synthtune.config import AdversarialConfig
+
+
+class _EmbeddingHook:
+    """Keeps the embedding output (with its gradient) and adds a perturbation when set."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.output: torch.Tensor | None = None
+        self.delta: torch.Tensor | None = None
+        self.handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module: Any, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if not output.requires_grad:  # frozen embeddings: make the output a leaf with a grad
+            output = output.detach().requires_grad_(True)
+        if self.delta is not None and self.delta.shape == output.shape:
+            output = output + self.delta
+        output.retain_grad()
+        self.output = output
+        return output
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def _unit(grad: torch.Tensor) -> torch.Tensor:
+    norm = grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return grad / norm
 
 
 class SynthtuneTrainer(Trainer):
-    """Trainer whose noisy collator is switched off while evaluating (clean val loss)."""
+    """Trainer with a clean-eval noisy collator and optional FGM/PGD adversarial steps."""
+
+    def __init__(self, *args: Any, adversarial: AdversarialConfig | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.adversarial = adversarial
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         collator = self.data_collator
@@ -20,6 +60,46 @@ class SynthtuneTrainer(Trainer):
         finally:
             if previous is not None:
                 collator.training = previous  # type: ignore[union-attr]
+
+    def training_step(
+        self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
+        if self.adversarial is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        hook = _EmbeddingHook(model.get_input_embeddings())
+        try:
+            clean = super().training_step(model, inputs, num_items_in_batch)
+            adv = self._adversarial_step(model, inputs, hook, num_items_in_batch)
+        finally:
+            hook.remove()
+        return (clean + adv) / 2
+
+    def _adversarial_step(
+        self, model: Any, inputs: dict[str, Any], hook: _EmbeddingHook, num_items: Any
+    ) -> torch.Tensor:
+        cfg = self.adversarial
+        assert cfg is not None
+        if hook.output is None or hook.output.grad is None:
+            return torch.zeros((), device=self.args.device)
+        step = cfg.epsilon if cfg.method == "fgm" else cfg.alpha
+        delta = step * _unit(hook.output.grad.detach())
+        steps = 1 if cfg.method == "fgm" else cfg.steps
+        for k in range(steps):
+            hook.delta = delta
+            with self.compute_loss_context_manager():
+                result = self.compute_loss(
+                    model, self._prepare_inputs(inputs), num_items_in_batch=num_items
+                )
+            loss = result[0] if isinstance(result, tuple) else result
+            if k == steps - 1:  # only the final perturbed loss trains the model
+                self.accelerator.backward(loss / self.args.gradient_accumulation_steps)
+                break
+            grad = torch.autograd.grad(loss, hook.output, retain_graph=False)[0]
+            delta = delta + cfg.alpha * _unit(grad.detach())
+            norm = delta.norm(dim=-1, keepdim=True)
+            delta = delta * torch.clamp(cfg.epsilon / norm.clamp_min(1e-12), max=1.0)
+        hook.delta = None
+        return loss.detach() / self.args.gradient_accumulation_steps
 
 
 class ProgressCallback(TrainerCallback):
