@@ -188,7 +188,6 @@ def _stage_command(stage: str, help_text: str) -> None:
 for _name, _help in (
     ("quality", "Run the quality tiers (dedup, perplexity, rules) and the review sample."),
     ("mix", "Mix accepted synthetic records with real data into train/val/test."),
-    ("train", "Fine-tune the base model on the mix."),
     ("evaluate", "Compare base and tuned models on the real test split."),
     ("export", "Export the mix in the configured dataset formats."),
 ):
@@ -197,6 +196,48 @@ for _name, _help in (
         _help + " Earlier stages run first when they are not complete yet. "
         "--force redoes this stage.",
     )
+
+
+@app.command()
+def train(
+    recipe: RecipeArg,
+    runs: OutOpt = Path("runs"),
+    force: ForceOpt = False,
+    advise_only: Annotated[
+        bool, typer.Option("--advise", help="Recommend a training method; train nothing.")
+    ] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fine-tune the base model on the mix (--advise: which method fits, and why)."""
+    if not advise_only:
+        _run(recipe, runs, quiet, until="train", from_stage="train" if force else None)
+        return
+    from synthtune.config import load_recipe
+    from synthtune.train.advisor import Hardware, advise, recipe_facts
+
+    try:
+        loaded = load_recipe(recipe)
+        base, parameters, examples = recipe_facts(loaded, runs / loaded.name)
+    except SynthtuneError as exc:
+        raise _fail(exc) from None
+    hardware = Hardware.detect()
+    table = Table(
+        title=f"{base}: {parameters / 1e6:.1f}M parameters, {examples} examples, "
+        f"{hardware.device} with {hardware.memory_bytes / 1024**3:.0f} GiB"
+    )
+    for column in ("method", "fits", "memory (GiB)", "trainable", "why"):
+        table.add_column(column)
+    rows = advise(examples, parameters, hardware)
+    for row in rows:
+        table.add_row(
+            row["method"],
+            "yes" if row["fits"] else "no",
+            f"{row['memory_gib']:.2f}",
+            row["trainable"],
+            row["why"],
+        )
+    out.print(table)
+    out.print(f"recommended: {rows[0]['method']}")
 
 
 @app.command()

@@ -108,24 +108,34 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
     return fast
 
 
-def build_tiny_llama(tokenizer: Any, cfg: LocalTinyConfig, seed: int) -> Any:
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_llama_config(
+    vocab_size: int, cfg: LocalTinyConfig, special: tuple[int, int, int] = (1, 2, 3)
+) -> Any:
+    """The LlamaConfig of local-tiny (bos, eos, pad ids in ``special``)."""
+    from transformers import LlamaConfig
 
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    bos, eos, pad = special
+    return LlamaConfig(
+        vocab_size=vocab_size,
         hidden_size=cfg.hidden_size,
         intermediate_size=cfg.hidden_size * 8 // 3 // 8 * 8,
         num_hidden_layers=cfg.layers,
         num_attention_heads=cfg.heads,
         num_key_value_heads=cfg.heads,
         max_position_embeddings=max(512, cfg.max_length),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
         tie_word_embeddings=True,
     )
-    return LlamaForCausalLM(config)
+
+
+def build_tiny_llama(tokenizer: Any, cfg: LocalTinyConfig, seed: int) -> Any:
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    special = (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    return LlamaForCausalLM(tiny_llama_config(len(tokenizer), cfg, special))
 
 
 def pretrain(
