@@ -117,6 +117,13 @@ def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
         out.print("every stage already complete: nothing to do (use --force or --from to redo)")
     evaluate = next((o for o in result.outcomes if o.name == "evaluate"), None)
     ppl = evaluate.summary.get("perplexity") if evaluate else None
+    cls = evaluate.summary.get("classification") if evaluate else None
+    if cls:
+        b, t = cls["base"], cls["tuned"]
+        out.print(
+            f"classification on the test split ({cls['n']}): accuracy base {b['accuracy']:.2f} "
+            f"-> tuned {t['accuracy']:.2f}, macro-F1 {b['macro_f1']:.2f} -> {t['macro_f1']:.2f}"
+        )
     if ppl:
         out.print(
             f"perplexity on the real test split: base {ppl['base']:.2f} -> tuned "

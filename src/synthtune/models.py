@@ -78,6 +78,21 @@ def load_causal_lm(
     return model, load_tokenizer(path)
 
 
+def load_sequence_classifier(path: str, labels: list[str]) -> tuple[Any, Any]:
+    """A sequence classifier with a fresh head for ``labels`` (any encoder or decoder)."""
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
     """Byte-level BPE trained on ``texts`` (any script: unseen bytes still encode)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers

@@ -41,6 +41,11 @@ class Payload(BaseModel):
             return "\n".join(m.content for m in self.messages if m.role != "assistant")
         return "\n".join(m.content for m in self.messages)
 
+    def input_text(self) -> str:
+        """What a classifier reads: the non-assistant turns, or the text itself."""
+        turns = [m.content for m in self.messages if m.role != "assistant"]
+        return "\n".join(turns) if turns else self.text("all")
+
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

@@ -139,6 +139,9 @@ class TemplateConfig(StrictModel):
     response: str | None = Field(
         None, description="Response template, used by the `template` backend (no LLM)."
     )
+    label: str | None = Field(
+        None, description="Class label (Jinja2 over the slots), for classification tasks."
+    )
     slots: dict[str, SlotSpec] = Field(default_factory=dict, description="Random slots.")
     weight: float = Field(1.0, gt=0, description="Relative share of requests.")
     json_schema: dict[str, Any] | None = Field(

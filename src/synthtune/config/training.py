@@ -110,6 +110,11 @@ class EarlyStoppingConfig(StrictModel):
 
 class TrainConfig(StrictModel):
     base: str = Field("local-tiny", description="Base model: id, path or local-tiny.")
+    task: Literal["causal_lm", "classification"] = Field(
+        "causal_lm",
+        description="causal_lm: SFT on the replies; classification: a sequence classifier "
+        "on the records' labels (AutoModelForSequenceClassification).",
+    )
     method: str = Field(
         "lora",
         description="Training method: full, freeze, lora, dora, qlora, prefix, prompt, "

@@ -11,6 +11,7 @@ from typing import Any
 
 from synthtune.config import Recipe
 from synthtune.context import StageContext
+from synthtune.evaluate.classification import evaluate_classification
 from synthtune.models import load_causal_lm, pick_device
 from synthtune.perplexity import PerplexityScorer
 
@@ -38,7 +39,16 @@ class EvaluateStage:
         texts = [r.payload.text("response") for r in test]
         base_path = ctx.resolve_model(ctx.recipe.train.base)
         results: dict[str, Any] = {"n_test": len(texts), "suites": {}}
-        if "perplexity" in cfg.suites:
+        train = ctx.store.read_json("train", "metrics.json")
+        if train.get("task") == "classification":
+            results["suites"]["classification"] = evaluate_classification(
+                test,
+                base_path,
+                ctx.store.path("train", "adapter"),
+                train["labels"],
+                ctx.recipe.seed,
+            )
+        elif "perplexity" in cfg.suites:
             base, tokenizer = load_causal_lm(base_path, dtype="float32")
             base_ppl = PerplexityScorer(base, tokenizer).corpus_perplexity(texts)
             tuned, tokenizer = load_tuned(base_path, ctx.store.path("train", "adapter"))

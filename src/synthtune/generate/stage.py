@@ -47,7 +47,7 @@ def to_records(
             "created_at": now,
             **output.lineage,
         }
-        payload = Payload.model_validate({"messages": output.messages})
+        payload = Payload.model_validate({"messages": output.messages, "label": output.label})
         record = Record.create("synthetic", payload, lineage=lineage)
         if output.error is not None:
             record.reject(output.error if ":" in output.error else f"generate: {output.error}")

@@ -136,11 +136,13 @@ class CompiledTemplate:
         return {name: values[name] for name in self.config.slots}
 
     def render(self, slots: dict[str, Any]) -> dict[str, str | None]:
+        """system, prompt, response and label, rendered (None where not configured)."""
         cfg = self.config
         return {
             "system": _compile(cfg.system).render(**slots).strip() if cfg.system else None,
             "prompt": _compile(cfg.prompt).render(**slots).strip(),
             "response": _compile(cfg.response).render(**slots).strip() if cfg.response else None,
+            "label": _compile(cfg.label).render(**slots).strip() if cfg.label else None,
         }
 
 
@@ -164,7 +166,7 @@ def compile_template(
         if unknown:
             problems.append(f"{here}.slots.{name}: depends on unknown slots {sorted(unknown)}")
         graph[name] = deps & set(cfg.slots)
-    for part in ("system", "prompt", "response"):
+    for part in ("system", "prompt", "response", "label"):
         source = getattr(cfg, part)
         if source is None:
             continue

@@ -75,6 +75,7 @@ def build_report(run_dir: Path | str) -> Path:
     if "evaluate" in state:
         context["evaluate"] = store.read_json("evaluate", "metrics.json")
         context["ppl"] = context["evaluate"]["suites"].get("perplexity")
+        context["cls"] = context["evaluate"]["suites"].get("classification")
     path = store.root / "report.html"
     atomic_write_text(path, _ENV.get_template("report.html").render(**context))
     return path

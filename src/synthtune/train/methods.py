@@ -59,6 +59,14 @@ _IA3 = {
 }
 
 
+def _task_type(cfg: TrainConfig) -> Any:
+    from peft import TaskType
+
+    from synthtune.train.tasks import TASKS
+
+    return TaskType[TASKS.get(cfg.task).peft_task]
+
+
 def resolve_target_modules(model: Any, target: str | list[str]) -> str | list[str]:
     """Resolve ``attention`` / ``mlp`` / ``all-linear`` / ``query_key_value`` for the model."""
     if isinstance(target, list):
@@ -79,12 +87,12 @@ def resolve_target_modules(model: Any, target: str | list[str]) -> str | list[st
 
 
 def _lora_config(model: Any, cfg: TrainConfig, dora: bool = False) -> Any:
-    from peft import LoraConfig, TaskType
+    from peft import LoraConfig
 
     lora = cfg.lora
     init: Any = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
     return LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
+        task_type=_task_type(cfg),
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
@@ -164,13 +172,12 @@ def _prompt_learning(kind: str) -> Callable[[Any, TrainConfig], Any]:
             PromptEncoderConfig,
             PromptTuningConfig,
             PromptTuningInit,
-            TaskType,
             get_peft_model,
         )
 
         pl = cfg.prompt_learning
         common: dict[str, Any] = {
-            "task_type": TaskType.CAUSAL_LM,
+            "task_type": _task_type(cfg),
             "num_virtual_tokens": pl.virtual_tokens,
         }
         if kind == "prefix":
@@ -186,20 +193,23 @@ def _prompt_learning(kind: str) -> Callable[[Any, TrainConfig], Any]:
             )
         else:
             config = PromptTuningConfig(**common)
-        return get_peft_model(model, config)
+        try:
+            return get_peft_model(model, config)
+        except ValueError as exc:  # e.g. prefix tuning on a classifier without a KV cache
+            raise StageError(f"train.method {kind}: {exc}; try lora or ptuning") from None
 
     return prepare
 
 
 def _ia3(model: Any, cfg: TrainConfig) -> Any:
-    from peft import IA3Config, TaskType, get_peft_model
+    from peft import IA3Config, get_peft_model
 
     model_type = getattr(model.config, "model_type", "")
     if model_type not in _IA3:
         raise StageError(f"train.method ia3: no module mapping for model type {model_type!r}")
     targets, feedforward = _IA3[model_type]
     config = IA3Config(
-        task_type=TaskType.CAUSAL_LM, target_modules=targets, feedforward_modules=feedforward
+        task_type=_task_type(cfg), target_modules=targets, feedforward_modules=feedforward
     )
     return get_peft_model(model, config)
 

@@ -43,7 +43,14 @@ def apply_freezing(model: Any, cfg: TrainConfig) -> None:
             param.requires_grad = False
 
 
+# Heads created for the task (sequence classification) are new parameters, like adapters:
+# they start from scratch and need the adapter learning rate, not the base one.
+_NEW_HEAD = re.compile(r"(?:^|\.)(?:score|classifier)\.")
+
+
 def _kind(name: str, cfg: TrainConfig) -> str:
+    if cfg.task == "classification" and _NEW_HEAD.search(name) and not is_adapter(name):
+        return "adapter"
     if not is_adapter(name):
         return "base"
     if cfg.lora.plus_ratio is not None and "lora_B" in name:

@@ -21,9 +21,9 @@ from synthtune.config import Recipe
 from synthtune.context import StageContext
 from synthtune.errors import StageError
 from synthtune.models import load_causal_lm, seed_everything
-from synthtune.train.data import NoisyCollator, encode_record
 from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
+from synthtune.train.tasks import TASKS, labels_of
 from synthtune.train.trainer import ProgressCallback, SynthtuneTrainer
 
 
@@ -94,11 +94,16 @@ class TrainStage:
         if not ctx.quiet:
             ctx.console.print(table)
 
-    def _model(self, ctx: StageContext) -> tuple[Any, Any, str, list[dict[str, Any]]]:
+    def _model(
+        self, ctx: StageContext, labels: list[str]
+    ) -> tuple[Any, Any, str, list[dict[str, Any]]]:
         cfg = ctx.recipe.train
         method = METHODS.get(cfg.method)
         base_path = ctx.resolve_model(cfg.base)
-        model, tokenizer = load_causal_lm(base_path, dtype="float32", **method.load_kwargs(cfg))
+        if cfg.task == "causal_lm":
+            model, tokenizer = load_causal_lm(base_path, dtype="float32", **method.load_kwargs(cfg))
+        else:
+            model, tokenizer = TASKS.get(cfg.task).load(base_path, labels)
         model.train()
         model = method.prepare(model, cfg)
         apply_freezing(model, cfg)
@@ -109,17 +114,21 @@ class TrainStage:
     def run(self, ctx: StageContext) -> dict[str, Any]:
         recipe, store, cfg = ctx.recipe, ctx.store, ctx.recipe.train
         seed_everything(recipe.seed)
-        model, tokenizer, base_path, groups = self._model(ctx)
-        train = [
-            encode_record(tokenizer, r, cfg.max_length) for r in store.read_table("mix", "train")
+        task = TASKS.get(cfg.task)
+        train_records = store.read_table("mix", "train")
+        labels = labels_of(train_records) if cfg.task == "classification" else []
+        ids = {label: i for i, label in enumerate(labels)}
+        model, tokenizer, base_path, groups = self._model(ctx, labels)
+        train = [task.encode(tokenizer, r, cfg.max_length, ids) for r in train_records]
+        val = [
+            task.encode(tokenizer, r, cfg.max_length, ids) for r in store.read_table("mix", "val")
         ]
-        val = [encode_record(tokenizer, r, cfg.max_length) for r in store.read_table("mix", "val")]
         if not val:
             raise StageError("train: the val split is empty; set mix.val_fraction above 0")
         out_dir = store.stage_dir(self.name)
         steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * cfg.gradient_accumulation))
         args = training_arguments(recipe, str(out_dir / "checkpoints"), steps_per_epoch)
-        collator = NoisyCollator(
+        collator = task.collator(
             tokenizer, cfg.augment.noise_prob, cfg.augment.token_rate, recipe.seed
         )
         with ctx.progress("train", steps_per_epoch * math.ceil(cfg.epochs)) as advance:
@@ -135,6 +144,7 @@ class TrainStage:
                     ProgressCallback(advance),
                 ],
                 adversarial=cfg.adversarial,
+                compute_metrics=task.metrics,
             )
             trainer.remove_callback(PrinterCallback)
             resume = get_last_checkpoint(args.output_dir) if args.output_dir else None
@@ -162,6 +172,8 @@ class TrainStage:
                 "seconds": round(elapsed, 2),
                 "tokens_per_second": round(tokens / elapsed, 1) if elapsed else None,
                 "device": device_settings(recipe),
+                "task": cfg.task,
+                "labels": labels,
             },
         )
         return {

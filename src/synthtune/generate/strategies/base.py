@@ -47,6 +47,7 @@ class Output:
     messages: list[dict[str, str]]
     error: str | None = None
     lineage: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
 
 
 class Strategy(Protocol):

@@ -41,11 +41,12 @@ class TemplateFill:
         reasks = max((it.template.config.max_reasks for it in items), default=0)
         replies = ask(engine, requests, schemas, reasks)
         outputs = []
-        for reply, request in zip(replies, requests, strict=True):
+        for item, reply, request in zip(items, replies, requests, strict=True):
             messages = list(request.messages)
             if reply.text is not None:
                 messages.append({"role": "assistant", "content": reply.text})
-            outputs.append([Output(messages, reply.error, usage_lineage(reply))])
+            label = item.render()["label"]
+            outputs.append([Output(messages, reply.error, usage_lineage(reply), label)])
         return outputs
 
 
