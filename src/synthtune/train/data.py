@@ -7,6 +7,7 @@ are masked (-100) so only the reply is learned (completion-only loss); plain-tex
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Any
 
@@ -50,6 +51,10 @@ class NoisyCollator:
     Perturbation (random replacement or a swap with the neighbour) touches ``input_ids`` only:
     ``labels`` keep the clean tokens, so the model learns to predict clean text from noisy
     context and the targets are never corrupted. Special tokens are left alone.
+
+    The noise of an example depends only on (seed, epoch, the example's tokens), never on how
+    many batches came before: a run resumed mid-epoch draws exactly the noise an uninterrupted
+    run would. ``epoch`` is set by the trainer's callback at each epoch start.
     """
 
     def __init__(self, tokenizer: Any, noise_prob: float, token_rate: float, seed: int):
@@ -58,19 +63,24 @@ class NoisyCollator:
         self.special = set(tokenizer.all_special_ids)
         self.noise_prob = noise_prob
         self.token_rate = token_rate
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self.epoch = 0
         self.training = True
 
-    def _perturb(self, ids: list[int]) -> list[int]:
+    def _rng(self, ids: list[int]) -> random.Random:
+        digest = hashlib.sha256(f"{self.seed}:{self.epoch}:{ids}".encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "big"))
+
+    def _perturb(self, ids: list[int], rng: random.Random) -> list[int]:
         ids = list(ids)
         positions = [i for i, t in enumerate(ids) if t not in self.special]
-        for i in self.rng.sample(positions, int(len(positions) * self.token_rate)):
-            if self.rng.random() < 0.5 and i + 1 < len(ids) and ids[i + 1] not in self.special:
+        for i in rng.sample(positions, int(len(positions) * self.token_rate)):
+            if rng.random() < 0.5 and i + 1 < len(ids) and ids[i + 1] not in self.special:
                 ids[i], ids[i + 1] = ids[i + 1], ids[i]
             else:
-                ids[i] = self.rng.randrange(self.vocab_size)
+                ids[i] = rng.randrange(self.vocab_size)
                 while ids[i] in self.special:
-                    ids[i] = self.rng.randrange(self.vocab_size)
+                    ids[i] = rng.randrange(self.vocab_size)
         return ids
 
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
@@ -78,8 +88,10 @@ class NoisyCollator:
         batch_ids, batch_labels, batch_mask = [], [], []
         for f in features:
             ids = f["input_ids"]
-            if self.training and self.noise_prob and self.rng.random() < self.noise_prob:
-                ids = self._perturb(ids)
+            if self.training and self.noise_prob:
+                rng = self._rng(ids)
+                if rng.random() < self.noise_prob:
+                    ids = self._perturb(ids, rng)
             pad = width - len(ids)
             batch_ids.append(ids + [self.pad_id] * pad)
             batch_labels.append(list(f["labels"]) + [-100] * pad)

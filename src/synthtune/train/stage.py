@@ -24,7 +24,7 @@ from synthtune.models import load_causal_lm, seed_everything
 from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
 from synthtune.train.tasks import TASKS, labels_of
-from synthtune.train.trainer import ProgressCallback, SynthtuneTrainer
+from synthtune.train.trainer import EpochCallback, ProgressCallback, SynthtuneTrainer
 
 
 def device_settings(recipe: Recipe, cuda: bool | None = None) -> dict[str, Any]:
@@ -142,6 +142,7 @@ class TrainStage:
                 callbacks=[
                     EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping.patience),
                     ProgressCallback(advance),
+                    EpochCallback(collator),
                 ],
                 adversarial=cfg.adversarial,
                 compute_metrics=task.metrics,

@@ -102,6 +102,16 @@ class SynthtuneTrainer(Trainer):
         return loss.detach() / self.args.gradient_accumulation_steps
 
 
+class EpochCallback(TrainerCallback):
+    """Tells the collator which epoch it is serving (its noise is keyed by epoch)."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.collator.epoch = int(state.epoch or 0)
+
+
 class ProgressCallback(TrainerCallback):
     """Advance a rich progress bar per optimiser step (instead of tqdm / printed dicts)."""
 
