@@ -73,3 +73,39 @@ def test_train_and_evaluate_stages_write_their_results(small_recipe: Path, tmp_p
         quiet=True,
     )
     assert [o.status for o in again.outcomes] == ["skipped", "skipped", "skipped", "ran", "ran"]
+
+
+def test_packed_batches_keep_example_boundaries(chatty_model_dir: Path) -> None:
+    """The packed row's loss equals the token-weighted loss of the examples run alone."""
+    from transformers import AutoModelForCausalLM
+
+    from synthtune.train.data import PackedCollator
+
+    model = AutoModelForCausalLM.from_pretrained(chatty_model_dir).eval()
+    tokenizer = load_tokenizer(str(chatty_model_dir))
+    rows = []
+    for text in ("Patient 1 has 37.5 °C.", "Rest, drink water and check again.", "Cough."):
+        ids = tokenizer(text)["input_ids"]
+        rows.append({"input_ids": ids, "labels": list(ids)})
+    packed = PackedCollator(tokenizer, 0.0, 0.0, 0)(rows)
+    assert packed["input_ids"].shape[0] == 1 and "attention_mask" not in packed
+    with torch.no_grad():
+        packed_loss = model(**packed).loss.item()
+        total, count = 0.0, 0
+        for row in rows:
+            ids = torch.tensor([row["input_ids"]])
+            n = ids.shape[1] - 1
+            total += model(input_ids=ids, labels=ids).loss.item() * n
+            count += n
+    assert abs(packed_loss - total / count) < 1e-4
+
+
+def test_packed_training_runs_through_the_stage(small_recipe: Path, tmp_path: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load(small_recipe.read_text())
+    data["train"]["batching"] = "packed"
+    small_recipe.write_text(yaml.safe_dump(data))
+    result = run_recipe(load_recipe(small_recipe), tmp_path / "runs", until="train", quiet=True)
+    metrics = json.loads((result.run_dir / "train" / "metrics.json").read_text())
+    assert metrics["global_step"] > 0 and metrics["best_eval_loss"] < 20

@@ -125,6 +125,11 @@ class TrainConfig(StrictModel):
     adversarial: AdversarialConfig | None = Field(None, description="FGM/PGD training.")
     neftune_alpha: float | None = Field(None, gt=0, description="NEFTune noise (e.g. 5).")
     gradient_accumulation: int = Field(1, ge=1, description="Micro-batches per step.")
+    batching: Literal["grouped", "padded", "packed"] = Field(
+        "grouped",
+        description="grouped: padded batches of similar lengths (fastest on CPU, bench/"
+        "packing.py); packed: padding-free rows with per-example attention; padded: random.",
+    )
     gradient_checkpointing: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: on for GPU, off on CPU (where it only slows training)."
     )

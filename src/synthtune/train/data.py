@@ -101,3 +101,33 @@ class NoisyCollator:
             "labels": torch.tensor(batch_labels),
             "attention_mask": torch.tensor(batch_mask),
         }
+
+
+class PackedCollator(NoisyCollator):
+    """Padding-free packing: a batch becomes one row of all its examples, back to back.
+
+    ``position_ids`` restart at 0 for every example, which is how transformers (sdpa and
+    eager attention, no KV cache) builds a block-diagonal causal mask: no token attends across
+    an example boundary, and no pad token is computed. The first label of every example is
+    masked, so no example learns to predict its neighbour's start. Noise as in the parent.
+    """
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
+        for f in features:
+            example = f["input_ids"]
+            if self.training and self.noise_prob:
+                rng = self._rng(example)
+                if rng.random() < self.noise_prob:
+                    example = self._perturb(example, rng)
+            ids.extend(example)
+            labels.extend([-100, *list(f["labels"])[1:]])
+            positions.extend(range(len(example)))
+        return {
+            "input_ids": torch.tensor([ids]),
+            "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions]),
+            "use_cache": False,  # type: ignore[dict-item]
+        }

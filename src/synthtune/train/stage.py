@@ -21,6 +21,7 @@ from synthtune.config import Recipe
 from synthtune.context import StageContext
 from synthtune.errors import StageError
 from synthtune.models import load_causal_lm, seed_everything
+from synthtune.train.data import PackedCollator
 from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
 from synthtune.train.tasks import TASKS, labels_of
@@ -53,6 +54,7 @@ def training_arguments(recipe: Recipe, out_dir: str, steps_per_epoch: int) -> Tr
         output_dir=out_dir,
         num_train_epochs=cfg.epochs,
         gradient_accumulation_steps=cfg.gradient_accumulation,
+        train_sampling_strategy="group_by_length" if cfg.batching == "grouped" else "random",
         neftune_noise_alpha=cfg.neftune_alpha,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -128,7 +130,12 @@ class TrainStage:
         out_dir = store.stage_dir(self.name)
         steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * cfg.gradient_accumulation))
         args = training_arguments(recipe, str(out_dir / "checkpoints"), steps_per_epoch)
-        collator = task.collator(
+        collator_cls = (
+            PackedCollator
+            if cfg.batching == "packed" and cfg.task == "causal_lm"
+            else task.collator
+        )
+        collator = collator_cls(
             tokenizer, cfg.augment.noise_prob, cfg.augment.token_rate, recipe.seed
         )
         with ctx.progress("train", steps_per_epoch * math.ceil(cfg.epochs)) as advance:
