@@ -269,7 +269,14 @@ class ModelResolver:
     def resolve(self, name: str) -> str:
         if name != LOCAL_TINY:
             return name
-        return str(self._ensure_local_tiny())
+        from synthtune import distributed
+
+        if distributed.world_size() == 1:
+            return str(self._ensure_local_tiny())
+        # several processes (torchrun): the main one builds, the others wait and read
+        path = self._ensure_local_tiny() if distributed.is_main() else None
+        distributed.barrier()
+        return str(path or self._ensure_local_tiny())
 
     def _corpus(self) -> tuple[list[str], list[str]]:
         from synthtune.realdata import load_real

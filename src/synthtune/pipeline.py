@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from synthtune import distributed
 from synthtune.config import Recipe
 from synthtune.context import Stage, StageContext
 from synthtune.errors import BackendError, RecipeError, RegistryError, StageError
@@ -123,6 +124,21 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError(str(recipe.source), problems)
 
 
+def _run_stage(ctx: StageContext, stage: Stage, fingerprint: str, main: bool) -> StageOutcome:
+    """Run one stage: on every process if it is distributed (train), else on the main one."""
+    store = ctx.store
+    if main and store.stage_state(stage.name) is not None:  # complete for another recipe
+        store.invalidate(stage.name)
+    if not main and not getattr(stage, "distributed", False):
+        return StageOutcome(stage.name, "ran elsewhere", 0.0, {})
+    ctx.log(f"[bold cyan]{stage.name}[/]: running")
+    started = time.perf_counter()
+    summary = stage.run(ctx)
+    if main:
+        store.mark_complete(stage.name, fingerprint, summary)
+    return StageOutcome(stage.name, "ran", time.perf_counter() - started, summary)
+
+
 def run_recipe(
     recipe: Recipe,
     runs_root: Path | str = "runs",
@@ -145,28 +161,26 @@ def run_recipe(
     check_recipe(recipe)
     store = RunStore(Path(runs_root) / recipe.name)
     prints = fingerprints(recipe, runs_root)
-    store.write_lock(recipe.model_dump(mode="json"), prints[ORDER[-1]])
-    ctx = StageContext(recipe=recipe, store=store, quiet=quiet, no_cache=no_cache)
+    main = distributed.is_main()
+    if main:
+        store.write_lock(recipe.model_dump(mode="json"), prints[ORDER[-1]])
+    ctx = StageContext(recipe=recipe, store=store, quiet=quiet or not main, no_cache=no_cache)
     if console is not None:
         ctx.console = console
     redo = ORDER.index(from_stage) if from_stage else (0 if force else len(ORDER))
     outcomes = []
     for position, name in enumerate(ORDER):
         stage = STAGE_REGISTRY.get(name)
-        if position >= redo:
+        if main and position >= redo:
             store.invalidate(name)
+        distributed.barrier()  # every process sees the same state before deciding
         if store.is_complete(name, prints[name]):
             done = store.stage_state(name) or {}
             outcomes.append(StageOutcome(name, "skipped", 0.0, done.get("summary", {})))
             ctx.log(f"[dim]{name}: complete, skipped[/]")
         else:
-            if store.stage_state(name) is not None:  # complete for another recipe: restart
-                store.invalidate(name)
-            ctx.log(f"[bold cyan]{name}[/]: running")
-            started = time.perf_counter()
-            summary = stage.run(ctx)
-            store.mark_complete(name, prints[name], summary)
-            outcomes.append(StageOutcome(name, "ran", time.perf_counter() - started, summary))
+            outcomes.append(_run_stage(ctx, stage, prints[name], main))
+        distributed.barrier()
         if name == until:
             break
     return RunResult(run_dir=store.root, outcomes=outcomes)

@@ -83,6 +83,7 @@ def training_arguments(recipe: Recipe, out_dir: str, steps_per_epoch: int) -> Tr
 class TrainStage:
     name = "train"
     sections: tuple[str, ...] = ("train",)
+    distributed = True  # runs on every process of a torchrun/accelerate launch (DDP)
 
     def check(self, recipe: Recipe) -> None:
         METHODS.get(recipe.train.method)
@@ -161,6 +162,8 @@ class TrainStage:
             started = time.perf_counter()
             result = trainer.train(resume_from_checkpoint=resume)
             elapsed = time.perf_counter() - started
+        if not trainer.is_world_process_zero():
+            return {}
         model.save_pretrained(out_dir / "adapter")
         tokenizer.save_pretrained(out_dir / "adapter")
         tokens = sum(len(r["input_ids"]) for r in train) * cfg.epochs
