@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from synthtune.config import Recipe
 from synthtune.generate.templates import CompiledTemplate, compile_template, request_rng
+from synthtune.llm.backends.base import GenerationRequest
 from synthtune.llm.engine import GenerationEngine
 from synthtune.llm.structured import Reply
 from synthtune.llm.tokens import estimate_messages
@@ -117,6 +118,13 @@ def plan_template_items(
 
 def single_call_estimate(item: WorkItem) -> tuple[int, int]:
     return 1, estimate_messages(item.messages())
+
+
+def item_requests(items: list[WorkItem]) -> list[GenerationRequest]:
+    """One request per item: its rendered messages, reference reply and sample index."""
+    return [
+        GenerationRequest(it.key, it.messages(), it.render()["response"], it.index) for it in items
+    ]
 
 
 def usage_lineage(*replies: Reply) -> dict[str, Any]:

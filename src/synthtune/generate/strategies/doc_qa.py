@@ -17,11 +17,11 @@ from synthtune.generate.strategies.base import (
     STRATEGIES,
     Output,
     WorkItem,
+    item_requests,
     plan_template_items,
     single_call_estimate,
     usage_lineage,
 )
-from synthtune.llm.backends.base import GenerationRequest
 from synthtune.llm.engine import GenerationEngine
 from synthtune.llm.structured import ask
 from synthtune.records import Record
@@ -82,10 +82,7 @@ class DocQA:
         return single_call_estimate(item)
 
     def run(self, items: list[WorkItem], engine: GenerationEngine) -> list[list[Output]]:
-        requests = [
-            GenerationRequest(it.key, it.messages(), it.render()["response"], it.index)
-            for it in items
-        ]
+        requests = item_requests(items)
         schemas = [it.template.config.json_schema or PAIRS_SCHEMA for it in items]
         reasks = max(it.template.config.max_reasks for it in items)
         outputs = []
