@@ -35,3 +35,21 @@ def test_classifier_learns_the_rule_defined_sentiment(tmp_path, method, threshol
     assert scores["base"]["accuracy"] < 0.6  # three classes: a fresh head is near chance
     assert scores["tuned"]["accuracy"] >= threshold, scores
     assert scores["tuned"]["macro_f1"] >= threshold - 0.05, scores
+
+
+def test_prefix_tuning_lowers_validation_loss(tmp_path: Path) -> None:
+    """Prefix tuning learns measurably on the demo's SFT data (measured: 4.97 -> 4.90, -1.5 %)."""
+    from tests.conftest import write_recipe
+
+    recipe = write_recipe(
+        tmp_path,
+        {
+            "train": {"method": "prefix", "epochs": 4, "eval_every": 5, "lr": {"adapter": 0.01}},
+            "local_tiny": {"pretrain_epochs": 1},
+        },
+    )
+    result = run_recipe(load_recipe(recipe), tmp_path / "runs", until="train", quiet=True)
+    history = json.loads((result.run_dir / "train" / "metrics.json").read_text())["log_history"]
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    assert len(evals) >= 3
+    assert min(evals) < evals[0] * 0.995, evals

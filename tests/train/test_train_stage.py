@@ -109,3 +109,13 @@ def test_packed_training_runs_through_the_stage(small_recipe: Path, tmp_path: Pa
     result = run_recipe(load_recipe(small_recipe), tmp_path / "runs", until="train", quiet=True)
     metrics = json.loads((result.run_dir / "train" / "metrics.json").read_text())
     assert metrics["global_step"] > 0 and metrics["best_eval_loss"] < 20
+
+
+def test_tensorboard_events_are_written(small_recipe: Path, tmp_path: Path) -> None:
+    result = run_recipe(load_recipe(small_recipe), tmp_path / "runs", until="train", quiet=True)
+    events = list((result.run_dir / "train" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(events[0].parent)).Reload().Tags()["scalars"]
+    assert "train/loss" in tags and "eval/loss" in tags

@@ -125,6 +125,10 @@ class TrainConfig(StrictModel):
     adversarial: AdversarialConfig | None = Field(None, description="FGM/PGD training.")
     neftune_alpha: float | None = Field(None, gt=0, description="NEFTune noise (e.g. 5).")
     gradient_accumulation: int = Field(1, ge=1, description="Micro-batches per step.")
+    log_to: list[Literal["tensorboard", "mlflow"]] = Field(
+        default=["tensorboard"],
+        description="Metric loggers: TensorBoard (train/tensorboard/), MLflow (its env config).",
+    )
     batching: Literal["grouped", "padded", "packed"] = Field(
         "grouped",
         description="grouped: padded batches of similar lengths (fastest on CPU, bench/"

@@ -71,7 +71,7 @@ def training_arguments(recipe: Recipe, out_dir: str, steps_per_epoch: int) -> Tr
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         save_total_limit=2,
-        report_to=[],
+        report_to=["mlflow"] if "mlflow" in cfg.log_to else [],
         seed=recipe.seed,
         data_seed=recipe.seed,
         disable_tqdm=True,
@@ -87,6 +87,14 @@ class TrainStage:
 
     def check(self, recipe: Recipe) -> None:
         METHODS.get(recipe.train.method)
+        import importlib.util
+
+        for logger, module in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
+            if logger in recipe.train.log_to and importlib.util.find_spec(module) is None:
+                raise StageError(
+                    f"train.log_to: {logger} is not installed (pip install {module}), "
+                    "or remove it from the list"
+                )
 
     def _print_groups(self, ctx: StageContext, rows: list[dict[str, Any]]) -> None:
         table = Table(title="parameter groups")
@@ -113,6 +121,15 @@ class TrainStage:
         groups = group_table(model, cfg)
         self._print_groups(ctx, groups)
         return model, tokenizer, base_path, groups
+
+    def _loggers(self, ctx: StageContext) -> list[Any]:
+        if "tensorboard" not in ctx.recipe.train.log_to:
+            return []
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        writer = SummaryWriter(log_dir=str(ctx.store.path(self.name, "tensorboard")))
+        return [TensorBoardCallback(tb_writer=writer)]
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         recipe, store, cfg = ctx.recipe, ctx.store, ctx.recipe.train
@@ -151,6 +168,7 @@ class TrainStage:
                     EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping.patience),
                     ProgressCallback(advance),
                     EpochCallback(collator),
+                    *self._loggers(ctx),
                 ],
                 adversarial=cfg.adversarial,
                 compute_metrics=task.metrics,
