@@ -205,6 +205,36 @@ for _name, _help in (
     )
 
 
+def _print_estimate(recipe_path: Path, runs: Path) -> None:
+    import torch
+
+    from synthtune.config import load_recipe
+    from synthtune.train.advisor import base_config
+    from synthtune.train.estimate import estimate_run
+
+    try:
+        recipe = load_recipe(recipe_path)
+        config = base_config(recipe, runs / recipe.name)
+    except SynthtuneError as exc:
+        raise _fail(exc) from None
+    cuda = torch.cuda.is_available()
+    est = estimate_run(config, recipe.train, recipe.train.max_length, cuda=cuda)
+    table = Table(
+        title=f"{recipe.train.method} on {recipe.train.base}: batch "
+        f"{recipe.train.batch_size} x {recipe.train.max_length} tokens"
+    )
+    table.add_column("item")
+    table.add_column("value")
+    table.add_row("parameters", f"{est['parameters']:,}")
+    table.add_row("trainable", f"{est['trainable']:,} ({est['trainable'] / est['parameters']:.2%})")
+    for part, size in est["memory_bytes"].items():
+        table.add_row(f"memory: {part}", f"{size / 1024**2:,.0f} MiB")
+    table.add_row("memory: total", f"{est['memory_total_bytes'] / 1024**2:,.0f} MiB")
+    table.add_row("fp32 matmul peak", f"{est['matmul_peak_gflops']} GFLOP/s")
+    table.add_row("expected throughput", f"{est['expected_tokens_per_second']:,} tokens/s")
+    out.print(table)
+
+
 @app.command()
 def train(
     recipe: RecipeArg,
@@ -213,9 +243,16 @@ def train(
     advise_only: Annotated[
         bool, typer.Option("--advise", help="Recommend a training method; train nothing.")
     ] = False,
+    estimate_only: Annotated[
+        bool, typer.Option("--estimate", help="Memory and throughput estimate; train nothing.")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Fine-tune the base model on the mix (--advise: which method fits, and why)."""
+    """Fine-tune the base model on the mix (--advise: which method fits; --estimate: memory
+    and throughput before training)."""
+    if estimate_only:
+        _print_estimate(recipe, runs)
+        return
     if not advise_only:
         _run(recipe, runs, quiet, until="train", from_stage="train" if force else None)
         return

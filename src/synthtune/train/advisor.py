@@ -69,13 +69,42 @@ def recipe_facts(recipe: Any, run_dir: Any) -> tuple[str, int, int]:
     return base, parameters, examples
 
 
+def base_config(recipe: Any, run_dir: Any) -> Any:
+    """The base model's config: local-tiny's from its folder or the recipe, else the hub/path."""
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    from synthtune.errors import StageError
+    from synthtune.models import LOCAL_TINY, tiny_llama_config
+
+    base = recipe.train.base
+    built = Path(run_dir) / "models" / LOCAL_TINY
+    try:
+        if base == LOCAL_TINY and not built.exists():
+            return tiny_llama_config(recipe.local_tiny.vocab_size, recipe.local_tiny)
+        return AutoConfig.from_pretrained(str(built) if base == LOCAL_TINY else base)
+    except OSError as exc:
+        raise StageError(f"train.base {base!r}: cannot read its config ({exc})") from None
+
+
 def count_parameters_from_config(config: Any) -> int:
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config)
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters()) - untied_duplicate(model)
+
+
+def untied_duplicate(model: Any) -> int:
+    """Parameters counted twice because meta initialisation leaves tied embeddings untied."""
+    if not getattr(model.config, "tie_word_embeddings", False):
+        return 0
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    if out is None or out.weight is inp.weight:
+        return 0
+    return int(out.weight.numel())
 
 
 def advise(examples: int, parameters: int, hardware: Hardware) -> list[dict[str, Any]]:
