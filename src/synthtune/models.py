@@ -72,7 +72,7 @@ def load_causal_lm(
 
     device = device or pick_device()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, device), **kwargs)
-    if "quantization_config" not in kwargs:
+    if "quantization_config" not in kwargs and "device_map" not in kwargs:
         model.to(device)  # type: ignore[arg-type]
     model.eval()
     return model, load_tokenizer(path)

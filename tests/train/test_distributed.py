@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,14 +31,19 @@ def test_two_cpu_processes_match_one_within_tolerance(tmp_path: Path) -> None:
     runs = tmp_path / "ddp"
     run_recipe(load_recipe(two), runs, until="mix", quiet=True)  # data prepared once
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as probe:  # a free loopback port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
     cmd = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--nproc_per_node",
         "2",
+        "--master_addr",
+        "127.0.0.1",
         "--master_port",
-        "29561",
+        port,
         "-m",
         "synthtune",
         "train",
@@ -47,7 +53,8 @@ def test_two_cpu_processes_match_one_within_tolerance(tmp_path: Path) -> None:
         "-q",
     ]
     proc = subprocess.run(cmd, capture_output=True, timeout=600, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    errors = proc.stderr.decode()
+    assert proc.returncode == 0, errors[:4000] + "\n...\n" + errors[-4000:]
     metrics = json.loads((runs / "medical-qa" / "train" / "metrics.json").read_text())
     assert (
         metrics["global_step"]

@@ -117,28 +117,33 @@ def _dora(model: Any, cfg: TrainConfig) -> Any:
 
 
 def _qlora_load(cfg: TrainConfig) -> dict[str, Any]:
-    if not torch.cuda.is_available():
-        raise StageError(
-            "train.method qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); on CPU use lora"
-        )
-    try:
-        from transformers import BitsAndBytesConfig
-    except ImportError as exc:  # pragma: no cover - transformers always has it
-        raise StageError("qlora needs bitsandbytes: pip install bitsandbytes") from exc
+    """4-bit NF4 with double quantization (Dettmers et al., 2023). bitsandbytes has CPU
+    kernels too: on CPU it runs (slowly) with fp32 compute, on a GPU with bf16."""
+    import importlib.util
+
+    from transformers import BitsAndBytesConfig
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise StageError("train.method qlora needs bitsandbytes: pip install 'synthtune[qlora]'")
+    cuda = torch.cuda.is_available()
     return {
         "quantization_config": BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
+            bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32,
+        ),
+        "device_map": {"": 0} if cuda else "cpu",
     }
 
 
 def _qlora(model: Any, cfg: TrainConfig) -> Any:
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    model = prepare_model_for_kbit_training(model)
+    # checkpointing only pays on a GPU (see train.stage.device_settings)
+    model = prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=torch.cuda.is_available()
+    )
     return get_peft_model(model, _lora_config(model, cfg))
 
 
@@ -218,9 +223,7 @@ METHODS.register("full", TrainingMethod(_full, False, "all weights; most compute
 METHODS.register("freeze", TrainingMethod(_freeze, False, "train some blocks, freeze the rest"))
 METHODS.register("lora", TrainingMethod(_lora, True, "low-rank adapters; <1 % of parameters"))
 METHODS.register("dora", TrainingMethod(_dora, True, "weight-decomposed LoRA"))
-METHODS.register(
-    "qlora", TrainingMethod(_qlora, True, "LoRA on a 4-bit NF4 base (GPU)", _qlora_load)
-)
+METHODS.register("qlora", TrainingMethod(_qlora, True, "LoRA on a 4-bit NF4 base", _qlora_load))
 METHODS.register("prefix", TrainingMethod(_prompt_learning("prefix"), True, "prefix tuning"))
 METHODS.register("prompt", TrainingMethod(_prompt_learning("prompt"), True, "prompt tuning"))
 METHODS.register("ptuning", TrainingMethod(_prompt_learning("ptuning"), True, "P-tuning"))
