@@ -148,3 +148,25 @@ def test_adversarial_step_perturbs_the_embedding_output(tiny_model_dir: Path) ->
     adv = trainer._adversarial_step(model, batch, hook, None)
     hook.remove()
     assert adv.item() > clean.item()  # the step ascends the loss, as FGM should
+
+
+def test_schedule_and_accumulation_reach_the_trainer_arguments(tmp_path: Path) -> None:
+    from synthtune.train.stage import training_arguments
+
+    recipe = Recipe.model_validate(
+        {
+            "name": "t",
+            "generate": {"templates": [{"id": "t", "prompt": "p", "response": "r"}]},
+            "train": {
+                "scheduler": "linear",
+                "gradient_accumulation": 4,
+                "warmup_ratio": 0.1,
+                "neftune_alpha": 5,
+                "epochs": 2,
+            },
+        }
+    )
+    args = training_arguments(recipe, str(tmp_path), steps_per_epoch=50)
+    assert args.lr_scheduler_type == "linear" and args.gradient_accumulation_steps == 4
+    assert args.warmup_steps == 10 and args.neftune_noise_alpha == 5
+    assert args.max_grad_norm == 1.0 and not args.bf16 and not args.gradient_checkpointing

@@ -146,6 +146,9 @@ class TrainConfig(StrictModel):
     batch_size: int = Field(8, gt=0)
     max_length: int = Field(256, gt=8, description="Tokens per training example.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    scheduler: Literal["cosine", "linear", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after warmup."
+    )
     eval_every: int | None = Field(None, gt=0, description="Steps between evals (None=epoch).")
 
 

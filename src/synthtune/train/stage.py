@@ -60,7 +60,7 @@ def training_arguments(recipe: Recipe, out_dir: str, steps_per_epoch: int) -> Tr
         per_device_eval_batch_size=cfg.batch_size,
         learning_rate=cfg.lr.adapter,
         warmup_steps=math.ceil(cfg.warmup_ratio * total),
-        lr_scheduler_type="cosine",
+        lr_scheduler_type=cfg.scheduler,
         max_grad_norm=cfg.max_grad_norm,
         eval_strategy=strategy,
         save_strategy=strategy,
