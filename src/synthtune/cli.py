@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -38,6 +39,9 @@ FromOpt = Annotated[str | None, typer.Option("--from", help="Redo this stage and
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    # bitsandbytes (imported by peft when installed) warns at import about an optional
+    # hub-downloaded CPU kernel we deliberately do not use
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

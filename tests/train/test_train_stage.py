@@ -49,11 +49,14 @@ def test_prompt_tokens_are_masked_and_noise_never_touches_labels(tiny_model_dir:
     assert 0 < masked < len(row["labels"])
     assert row["input_ids"][-1] == tokenizer.eos_token_id  # the model learns to stop
     collator = NoisyCollator(tokenizer, noise_prob=1.0, token_rate=0.5, seed=0)
-    batch = collator([row, row])
-    assert torch.equal(batch["labels"][0], torch.tensor(row["labels"]))
-    assert not torch.equal(batch["input_ids"][0], torch.tensor(row["input_ids"]))
-    collator.training = False
+    # a masked prompt gets text-level noise upstream, not token noise here
     assert torch.equal(collator([row])["input_ids"][0], torch.tensor(row["input_ids"]))
+    plain = {"input_ids": row["input_ids"], "labels": list(row["input_ids"])}
+    batch = collator([plain, plain])
+    assert torch.equal(batch["labels"][0], torch.tensor(plain["labels"]))
+    assert not torch.equal(batch["input_ids"][0], torch.tensor(plain["input_ids"]))
+    collator.training = False
+    assert torch.equal(collator([plain])["input_ids"][0], torch.tensor(plain["input_ids"]))
 
 
 def test_train_and_evaluate_stages_write_their_results(small_recipe: Path, tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ def encode_record(tokenizer: Any, record: Record, max_length: int) -> dict[str, 
 
 
 class NoisyCollator:
-    """Pads a batch; with probability ``noise_prob`` per example, perturbs input tokens.
+    """Pads a batch; with probability ``noise_prob`` per plain-text example, perturbs input
+    tokens (examples with a masked prompt get text-level noise in ``augment`` instead).
 
     Perturbation (random replacement or a swap with the neighbour) touches ``input_ids`` only:
     ``labels`` keep the clean tokens, so the model learns to predict clean text from noisy
@@ -88,7 +89,9 @@ class NoisyCollator:
         batch_ids, batch_labels, batch_mask = [], [], []
         for f in features:
             ids = f["input_ids"]
-            if self.training and self.noise_prob:
+            # token-level noise for plain text only: prompts were perturbed as text already
+            plain = -100 not in f["labels"]
+            if self.training and self.noise_prob and plain:
                 rng = self._rng(ids)
                 if rng.random() < self.noise_prob:
                     ids = self._perturb(ids, rng)
@@ -118,7 +121,7 @@ class PackedCollator(NoisyCollator):
         positions: list[int] = []
         for f in features:
             example = f["input_ids"]
-            if self.training and self.noise_prob:
+            if self.training and self.noise_prob and -100 not in f["labels"]:
                 rng = self._rng(example)
                 if rng.random() < self.noise_prob:
                     example = self._perturb(example, rng)

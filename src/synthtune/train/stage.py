@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from synthtune.config import Recipe
 from synthtune.context import StageContext
 from synthtune.errors import StageError
 from synthtune.models import load_causal_lm, seed_everything
+from synthtune.train.augment import PromptNoiseDataset
 from synthtune.train.data import PackedCollator
 from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
@@ -139,7 +141,21 @@ class TrainStage:
         labels = labels_of(train_records) if cfg.task == "classification" else []
         ids = {label: i for i, label in enumerate(labels)}
         model, tokenizer, base_path, groups = self._model(ctx, labels)
-        train = [task.encode(tokenizer, r, cfg.max_length, ids) for r in train_records]
+
+        def encode(record: Any) -> dict[str, Any]:
+            return task.encode(tokenizer, record, cfg.max_length, ids)
+
+        train: Any = (
+            PromptNoiseDataset(
+                train_records,
+                encode,
+                cfg.augment.noise_prob,
+                cfg.augment.token_rate,
+                recipe.seed,
+            )
+            if cfg.task == "causal_lm"
+            else [encode(r) for r in train_records]
+        )
         val = [
             task.encode(tokenizer, r, cfg.max_length, ids) for r in store.read_table("mix", "val")
         ]
@@ -167,14 +183,16 @@ class TrainStage:
                 callbacks=[
                     EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping.patience),
                     ProgressCallback(advance),
-                    EpochCallback(collator),
+                    EpochCallback(collator, train),
                     *self._loggers(ctx),
                 ],
                 adversarial=cfg.adversarial,
                 compute_metrics=task.metrics,
             )
             trainer.remove_callback(PrinterCallback)
-            resume = get_last_checkpoint(args.output_dir) if args.output_dir else None
+            # every process looks for the checkpoint folder; only the main one creates it
+            checkpoints = Path(str(args.output_dir))
+            resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
             if resume:
                 ctx.log(f"train: resuming from {resume}")
             started = time.perf_counter()
@@ -184,7 +202,7 @@ class TrainStage:
             return {}
         model.save_pretrained(out_dir / "adapter")
         tokenizer.save_pretrained(out_dir / "adapter")
-        tokens = sum(len(r["input_ids"]) for r in train) * cfg.epochs
+        tokens = sum(len(train[i]["input_ids"]) for i in range(len(train))) * cfg.epochs
         state = trainer.state
         store.write_json(
             self.name,

@@ -103,13 +103,15 @@ class SynthtuneTrainer(Trainer):
 
 
 class EpochCallback(TrainerCallback):
-    """Tells the collator which epoch it is serving (its noise is keyed by epoch)."""
+    """Tells the collator and the dataset which epoch it is (their noise is keyed by it)."""
 
-    def __init__(self, collator: Any) -> None:
-        self.collator = collator
+    def __init__(self, *targets: Any) -> None:
+        self.targets = targets
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.collator.epoch = int(state.epoch or 0)
+        for target in self.targets:
+            if hasattr(target, "epoch"):
+                target.epoch = int(state.epoch or 0)
 
 
 class ProgressCallback(TrainerCallback):
