@@ -20,8 +20,18 @@ def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "train" / "metrics.json").read_text())
 
 
-def test_kill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    overrides = {"train": {"epochs": 2, "eval_every": 5, "early_stopping": {"patience": 10}}}
+@pytest.mark.parametrize("method", ["lora", "prefix"])
+def test_kill_mid_epoch_then_resume_matches_an_uninterrupted_run(
+    tmp_path: Path, method: str
+) -> None:
+    overrides = {
+        "train": {
+            "method": method,
+            "epochs": 2,
+            "eval_every": 5,
+            "early_stopping": {"patience": 10},
+        }
+    }
     recipe = write_recipe(tmp_path, overrides)
     reference = _metrics(
         run_recipe(load_recipe(recipe), tmp_path / "reference", until="train", quiet=True).run_dir
