@@ -15,20 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from synthtune.config import LocalTinyConfig
 from synthtune.models import build_local_tiny, load_causal_lm
 from synthtune.perplexity import PerplexityScorer
-
-
-def matmul_peak_gflops(size: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.matmul(a, b)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        torch.matmul(a, b)
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+from synthtune.train.estimate import matmul_peak_gflops
 
 
 class Unsorted(PerplexityScorer):
@@ -58,7 +48,7 @@ def main() -> None:
     tokens = sum(len(tokenizer(t)["input_ids"]) + 1 for t in texts)
     body = info["parameters"] - model.get_input_embeddings().weight.numel()
     flops_per_token = 2 * (body + model.get_input_embeddings().weight.numel())
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(repeats=20)
     runs = {}
     for name, scorer in (
         ("per-record loop", PerplexityScorer(model, tokenizer, batch_size=1, max_length=512)),

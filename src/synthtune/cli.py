@@ -424,14 +424,13 @@ RunDirArg = Annotated[Path, typer.Argument(help="A run directory (runs/<name>)."
 
 
 def _review_settings(run_dir: Path) -> tuple[list[str], float]:
-    """Strata and flag threshold from the run's locked recipe."""
-    import yaml
+    """Strata and flag threshold from the run's locked recipe, once quality has run."""
+    from synthtune.review.stats import review_settings
 
     lock = run_dir / "recipe.lock.yaml"
     if not (run_dir / "quality" / "dataset.parquet").exists() or not lock.exists():
         raise SynthtuneError(f"{run_dir}: no quality results; run the recipe's filter stage first")
-    review = yaml.safe_load(lock.read_text(encoding="utf-8"))["recipe"]["quality"]["review"]
-    return list(review["stratify_by"]), float(review["flag_defect_rate"])
+    return review_settings(run_dir)
 
 
 @app.command()

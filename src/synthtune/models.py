@@ -279,18 +279,10 @@ class ModelResolver:
         return str(path or self._ensure_local_tiny())
 
     def _corpus(self) -> tuple[list[str], list[str]]:
-        from synthtune.realdata import load_real
-        from synthtune.records import split_of
+        from synthtune.realdata import real_texts
 
         recipe = self.recipe
-        real: list[str] = []
-        if recipe.mix.real is not None:
-            mix = recipe.mix
-            real = [
-                r.payload.text("all")
-                for r in load_real(mix.real)
-                if split_of(r.id, recipe.seed, mix.val_fraction, mix.test_fraction) != "test"
-            ]
+        real = real_texts(recipe, test=False)
         generate_strings = _strings(recipe.generate.model_dump(mode="json"))
         sources = recipe.local_tiny.pretrain_on
         pretrain = (general_corpus() if "general" in sources else []) + (

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from synthtune.config import RealDataConfig
 from synthtune.errors import StageError
-from synthtune.records import Message, Payload, Record
+from synthtune.records import Message, Payload, Record, split_of
 
 
 def _payload(row: dict[str, object], cfg: RealDataConfig, where: str) -> Payload:
@@ -50,3 +51,16 @@ def load_real(cfg: RealDataConfig) -> list[Record]:
     if not records:
         raise StageError(f"real data file is empty: {path}")
     return list(records.values())
+
+
+def real_texts(recipe: Any, test: bool) -> list[str]:
+    """Texts of the real records in the test split (``test=True``) or outside it; empty
+    without real data. The split is ``records.split_of``, the one the mix stage uses."""
+    mix = recipe.mix
+    if mix.real is None:
+        return []
+    return [
+        r.payload.text("all")
+        for r in load_real(mix.real)
+        if (split_of(r.id, recipe.seed, mix.val_fraction, mix.test_fraction) == "test") == test
+    ]

@@ -27,8 +27,8 @@ from synthtune.quality import decontam, dedup
 from synthtune.quality.heuristics import heuristic_reasons
 from synthtune.quality.judge import judge_records
 from synthtune.quality.sampling import stratified_sample
-from synthtune.realdata import load_real
-from synthtune.records import Record, split_of
+from synthtune.realdata import real_texts
+from synthtune.records import Record
 from synthtune.rules import check_rules, load_rule_sources
 from synthtune.store import atomic_write_text
 
@@ -76,12 +76,7 @@ def decontam_tier(ctx: StageContext, records: list[Record]) -> None:
     cfg, mix = recipe.quality.decontam, recipe.mix
     if mix.real is None:
         return
-    test = [
-        r.payload.text("all")
-        for r in load_real(mix.real)
-        if split_of(r.id, recipe.seed, mix.val_fraction, mix.test_fraction) == "test"
-    ]
-    index = decontam.build_index(test, cfg.ngram)
+    index = decontam.build_index(real_texts(recipe, test=True), cfg.ngram)
     pool = _accepted(records)
     shared = decontam.contaminated(
         [r.payload.text("all") for r in pool], index, cfg.ngram, cfg.min_overlap
@@ -93,13 +88,8 @@ def decontam_tier(ctx: StageContext, records: list[Record]) -> None:
 
 
 def _in_domain_texts(ctx: StageContext, records: list[Record]) -> list[str]:
-    recipe, mix = ctx.recipe, ctx.recipe.mix
-    if mix.real is not None:
-        return [
-            r.payload.text("all")
-            for r in load_real(mix.real)
-            if split_of(r.id, recipe.seed, mix.val_fraction, mix.test_fraction) != "test"
-        ]
+    if ctx.recipe.mix.real is not None:
+        return real_texts(ctx.recipe, test=False)
     return [r.payload.text("response") for r in _accepted(records)]
 
 

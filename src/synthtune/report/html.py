@@ -11,7 +11,7 @@ import jinja2
 
 from synthtune.errors import StageError
 from synthtune.report import plots
-from synthtune.review.stats import review_stats
+from synthtune.review.stats import review_settings, review_stats
 from synthtune.store import RunStore, atomic_write_text, review_decisions
 
 _ENV = jinja2.Environment(
@@ -29,14 +29,6 @@ def _rule_failures(records: list[Any]) -> list[dict[str, Any]]:
                 counts[outcome["rule"]] += 1
                 examples.setdefault(outcome["rule"], outcome["why"])
     return [{"rule": k, "count": v, "example": examples[k]} for k, v in counts.most_common()]
-
-
-def _review_settings(store: RunStore) -> tuple[list[str], float]:
-    import yaml
-
-    lock = yaml.safe_load((store.root / "recipe.lock.yaml").read_text(encoding="utf-8"))
-    review = lock["recipe"]["quality"]["review"]
-    return list(review["stratify_by"]), float(review["flag_defect_rate"])
 
 
 def build_report(run_dir: Path | str) -> Path:
@@ -65,7 +57,7 @@ def build_report(run_dir: Path | str) -> Path:
         context["rule_failures"] = _rule_failures(records)
         decisions = review_decisions(store.root)
         if decisions:
-            review = _review_settings(store)
+            review = review_settings(store.root)
             context["review"] = review_stats(records, decisions, *review)
     if "mix" in state:
         context["mix"] = state["mix"]["summary"]

@@ -8,6 +8,7 @@ The remainder's defect rate is the stratified estimator: each stratum's observed
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from scipy.stats import binomtest
@@ -72,3 +73,12 @@ def review_stats(
         "unreviewed": sum(strata[s]["unreviewed"] for s in strata),
         "flagged": [r["stratum"] for r in rows if r["flagged"]],
     }
+
+
+def review_settings(run_dir: Path) -> tuple[list[str], float]:
+    """Strata and flag threshold of a run, from its locked recipe."""
+    import yaml
+
+    lock = yaml.safe_load((Path(run_dir) / "recipe.lock.yaml").read_text(encoding="utf-8"))
+    review = lock["recipe"]["quality"]["review"]
+    return list(review["stratify_by"]), float(review["flag_defect_rate"])
