@@ -66,7 +66,6 @@ def test_identical_distributions_read_about_zero_at_any_size(dim: int) -> None:
         d = sliced_wasserstein(syn, ref, OPTS)
         assert d.raw > 0.1  # the floor is real (at 3000 rows, above the stop threshold) ...
         assert d.value < 0.15  # ... and removed: identical sets pass the stop criterion
-        assert d.value < d.raw / 2
 
 
 def test_shift_reads_as_the_shift_and_orders() -> None:
