@@ -1,0 +1,153 @@
+"""The injection schedule: start at the ratio, then add synthetic records where the real data is
+under-covered, re-measure, and stop at the distance threshold or the budget.
+
+Pure decisions over cluster ids and measured distances; the mix stage does the I/O. Clusters
+are k-means clusters of the real train split (``distribution.coverage``); a cluster's
+*deficit* is how many more synthetic records it needs for the chosen synthetic records to
+have the real data's cluster shares. Filling deficits first is what moves the synthetic
+distribution toward the real one fastest (bench/mixing.py measures it against random picks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def allocate(need: np.ndarray, available: np.ndarray, count: int) -> np.ndarray:
+    """Split ``count`` picks over clusters in proportion to ``need``, within ``available``.
+
+    Largest-remainder rounding; what a cluster cannot supply goes to the other clusters in
+    need. Clusters with no need get nothing: records there would move the synthetic data away
+    from the real shares, so a round may add fewer than ``count``.
+    """
+    need = np.maximum(np.asarray(need, dtype=np.float64), 0.0)
+    available = np.asarray(available, dtype=np.int64)
+    out = np.zeros(len(available), dtype=np.int64)
+    left = min(int(count), int(available[need > 0].sum()))
+    while left > 0:
+        room = available - out
+        weights = np.where(room > 0, need, 0.0)
+        share = weights / weights.sum() * left
+        take = np.minimum(np.floor(share).astype(np.int64), room)
+        if take.sum() == 0:  # rounding gave nothing: one record to the neediest cluster
+            take[int(np.argmax(np.where(room > 0, share, -1.0)))] = 1
+        out += take
+        left -= int(take.sum())
+    return out
+
+
+def choose_additions(
+    pool_clusters: np.ndarray,
+    used: np.ndarray,
+    reference_share: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Indices of ``count`` unused pool records chosen to fill the cluster deficits.
+
+    ``pool_clusters[i]`` is the real-data cluster of pool record ``i``; ``used`` marks records
+    already chosen. Within a cluster, records are picked at random (seeded).
+    """
+    k = len(reference_share)
+    chosen_counts = np.bincount(pool_clusters[used], minlength=k)
+    target = np.asarray(reference_share) * (chosen_counts.sum() + count)
+    free = [np.flatnonzero((pool_clusters == c) & ~used) for c in range(k)]
+    picks = allocate(target - chosen_counts, np.array([len(f) for f in free]), count)
+    out = [rng.choice(f, size=n, replace=False) for f, n in zip(free, picks, strict=True) if n]
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class RoundResult:
+    """One row of the per-round table (the report plots ``wasserstein`` with its interval)."""
+
+    round: int
+    synthetic: int
+    added: int
+    ratio: float  # synthetic per real in the train split
+    measures: dict[str, Any] = field(default_factory=dict)
+    kept: bool = True  # False: this round's additions made the distance worse and were undone
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "synthetic": self.synthetic,
+            "added": self.added,
+            "ratio": round(self.ratio, 4),
+            "kept": self.kept,
+            **self.measures,
+        }
+
+
+@dataclass
+class Schedule:
+    """What the schedule decided: the chosen pool indices, the round table and why it stopped."""
+
+    chosen: np.ndarray
+    rounds: list[RoundResult]
+    stopped: str  # "threshold" | "budget" | "no improvement" | "coverage exhausted" | "max rounds"
+    chosen_round: dict[int, int]  # pool index -> round it was added in
+
+
+def run_schedule(
+    pool_clusters: np.ndarray,
+    reference_share: np.ndarray,
+    real_train: int,
+    start_ratio: float,
+    max_ratio: float,
+    per_round: int | None,
+    max_rounds: int,
+    threshold: float,
+    measure: Callable[[np.ndarray], dict[str, Any]],
+    seed: int,
+) -> Schedule:
+    """Start with a random ``start_ratio`` share, then deficit-filling rounds.
+
+    ``measure(indices)`` returns the round's measures with the stop distance under
+    ``"wasserstein"`` (``None`` when too few records to measure). The pool is assumed shuffled
+    (seeded) by the caller, so the start is its first records.
+    """
+    rng = np.random.default_rng(seed)
+    n_pool = len(pool_clusters)
+    start = min(round(real_train * start_ratio), n_pool)
+    cap = min(int(real_train * max_ratio), n_pool)
+    step = per_round or max(1, start // 2)
+    used = np.zeros(n_pool, dtype=bool)
+    used[:start] = True
+    added_in = {i: 0 for i in range(start)}
+    rounds: list[RoundResult] = []
+    added = start
+    best = float("inf")
+    new = np.zeros(0, dtype=np.int64)
+    for number in range(max_rounds + 1):
+        chosen = np.flatnonzero(used)
+        measures = measure(chosen)
+        rounds.append(RoundResult(number, len(chosen), added, len(chosen) / real_train, measures))
+        distance = measures.get("wasserstein")
+        if distance is not None and distance > best:  # the last additions made it worse
+            used[new] = False
+            for i in new:
+                added_in.pop(int(i))
+            rounds[-1].kept = False
+            return Schedule(np.flatnonzero(used), rounds, "no improvement", added_in)
+        if distance is not None:
+            best = distance
+        if distance is not None and distance < threshold:
+            return Schedule(chosen, rounds, "threshold", added_in)
+        if number == max_rounds:
+            return Schedule(chosen, rounds, "max rounds", added_in)
+        if len(chosen) >= cap:
+            return Schedule(chosen, rounds, "budget", added_in)
+        new = choose_additions(
+            pool_clusters, used, reference_share, min(step, cap - len(chosen)), rng
+        )
+        if not len(new):
+            return Schedule(chosen, rounds, "coverage exhausted", added_in)
+        used[new] = True
+        added_in.update({int(i): number + 1 for i in new})
+        added = len(new)
+    raise AssertionError("unreachable: the loop returns at max_rounds")
