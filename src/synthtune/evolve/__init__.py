@@ -1,0 +1,1 @@
+"""The self-evolving data engine: generate, filter, measure, regenerate; a bandit steers."""
