@@ -60,18 +60,33 @@ class RunResult:
 
 
 def _file_digest(path: Path | None) -> str | None:
+    """Content hash of a file, or of a folder's files (relative names and bytes, in sorted
+    order, hidden files such as caches left out); ``None`` when absent."""
     if path is None or not Path(path).exists():
         return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    path = Path(path)
+    if not path.is_dir():
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for file in sorted(path.rglob("*")):
+        relative = file.relative_to(path)
+        if file.is_file() and not any(part.startswith(".") for part in relative.parts):
+            digest.update(relative.as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()[:16]
 
 
 def _inputs(recipe: Recipe) -> dict[str, str | None]:
     """Content hashes of the files the recipe points at (so an edited file re-runs stages)."""
+    real = recipe.mix.real
     return {
         "rules": content_hash(
             [_file_digest(rules_path(source)) for source in recipe.quality.rules]
         ),
-        "real": _file_digest(recipe.mix.real.path if recipe.mix.real else None),
+        # with the mapping: format, split and columns change the real texts all stages read
+        "real": None
+        if real is None
+        else content_hash([_file_digest(real.path), real.model_dump(exclude={"path"})]),
     }
 
 

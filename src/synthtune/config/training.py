@@ -13,17 +13,57 @@ from synthtune.config.base import RecipePath, StrictModel
 _RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
 
 
+RealFormat = Literal["auto", "jsonl", "csv", "parquet", "hf-disk", "hf"]
+
+
 class RealDataConfig(StrictModel):
-    path: RecipePath = Field(description="JSONL file of human-written records.")
-    text_field: str | None = Field("text", description="Field holding plain text.")
-    prompt_field: str | None = Field(None, description="Field holding a prompt (QA data).")
-    response_field: str | None = Field(None, description="Field holding the answer.")
+    """Human-written data and how its columns map into records (``source: real``)."""
+
+    path: RecipePath = Field(
+        description="File or folder of human-written records, relative to the recipe: JSONL, "
+        "CSV/TSV, Parquet, a `save_to_disk` folder, or a folder for `datasets.load_dataset`."
+    )
+    format: RealFormat = Field(
+        "auto",
+        description="auto: by suffix (.jsonl/.ndjson, .csv/.tsv, .parquet/.pq); a folder "
+        "written by `save_to_disk` is hf-disk, any other folder hf (`load_dataset`).",
+    )
+    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+        None,
+        description="format hf: files inside the folder (glob, list, or split -> files), "
+        "passed to `datasets.load_dataset` as is.",
+    )
+    split: str = Field("train", description="Split to read when the data has several.")
+    text_field: str | None = Field("text", description="Column holding plain text.")
+    prompt_field: str | None = Field(None, description="Column holding a prompt (QA data).")
+    response_field: str | None = Field(None, description="Column holding the answer.")
+    label_field: str | None = Field(
+        None, description="Column holding a class label (-> payload.label; classification)."
+    )
+    slots: list[str] | dict[str, str] = Field(
+        default_factory=list,
+        description="Columns kept as slot values in lineage.slots, where synthetic records "
+        "keep their template slots: a list of columns, or a mapping column -> slot name.",
+    )
 
     @model_validator(mode="after")
     def _mapping(self) -> RealDataConfig:
         if (self.prompt_field is None) != (self.response_field is None):
             raise ValueError("set both prompt_field and response_field, or neither")
+        if self.prompt_field is None and self.text_field is None:
+            raise ValueError("set text_field, or prompt_field and response_field")
+        if self.data_files is not None and self.format != "hf":
+            raise ValueError("data_files is read only with format: hf")
+        names = list(self.slot_names().values())
+        if len(set(names)) != len(names):
+            raise ValueError(f"slots: two columns map to the same slot name in {names}")
         return self
+
+    def slot_names(self) -> dict[str, str]:
+        """Column -> slot name (a list of columns keeps each column's name)."""
+        if isinstance(self.slots, dict):
+            return dict(self.slots)
+        return {column: column for column in self.slots}
 
 
 class StopWhenConfig(StrictModel):
