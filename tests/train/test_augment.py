@@ -1,7 +1,14 @@
 import random
 
+import pytest
+from pydantic import ValidationError
+
+from synthtune import synonyms
+from synthtune.config import format_validation_error
+from synthtune.config.training import AugmentConfig
 from synthtune.records import Message, Payload, Record
-from synthtune.train.augment import PromptNoiseDataset, perturb_text
+from synthtune.train import augment
+from synthtune.train.augment import PromptNoiseDataset, match_case, perturb_text
 
 
 def test_perturbation_is_cjk_aware_and_keeps_numbers() -> None:
@@ -53,3 +60,78 @@ def test_dataset_noise_is_keyed_by_epoch_and_never_touches_replies() -> None:
     assert [data[i] for i in range(20)] == first  # same epoch: same noise (resume-safe)
     data.epoch = 1
     assert [data[i] for i in range(20)] != first  # a new epoch draws new noise
+
+
+# ---------------------------------------------------------------- synonym replacement
+
+needs_wordnet = pytest.mark.skipif(
+    not synonyms.synonyms_available(), reason="synthtune[augment] (WordNet) not installed"
+)
+SYNONYM_ONLY = {"synonym": 1.0}
+
+
+@needs_wordnet
+def test_synonyms_come_from_the_lexicon_and_keep_case() -> None:
+    lexicon = synonyms.load_synonyms()
+    assert lexicon is synonyms.load_synonyms()  # loaded once per process
+    assert "large" in lexicon.synonyms("big")  # WordNet 3.0's first sense of "big": {large, big}
+    assert lexicon.synonyms("patient") == ()
+    for word in ["big", "Big", "BIG"]:
+        # rate 1: both units drawn; "patient" has no synonym and nothing to fall back to
+        out = perturb_text(f"{word} patient", random.Random(0), 1.0, SYNONYM_ONLY)
+        replaced = out.removesuffix(" patient")
+        assert replaced.lower() in lexicon.synonyms("big")
+        assert replaced == match_case(word, replaced.lower())
+    assert match_case("Big", "large") == "Large" and match_case("BIG", "large") == "LARGE"
+    assert "synonym" in AugmentConfig().weights()  # default: every available operation
+
+
+@needs_wordnet
+def test_synonym_noise_keeps_numbers_and_is_deterministic() -> None:
+    text = "The big child has a severe cough for 3 days and 38.5 fever, should I buy medicine?"
+    words = [w.strip("?,") for w in text.split()]
+    lexicon = synonyms.load_synonyms()
+    allowed = {p.lower() for w in words for s in (w, *lexicon.synonyms(w)) for p in s.split()}
+    outs = {perturb_text(text, random.Random(seed), 0.5, SYNONYM_ONLY) for seed in range(10)}
+    assert len(outs) > 1
+    for out in outs:
+        assert " 3 " in out and "38.5" in out
+        assert {w.strip("?,").lower() for w in out.split()} <= allowed  # only lexicon words
+    again = perturb_text(text, random.Random(3), 0.5, SYNONYM_ONLY)
+    assert again == perturb_text(text, random.Random(3), 0.5, SYNONYM_ONLY)
+
+
+def test_synonym_falls_back_to_the_other_operations(monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoSynonyms:
+        def synonyms(self, word: str) -> tuple[str, ...]:
+            return ()
+
+    monkeypatch.setattr(augment, "load_synonyms", NoSynonyms)
+    text = "alpha beta gamma delta epsilon zeta"
+    assert perturb_text(text, random.Random(0), 1.0, SYNONYM_ONLY) == text  # nothing else
+    out = perturb_text(text, random.Random(0), 1.0, {"synonym": 1.0, "drop": 1e-9})
+    assert out == ""  # every unit fell back to the only other operation, drop
+
+
+def test_recipe_error_names_the_field_when_wordnet_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(synonyms, "wordnet_dir", lambda: None)
+    with pytest.raises(ValidationError) as err:
+        AugmentConfig(operations=["swap", "synonym"])
+    problems = format_validation_error(err.value, AugmentConfig)
+    assert problems[0].startswith("operations:") and "synthtune[augment]" in problems[0]
+    assert AugmentConfig().weights() == dict.fromkeys(["swap", "drop", "insert", "replace"], 1.0)
+    synonyms.load_synonyms.cache_clear()
+    with pytest.raises(synonyms.SynonymsUnavailable, match=r"synthtune\[augment\]"):
+        synonyms.load_synonyms()
+    synonyms.load_synonyms.cache_clear()
+
+
+def test_operations_accept_a_list_or_weights() -> None:
+    assert AugmentConfig(operations=["drop"]).weights() == {"drop": 1.0}
+    assert AugmentConfig(operations={"swap": 2, "drop": 0}).weights() == {"swap": 2, "drop": 0}
+    with pytest.raises(ValidationError, match="at least one"):
+        AugmentConfig(operations={"swap": 0})
+    with pytest.raises(ValidationError):
+        AugmentConfig(operations=["shuffle"])

@@ -139,9 +139,48 @@ class FreezeConfig(StrictModel):
     embeddings: bool = Field(False, description="Keep the input embeddings frozen.")
 
 
+NoiseOperation = Literal["swap", "drop", "insert", "replace", "synonym"]
+
+
 class AugmentConfig(StrictModel):
     noise_prob: float = Field(0.3, ge=0, le=1, description="Per-example noise probability.")
     token_rate: float = Field(0.1, ge=0, le=1, description="Share of input tokens perturbed.")
+    operations: dict[NoiseOperation, float] | None = Field(
+        None,
+        description="Prompt perturbations: a list (equally likely) or a mapping operation -> "
+        "relative weight, of swap, drop, insert, replace, synonym (English WordNet synonyms, "
+        "needs synthtune[augment]). Unset: all available (synonym when installed).",
+    )
+
+    @field_validator("operations", mode="before")
+    @classmethod
+    def _list_means_equal_weights(cls, value: object) -> object:
+        return dict.fromkeys(value, 1.0) if isinstance(value, list) else value
+
+    @field_validator("operations")
+    @classmethod
+    def _usable(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        if any(w < 0 for w in value.values()) or not any(w > 0 for w in value.values()):
+            raise ValueError("weights must be >= 0 with at least one above 0")
+        from synthtune import synonyms  # light module; imported here to keep config lean
+
+        if value.get("synonym", 0) > 0 and not synonyms.synonyms_available():
+            raise ValueError(
+                f"'synonym' needs the WordNet data: {synonyms.INSTALL_HINT}; "
+                "or remove synonym from the list"
+            )
+        return value
+
+    def weights(self) -> dict[str, float]:
+        """Operation -> relative weight; unset means every available operation, equally."""
+        if self.operations is not None:
+            return {str(name): weight for name, weight in self.operations.items()}
+        from synthtune import synonyms
+
+        names = ["swap", "drop", "insert", "replace"]
+        return dict.fromkeys([*names, "synonym"] if synonyms.synonyms_available() else names, 1.0)
 
 
 class EarlyStoppingConfig(StrictModel):

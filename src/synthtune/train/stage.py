@@ -152,6 +152,7 @@ class TrainStage:
                 cfg.augment.noise_prob,
                 cfg.augment.token_rate,
                 recipe.seed,
+                cfg.augment.weights(),
             )
             if cfg.task == "causal_lm"
             else [encode(r) for r in train_records]
