@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from synthtune import __version__
@@ -53,7 +55,7 @@ def _fail(exc: BaseException) -> typer.Exit:
         console.print("[yellow]interrupted[/]: run the same command again to resume")
         return typer.Exit(130)
     assert isinstance(exc, SynthtuneError)
-    console.print(f"[bold red]error[/]: {exc}")
+    console.print(f"[bold red]error[/]: {escape(str(exc))}")
     return typer.Exit(exc.exit_code)
 
 
@@ -491,29 +493,66 @@ def review_stats_command(run_dir: RunDirArg) -> None:
 @app.command("review-export")
 def review_export(
     run_dir: RunDirArg,
-    out_file: Annotated[Path, typer.Argument(help="Label Studio tasks JSON to write.")],
+    out_path: Annotated[
+        Path,
+        typer.Argument(help="Label Studio tasks JSON, or a new folder for --format argilla."),
+    ],
+    format: Annotated[
+        ExportFormat, typer.Option("--format", help="labelstudio or argilla.")
+    ] = ExportFormat.labelstudio,
 ) -> None:
-    """Export the review sample as Label Studio tasks (+ OUT_FILE.config.xml)."""
+    """Export the review sample as Label Studio tasks (+ OUT_PATH.config.xml), or as an Argilla
+    dataset folder (load it with rg.Dataset.from_disk(OUT_PATH, client=...))."""
     import json
 
     from synthtune.review.app import sampled_records
-    from synthtune.review.labelstudio import LABEL_CONFIG, export_tasks
     from synthtune.store import atomic_write_text
 
-    tasks = export_tasks(sampled_records(run_dir))
-    atomic_write_text(out_file, json.dumps(tasks, ensure_ascii=False, indent=1))
-    atomic_write_text(out_file.with_suffix(".config.xml"), LABEL_CONFIG)
+    records = sampled_records(run_dir)
+    if format is ExportFormat.argilla:
+        from synthtune.review.argilla_io import export_dataset
+
+        try:
+            strata, _ = _review_settings(run_dir)
+            export_dataset(records, strata, out_path, f"synthtune-review-{run_dir.name}")
+        except SynthtuneError as exc:
+            raise _fail(exc) from None
+        out.print(
+            f"{len(records)} records -> {out_path} (load: rg.Dataset.from_disk)", soft_wrap=True
+        )
+        return
+    from synthtune.review.labelstudio import LABEL_CONFIG, export_tasks
+
+    tasks = export_tasks(records)
+    atomic_write_text(out_path, json.dumps(tasks, ensure_ascii=False, indent=1))
+    atomic_write_text(out_path.with_suffix(".config.xml"), LABEL_CONFIG)
     out.print(
-        f"{len(tasks)} tasks -> {out_file} (labelling config {out_file.with_suffix('.config.xml')})"
+        f"{len(tasks)} tasks -> {out_path} (labelling config {out_path.with_suffix('.config.xml')})"
     )
 
 
 @app.command("review-import")
 def review_import(
     run_dir: RunDirArg,
-    in_file: Annotated[Path, typer.Argument(help="Label Studio JSON export.")],
+    in_path: Annotated[
+        Path,
+        typer.Argument(
+            help="Label Studio JSON export; or an Argilla to_disk folder / records JSON(L)."
+        ),
+    ],
+    format: Annotated[
+        ImportFormat,
+        typer.Option(
+            "--format",
+            help="auto: Argilla for a folder, JSONL or Argilla records, else Label Studio.",
+        ),
+    ] = ImportFormat.auto,
 ) -> None:
-    """Import Label Studio annotations as review decisions (they flow into the mix)."""
+    """Import Label Studio or Argilla annotations as review decisions (they flow into the mix).
+
+    Argilla: only submitted responses count; re-importing the same export changes nothing;
+    record ids that are not in this run are listed, not imported.
+    """
     import json
 
     from pydantic import ValidationError
@@ -522,15 +561,26 @@ def review_import(
     from synthtune.store import ReviewStore
 
     try:
-        decisions = import_annotations(json.loads(in_file.read_text(encoding="utf-8")))
+        decisions = import_annotations(json.loads(in_path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, ValidationError) as exc:
-        console.print(f"[bold red]error[/]: {in_file}: {exc}")
+        console.print(f"[bold red]error[/]: {in_path}: {exc}")
         raise typer.Exit(2) from None
     store = ReviewStore(run_dir)
     for decision in decisions:
         store.save(decision)
     store.close()
     out.print(f"imported {len(decisions)} decisions into {run_dir}")
+class ExportFormat(str, Enum):
+    labelstudio = "labelstudio"
+    argilla = "argilla"
+
+
+class ImportFormat(str, Enum):
+    auto = "auto"
+    labelstudio = "labelstudio"
+    argilla = "argilla"
+
+
 
 
 @app.command()
@@ -551,6 +601,31 @@ def doctor() -> None:
     from synthtune.store import package_versions
 
     table = Table(title=f"synthtune {__version__}")
+def _import_argilla(run_dir: Path, in_path: Path) -> None:
+    from synthtune.review.argilla_io import (
+        decisions_from_argilla,
+        read_argilla_export,
+        save_changed,
+    )
+    from synthtune.store import RunStore
+
+    known = {r.id for r in RunStore(run_dir).read_table("quality", "dataset")}
+    result = decisions_from_argilla(read_argilla_export(in_path), known)
+    saved, unchanged = save_changed(run_dir, result.decisions)
+    out.print(f"imported {saved} decisions into {run_dir} ({unchanged} unchanged)", soft_wrap=True)
+    if result.not_submitted:
+        out.print(f"{len(result.not_submitted)} records have no submitted response (skipped)")
+    if result.unknown_ids:
+        shown = escape(", ".join(result.unknown_ids[:10]))
+        console.print(
+            f"[yellow]{len(result.unknown_ids)} record ids are not records of this run "
+            f"(not imported)[/]: {shown}",
+            soft_wrap=True,
+        )
+    for problem in result.problems:
+        console.print(f"[yellow]not imported[/]: {escape(problem)}", soft_wrap=True)
+
+
     table.add_column("component")
     table.add_column("version / state")
     for name, version in package_versions().items():
@@ -561,4 +636,13 @@ def doctor() -> None:
 
 
 def main() -> None:  # pragma: no cover - console script alias
+    from synthtune.review.argilla_io import looks_like_argilla
     app()
+    if format is ImportFormat.argilla or (
+        format is ImportFormat.auto and looks_like_argilla(in_path)
+    ):
+        try:
+            _import_argilla(run_dir, in_path)
+        except SynthtuneError as exc:
+            raise _fail(exc) from None
+        return
