@@ -108,6 +108,8 @@ def fingerprints(recipe: Recipe, runs_root: Path | str = "runs") -> dict[str, st
         }
     )
     extra = {
+        # edge cases take their thresholds from the rules: an edited rule re-plans generation
+        "generate": {"rules": files["rules"]} if recipe.generate.edge_cases else None,
         "quality": {"rules": files["rules"], **shared},
         "mix": {"real": files["real"], "reviews": reviews},
         "train": shared,

@@ -183,6 +183,7 @@ def test_doc_qa_keeps_source_spans_and_rejects_ungrounded_pairs(tmp_path, monkey
             "generate": {
                 "backend": OFFLINE,
                 "n": 50,
+                "edge_cases": None,  # doc-qa plans chunks, not slots: no edge cases
                 "strategy": {
                     "type": "doc-qa",
                     "documents": ["docs"],

@@ -302,6 +302,64 @@ StrategyConfig = Annotated[
 ]
 
 
+class EdgeCasesConfig(StrictModel):
+    """Boundary and adversarial items aimed at the rules (inputs of adversarial training).
+
+    A share of the planned items gets slot values just below, at or just above a rule's
+    threshold (``temp < 38.5`` -> temp 38.3..38.7), or one of the explicit ``variants``; each
+    such record carries ``lineage.edge_case``. Planned from ``(seed, index)`` like every item.
+    """
+
+    share: float = Field(
+        0.15, ge=0, le=1, description="Share of items that become edge cases (0.15 = 15 %)."
+    )
+    auto: bool = Field(
+        True,
+        description="Take thresholds from the comparisons `var <op> number` in the `when` and "
+        "`check` of quality.rules (files and packs); a rule variable maps to the slot of the "
+        "same name, or through `slot_for`.",
+    )
+    slot_for: dict[str, str] = Field(
+        default_factory=dict, description="Rule variable -> template slot, e.g. {t: temp}."
+    )
+    boundaries: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="Explicit thresholds per randint/uniform slot, e.g. {age: [18, 65]}.",
+    )
+    spread: int = Field(
+        2,
+        ge=1,
+        description="Boundary values lie at most this many steps from the threshold (a step: "
+        "1 for randint, the rounding unit for uniform, 1 % of the range if unrounded).",
+    )
+    variants: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Adversarial slot overrides, e.g. {symptom: a persistent fever, temp: "
+        "36.6} (a contradictory case); a variant applies to templates holding all its slots.",
+    )
+    variant_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of edge items that take a variant where a template has both.",
+    )
+
+    @field_validator("boundaries")
+    @classmethod
+    def _thresholds(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
+        empty = sorted(slot for slot, thresholds in value.items() if not thresholds)
+        if empty:
+            raise ValueError(f"boundaries of {', '.join(empty)}: list at least one threshold")
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _non_empty(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if any(not variant for variant in value):
+            raise ValueError("a variant overrides at least one slot, e.g. {temp: 36.6}")
+        return value
+
+
 class Price(StrictModel):
     input_per_1m: float = Field(ge=0, description="USD per million prompt tokens.")
     output_per_1m: float = Field(ge=0, description="USD per million completion tokens.")
@@ -319,6 +377,11 @@ class GenerateConfig(StrictModel):
     budget_usd: float | None = Field(None, gt=0, description="Stop (resumably) past this.")
     max_total_tokens: int | None = Field(
         None, gt=0, description="Stop (resumably) past this many tokens in + out."
+    )
+    edge_cases: EdgeCasesConfig | None = Field(
+        None,
+        description="Boundary and adversarial items aimed at the rules (None = off); "
+        "template-based strategies only.",
     )
 
     @field_validator("templates")
@@ -338,4 +401,10 @@ class GenerateConfig(StrictModel):
                 raise ValueError(
                     f"the template backend needs a `response` on templates: {', '.join(missing)}"
                 )
+        if self.edge_cases is not None and self.strategy.type == "doc-qa":
+            raise ValueError(
+                "edge_cases: the doc-qa strategy plans items from document chunks, not from "
+                "slots, so it has no edge cases; remove `edge_cases` or use template-fill, "
+                "self-instruct or evol-instruct"
+            )
         return self

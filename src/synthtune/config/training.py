@@ -123,6 +123,11 @@ class AdversarialConfig(StrictModel):
     epsilon: float = Field(1.0, gt=0, description="Perturbation norm bound.")
     steps: int = Field(3, ge=1, description="PGD ascent steps.")
     alpha: float = Field(0.3, gt=0, description="PGD step size.")
+    on: Literal["all", "edge_cases"] = Field(
+        "all",
+        description="all: the adversarial loss on every example; edge_cases: only on records "
+        "tagged lineage.edge_case (generate.edge_cases), a batch without one skips the pass.",
+    )
 
 
 class LearningRates(StrictModel):

@@ -45,6 +45,7 @@ def to_records(
             "output_index": position,
             "prompt_hash": content_hash(output.messages[:-1] or output.messages),
             "created_at": now,
+            **({"edge_case": item.edge_case} if item.edge_case else {}),
             **output.lineage,
         }
         payload = Payload.model_validate({"messages": output.messages, "label": output.label})

@@ -124,12 +124,22 @@ class CompiledTemplate:
     order: tuple[str, ...]
     kinds: dict[str, str] = field(default_factory=dict)
 
-    def sample_slots(self, seed: int, index: int) -> dict[str, Any]:
+    def sample_slots(
+        self, seed: int, index: int, overrides: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Slot values of request ``index``. Each slot draws from its own stream, keyed by
         template, slot name, seed and index: reordering or adding slots in the recipe never
-        changes the values of the others."""
+        changes the values of the others.
+
+        ``overrides`` (edge cases) replace a slot's draw; slots that depend on an overridden
+        one (``age_group`` on ``age``) are derived from the override, the rest keep their draws.
+        """
+        fixed = overrides or {}
         values: dict[str, Any] = {}
         for name in self.order:
+            if name in fixed:
+                values[name] = fixed[name]
+                continue
             spec = self.config.slots[name]
             rng = request_rng(seed, index, f"{self.config.id}:{name}")
             values[name] = SLOT_SAMPLERS.get(self.kinds[name])(spec, rng, values)

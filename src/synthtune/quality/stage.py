@@ -211,6 +211,11 @@ class QualityStage:
             "funnel": funnel,
             "rejected_reasons": dict(reasons.most_common(8)),
             "review_sample": len(sample),
+            # generate.edge_cases: expected to fail the rules more often, which is their point
+            "edge_cases": {
+                "generated": sum("edge_case" in r.lineage for r in records),
+                "accepted": sum("edge_case" in r.lineage for r in _accepted(records)),
+            },
             "ppl_max": cfg.perplexity.max
             if cfg.perplexity.enabled and cfg.perplexity.mode == "absolute"
             else None,

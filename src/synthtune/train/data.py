@@ -15,6 +15,17 @@ import torch
 
 from synthtune.records import Record
 
+# Per-example flag the train stage adds for `train.adversarial.on: edge_cases` (1 = the record
+# is tagged lineage.edge_case); the collators carry it to the trainer, never to the model.
+EDGE_FLAG = "edge_case"
+
+
+def edge_flags(features: list[dict[str, Any]]) -> list[bool] | None:
+    """The edge-case flag of each example, or None when the features carry none."""
+    if not features or EDGE_FLAG not in features[0]:
+        return None
+    return [bool(f[EDGE_FLAG]) for f in features]
+
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
     bos = tokenizer.bos_token
@@ -99,11 +110,15 @@ class NoisyCollator:
             batch_ids.append(ids + [self.pad_id] * pad)
             batch_labels.append(list(f["labels"]) + [-100] * pad)
             batch_mask.append([1] * len(ids) + [0] * pad)
-        return {
+        batch = {
             "input_ids": torch.tensor(batch_ids),
             "labels": torch.tensor(batch_labels),
             "attention_mask": torch.tensor(batch_mask),
         }
+        flags = edge_flags(features)
+        if flags is not None:  # one flag per row
+            batch[EDGE_FLAG] = torch.tensor(flags, dtype=torch.bool)
+        return batch
 
 
 class PackedCollator(NoisyCollator):
@@ -128,9 +143,16 @@ class PackedCollator(NoisyCollator):
             ids.extend(example)
             labels.extend([-100, *list(f["labels"])[1:]])
             positions.extend(range(len(example)))
-        return {
+        batch: dict[str, torch.Tensor] = {
             "input_ids": torch.tensor([ids]),
             "labels": torch.tensor([labels]),
             "position_ids": torch.tensor([positions]),
             "use_cache": False,  # type: ignore[dict-item]
         }
+        flags = edge_flags(features)
+        if flags is not None:  # one row holds every example: one flag per token
+            per_token = [
+                flag for f, flag in zip(features, flags, strict=True) for _ in f["input_ids"]
+            ]
+            batch[EDGE_FLAG] = torch.tensor([per_token], dtype=torch.bool)
+        return batch

@@ -23,7 +23,7 @@ from synthtune.context import StageContext
 from synthtune.errors import StageError
 from synthtune.models import load_causal_lm, seed_everything
 from synthtune.train.augment import PromptNoiseDataset
-from synthtune.train.data import PackedCollator
+from synthtune.train.data import EDGE_FLAG, PackedCollator
 from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
 from synthtune.train.tasks import TASKS, labels_of
@@ -142,8 +142,18 @@ class TrainStage:
         ids = {label: i for i, label in enumerate(labels)}
         model, tokenizer, base_path, groups = self._model(ctx, labels)
 
+        flag_edges = cfg.adversarial is not None and cfg.adversarial.on == "edge_cases"
+        if flag_edges and not any("edge_case" in r.lineage for r in train_records):
+            ctx.log(
+                "[yellow]train.adversarial.on: edge_cases, but mix/train holds no edge-case "
+                "record (set generate.edge_cases): no adversarial pass will run[/]"
+            )
+
         def encode(record: Any) -> dict[str, Any]:
-            return task.encode(tokenizer, record, cfg.max_length, ids)
+            features = task.encode(tokenizer, record, cfg.max_length, ids)
+            if flag_edges:  # carried by the collator to the trainer (train.adversarial.on)
+                features[EDGE_FLAG] = "edge_case" in record.lineage
+            return features
 
         train: Any = (
             PromptNoiseDataset(

@@ -73,7 +73,8 @@ class ClassificationCollator(NoisyCollator):
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         padded = super().__call__(
-            [{"input_ids": f["input_ids"], "labels": [0] * len(f["input_ids"])} for f in features]
+            # every key but the class label passes through (the edge-case flag, when set)
+            [{**f, "labels": [0] * len(f["input_ids"])} for f in features]
         )
         padded["labels"] = torch.tensor([int(f["labels"]) for f in features])
         return padded

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from synthtune.config import Recipe
+from synthtune.generate.edge_cases import compile_edge_cases
 from synthtune.generate.templates import CompiledTemplate, compile_template, request_rng
 from synthtune.llm.backends.base import GenerationRequest
 from synthtune.llm.engine import GenerationEngine
@@ -28,6 +29,7 @@ class WorkItem:
     template: CompiledTemplate
     slots: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    edge_case: dict[str, Any] | None = None  # the lineage tag of an edge-case item
 
     def render(self, **provided: Any) -> dict[str, str | None]:
         return self.template.render({**self.slots, **self.extra, **provided})
@@ -85,11 +87,14 @@ def plan_template_items(
 ) -> list[WorkItem]:
     """Items 0..count-1: template by weight and slots from ``(seed, i)`` only.
 
+    With ``generate.edge_cases``, a share of the items get boundary or variant slot values
+    (see ``edge_cases``), also from ``(seed, i)`` only; the others sample exactly as without.
     The key covers everything that decides the item's outputs, so an edit to templates,
     backend or strategy makes new items while an unchanged item keeps its key.
     """
     cfg = recipe.generate
     templates = compile_all(recipe, provided)
+    edges = compile_edge_cases(recipe, templates)
     weights = [t.config.weight for t in templates]
     decisive = {
         "seed": recipe.seed,
@@ -101,18 +106,21 @@ def plan_template_items(
         template = request_rng(recipe.seed, index, "template").choices(templates, weights=weights)[
             0
         ]
-        slots = template.sample_slots(recipe.seed, index)
+        edge = edges.pick(template, recipe.seed, index) if edges else None
+        slots = template.sample_slots(recipe.seed, index, edge.overrides if edge else None)
         extra = extras(index) if extras else {}
+        tag = {"edge_case": edge.tag} if edge else {}  # ordinary items keep their keys
         key = content_hash(
             {
                 "i": index,
                 "template": template.config.model_dump(mode="json", by_alias=True),
                 "slots": slots,
                 "extra": extra,
+                **tag,
                 **decisive,
             }
         )
-        items.append(WorkItem(index, key, template, slots, extra))
+        items.append(WorkItem(index, key, template, slots, extra, edge.tag if edge else None))
     return items
 
 
