@@ -490,6 +490,17 @@ def review_stats_command(run_dir: RunDirArg) -> None:
         out.print(f"estimated defect rate of the {stats['unreviewed']} unreviewed: {rate:.1%}")
 
 
+class ExportFormat(str, Enum):
+    labelstudio = "labelstudio"
+    argilla = "argilla"
+
+
+class ImportFormat(str, Enum):
+    auto = "auto"
+    labelstudio = "labelstudio"
+    argilla = "argilla"
+
+
 @app.command("review-export")
 def review_export(
     run_dir: RunDirArg,
@@ -531,6 +542,31 @@ def review_export(
     )
 
 
+def _import_argilla(run_dir: Path, in_path: Path) -> None:
+    from synthtune.review.argilla_io import (
+        decisions_from_argilla,
+        read_argilla_export,
+        save_changed,
+    )
+    from synthtune.store import RunStore
+
+    known = {r.id for r in RunStore(run_dir).read_table("quality", "dataset")}
+    result = decisions_from_argilla(read_argilla_export(in_path), known)
+    saved, unchanged = save_changed(run_dir, result.decisions)
+    out.print(f"imported {saved} decisions into {run_dir} ({unchanged} unchanged)", soft_wrap=True)
+    if result.not_submitted:
+        out.print(f"{len(result.not_submitted)} records have no submitted response (skipped)")
+    if result.unknown_ids:
+        shown = escape(", ".join(result.unknown_ids[:10]))
+        console.print(
+            f"[yellow]{len(result.unknown_ids)} record ids are not records of this run "
+            f"(not imported)[/]: {shown}",
+            soft_wrap=True,
+        )
+    for problem in result.problems:
+        console.print(f"[yellow]not imported[/]: {escape(problem)}", soft_wrap=True)
+
+
 @app.command("review-import")
 def review_import(
     run_dir: RunDirArg,
@@ -557,9 +593,18 @@ def review_import(
 
     from pydantic import ValidationError
 
+    from synthtune.review.argilla_io import looks_like_argilla
     from synthtune.review.labelstudio import import_annotations
     from synthtune.store import ReviewStore
 
+    if format is ImportFormat.argilla or (
+        format is ImportFormat.auto and looks_like_argilla(in_path)
+    ):
+        try:
+            _import_argilla(run_dir, in_path)
+        except SynthtuneError as exc:
+            raise _fail(exc) from None
+        return
     try:
         decisions = import_annotations(json.loads(in_path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, ValidationError) as exc:
@@ -570,17 +615,6 @@ def review_import(
         store.save(decision)
     store.close()
     out.print(f"imported {len(decisions)} decisions into {run_dir}")
-class ExportFormat(str, Enum):
-    labelstudio = "labelstudio"
-    argilla = "argilla"
-
-
-class ImportFormat(str, Enum):
-    auto = "auto"
-    labelstudio = "labelstudio"
-    argilla = "argilla"
-
-
 
 
 @app.command()
@@ -601,31 +635,6 @@ def doctor() -> None:
     from synthtune.store import package_versions
 
     table = Table(title=f"synthtune {__version__}")
-def _import_argilla(run_dir: Path, in_path: Path) -> None:
-    from synthtune.review.argilla_io import (
-        decisions_from_argilla,
-        read_argilla_export,
-        save_changed,
-    )
-    from synthtune.store import RunStore
-
-    known = {r.id for r in RunStore(run_dir).read_table("quality", "dataset")}
-    result = decisions_from_argilla(read_argilla_export(in_path), known)
-    saved, unchanged = save_changed(run_dir, result.decisions)
-    out.print(f"imported {saved} decisions into {run_dir} ({unchanged} unchanged)", soft_wrap=True)
-    if result.not_submitted:
-        out.print(f"{len(result.not_submitted)} records have no submitted response (skipped)")
-    if result.unknown_ids:
-        shown = escape(", ".join(result.unknown_ids[:10]))
-        console.print(
-            f"[yellow]{len(result.unknown_ids)} record ids are not records of this run "
-            f"(not imported)[/]: {shown}",
-            soft_wrap=True,
-        )
-    for problem in result.problems:
-        console.print(f"[yellow]not imported[/]: {escape(problem)}", soft_wrap=True)
-
-
     table.add_column("component")
     table.add_column("version / state")
     for name, version in package_versions().items():
@@ -636,13 +645,4 @@ def _import_argilla(run_dir: Path, in_path: Path) -> None:
 
 
 def main() -> None:  # pragma: no cover - console script alias
-    from synthtune.review.argilla_io import looks_like_argilla
     app()
-    if format is ImportFormat.argilla or (
-        format is ImportFormat.auto and looks_like_argilla(in_path)
-    ):
-        try:
-            _import_argilla(run_dir, in_path)
-        except SynthtuneError as exc:
-            raise _fail(exc) from None
-        return
