@@ -152,6 +152,49 @@ def run(
 
 
 @app.command()
+def evolve(
+    recipe: RecipeArg,
+    rounds: Annotated[
+        int | None, typer.Option("--rounds", min=1, help="Rounds (default: evolve.rounds).")
+    ] = None,
+    runs: OutOpt = Path("runs"),
+    quiet: QuietOpt = False,
+) -> None:
+    """Generate -> filter -> measure -> regenerate for N rounds, a bandit steering the arms.
+
+    Resumable between rounds (and within one, like generate). Afterwards `synthtune run`
+    continues at mix with the evolved pool.
+    """
+    from synthtune.config import load_recipe
+    from synthtune.evolve.loop import Evolution
+    from synthtune.pipeline import check_recipe
+    from synthtune.report.html import build_report
+
+    try:
+        loaded = load_recipe(recipe)
+        check_recipe(loaded)
+        _quiet_libraries()
+        evolution = Evolution(loaded, runs, quiet=quiet)
+        evolution.ctx.console = console
+        outcomes = evolution.run(rounds)
+        report = build_report(evolution.store.root)
+    except (SynthtuneError, KeyboardInterrupt) as exc:
+        raise _fail(exc) from None
+    table = Table("round", "generated", "accepted", "pool", "distance", "requests per arm")
+    for o in outcomes:
+        table.add_row(
+            str(o.number),
+            str(o.generated),
+            str(o.accepted),
+            str(o.measures.get("pool")),
+            str(o.measures.get("wasserstein")),
+            ", ".join(f"{arm} {n}" for arm, n in o.allocation.items()),
+        )
+    out.print(table)
+    out.print(f"report: {report}", soft_wrap=True)
+
+
+@app.command()
 def demo(runs: OutOpt = Path("runs"), force: ForceOpt = False, quiet: QuietOpt = False) -> None:
     """Run the embedded offline demo (examples/medical-qa) into ./runs/ (or --out)."""
     from synthtune.examples import example_recipe

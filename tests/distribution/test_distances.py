@@ -33,7 +33,6 @@ def _shifted_pair(dim: int, n: int, shift: float, seed: int) -> tuple[np.ndarray
     """Reference and synthetic samples; synthetic shifted by ``shift`` (Mahalanobis) in the
     span of the top principal directions."""
     colour, rng = _anisotropic(dim, seed)
-    q, _ = np.linalg.qr(colour)
     eig = np.linalg.eigh(colour)[1][:, ::-1]
     direction = eig[:, :4] @ rng.standard_normal(4)
     direction /= np.linalg.norm(direction)

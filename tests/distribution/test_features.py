@@ -41,8 +41,12 @@ def test_tfidf_separates_topics_in_english_and_chinese(
     space = HashedTfidfFeatures(components=8, seed=0).fit(_reference(vocab, sep))
     medical = space.transform(_texts(vocab["medical"], 10, 2, sep))
     finance = space.transform(_texts(vocab["finance"], 10, 3, sep))
-    assert medical.dtype == np.float32 and medical.shape == (10, 8)
+    assert medical.dtype == np.float32 and medical.shape == (10, 8 + 1)  # + residual
     np.testing.assert_allclose(np.linalg.norm(medical, axis=1), 1.0, rtol=1e-5)
+    # topics separate in the fitted subspace (the last coordinate is the residual)
+    medical, finance = (
+        v[:, :-1] / np.linalg.norm(v[:, :-1], axis=1, keepdims=True) for v in (medical, finance)
+    )
     within = float((medical @ medical.T).mean())
     across = float((medical @ finance.T).mean())
     assert within > across + 0.4, (within, across)
@@ -72,12 +76,22 @@ def test_fit_on_reference_fixes_the_space() -> None:
 def test_tfidf_on_tiny_and_empty_references() -> None:
     space = HashedTfidfFeatures(components=64).fit(["a fever", "a cough", "a fever"])
     vectors = space.transform(["a fever", "stocks"])
-    assert space.dims == 3 and vectors.shape == (2, 3)
-    assert space.transform([]).shape == (0, 3)
+    assert space.dims == 3 and vectors.shape == (2, 3 + 1)
+    assert space.transform([]).shape == (0, 3 + 1)
     with pytest.raises(StageError, match="reference"):
         HashedTfidfFeatures().fit(["", ""])
     with pytest.raises(StageError, match="fit"):
         HashedTfidfFeatures().transform(["a"])
+
+
+def test_off_distribution_text_stays_visible() -> None:
+    """Text about something else has a residual near 1 (outside the reference subspace),
+    instead of being normalised into looking like a reference text."""
+    space = HashedTfidfFeatures(components=8, seed=0).fit(_reference(ENGLISH, " "))
+    near = space.transform(_texts(ENGLISH["medical"], 10, 7, " "))
+    far = space.transform(["Zyx qwv jjk plorb, vvmx krrt zzq wubba grok." for _ in range(3)])
+    assert far[:, -1].min() > 0.95 > near[:, -1].max()
+    np.testing.assert_allclose(np.linalg.norm(far, axis=1), 1.0, rtol=1e-5)
 
 
 def test_registry_names_both_spaces() -> None:

@@ -32,27 +32,32 @@ def _tv_measure(clusters: np.ndarray, share: np.ndarray):
     return measure
 
 
-def test_schedule_moves_toward_the_reference_and_stops_at_the_threshold() -> None:
-    rng = np.random.default_rng(1)
-    clusters = np.array([0] * 300 + [1] * 100 + [2] * 100)
-    rng.shuffle(clusters)
-    share = np.array([1 / 3, 1 / 3, 1 / 3])
+def test_start_follows_the_real_shares_and_keeps_the_ratio() -> None:
+    clusters = np.array([0] * 300 + [1] * 20 + [2] * 5)  # 2 = outside every real cluster
+    share = np.array([0.5, 0.5, 0.0])
     result = run_schedule(
-        clusters,
-        share,
-        real_train=300,
-        start_ratio=1 / 3,
-        max_ratio=1.0,
-        per_round=30,
-        max_rounds=10,
-        threshold=0.1,
-        measure=_tv_measure(clusters, share),
-        seed=0,
+        clusters, share, 300, 1 / 3, 1.0, 30, 0, 0.1, _tv_measure(clusters, share), 0
     )
+    picked = np.bincount(clusters[result.chosen], minlength=3)
+    # cluster 1 is used up first, the rest comes from 0; the outside bucket stays unused
+    assert picked.tolist() == [80, 20, 0] and result.rounds[0].synthetic == 100
+
+
+def test_schedule_grows_until_the_distance_is_below_the_threshold() -> None:
+    rng = np.random.default_rng(1)
+    clusters = rng.integers(0, 3, 600)
+    share = np.array([0.4, 0.3, 0.3, 0.0])
+
+    def measure(chosen: np.ndarray) -> dict[str, float]:
+        counts = np.bincount(clusters[chosen], minlength=4)
+        tv = float(np.abs(counts / counts.sum() - share).sum() / 2)
+        return {"wasserstein": tv + 2 / np.sqrt(len(chosen))}  # noise shrinks with size
+
+    result = run_schedule(clusters, share, 300, 1 / 3, 2.0, 50, 10, 0.12, measure, seed=0)
     distances = [r.measures["wasserstein"] for r in result.rounds]
-    assert result.rounds[0].synthetic == 100  # the starting ratio 1:3 of 300 real
-    assert distances == sorted(distances, reverse=True) and distances[0] > 0.3
-    assert result.stopped == "threshold" and distances[-1] < 0.1
+    assert result.rounds[0].synthetic == 100 and len(result.rounds) > 2
+    assert distances == sorted(distances, reverse=True)
+    assert result.stopped == "threshold" and distances[-1] < 0.12 <= distances[-2]
     assert len(result.chosen) == result.rounds[-1].synthetic
     assert {result.chosen_round[int(i)] for i in result.chosen} == set(range(len(result.rounds)))
 
@@ -76,9 +81,8 @@ def test_schedule_undoes_a_round_that_made_things_worse() -> None:
 def test_schedule_stops_at_the_budget_and_when_already_close() -> None:
     clusters = np.array([0, 1] * 200)
     share = np.array([0.9, 0.1])
-    result = run_schedule(
-        clusters, share, 300, 1 / 3, 0.5, None, 10, 0.01, _tv_measure(clusters, share), 0
-    )
+    shrinking = lambda c: {"wasserstein": 1 / np.sqrt(len(c))}  # noqa: E731
+    result = run_schedule(clusters, share, 300, 1 / 3, 0.5, None, 10, 0.01, shrinking, 0)
     assert result.stopped == "budget" and len(result.chosen) == 150
     only_zero = np.zeros(400, dtype=np.int64)
     gone = run_schedule(

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from synthtune.config.base import RecipePath, StrictModel
+from synthtune.config.evolve import EvolveConfig
 from synthtune.config.generate import (
     _SLOT_KINDS,
     BackendConfig,
@@ -86,6 +87,7 @@ __all__ = [
     "EmbeddingDedupConfig",
     "EvaluateConfig",
     "EvolInstructStrategy",
+    "EvolveConfig",
     "ExportConfig",
     "FakerSlot",
     "FreezeConfig",
@@ -135,6 +137,7 @@ class Recipe(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    evolve: EvolveConfig = Field(default_factory=EvolveConfig)
     local_tiny: LocalTinyConfig = Field(default_factory=LocalTinyConfig)
     source: Path | None = Field(None, exclude=True, description="Recipe file (set by loader).")
 

@@ -67,28 +67,106 @@ class RealDataConfig(StrictModel):
 
 
 class StopWhenConfig(StrictModel):
-    wasserstein_below: float = Field(0.15, gt=0, description="Stop injecting below this.")
+    wasserstein_below: float = Field(
+        0.15,
+        gt=0,
+        description="Stop injecting once the sliced Wasserstein distance of the chosen "
+        "synthetic records to the real train split is below this (in real standard "
+        "deviations, debiased for size: docs/mixing.md).",
+    )
+
+
+class FeatureSpaceConfig(StrictModel):
+    """Where distances are measured: text -> vectors fitted on the real data."""
+
+    space: Literal["tfidf", "embedding"] = Field(
+        "tfidf",
+        description="tfidf: hashed character n-gram TF-IDF + SVD (no model, any script); "
+        "embedding: a sentence-transformers model.",
+    )
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="embedding: sentence-transformers id (all-MiniLM-L6-v2 loads offline).",
+    )
+    components: int = Field(64, ge=2, description="tfidf: SVD dimensions.")
+
+
+class DistanceConfig(StrictModel):
+    components: int = Field(16, ge=1, description="Whitened principal directions compared.")
+    projections: int = Field(64, ge=1, description="Sliced Wasserstein random directions.")
+    bootstrap: int = Field(30, ge=0, description="Resamples for confidence intervals (0: none).")
+    level: float = Field(0.95, gt=0, lt=1, description="Confidence level of the intervals.")
+
+
+class ScheduleConfig(StrictModel):
+    """Rounds of injection after the starting ratio (docs/mixing.md)."""
+
+    max_rounds: int = Field(10, ge=0, description="Rounds after the start (0: ratio only).")
+    per_round: int | None = Field(
+        None, gt=0, description="Synthetic records added per round (default: half the start)."
+    )
+    max_ratio: str | None = Field(
+        None,
+        description="Budget: at most this synthetic:real in train (default 1:1, or the "
+        "starting ratio when that is higher).",
+    )
+    clusters: int | None = Field(
+        None, ge=2, description="k-means clusters of the real data that steer what is added."
+    )
+
+    @field_validator("max_ratio")
+    @classmethod
+    def _ratio(cls, value: str | None) -> str | None:
+        return None if value is None else _check_ratio(value)
+
+
+def _check_ratio(value: str) -> str:
+    m = _RATIO.match(value)
+    if not m or float(m.group(1)) <= 0 or float(m.group(2)) <= 0:
+        raise ValueError(f"ratio {value!r} must look like '1:3' (synthetic:real)")
+    return value
+
+
+def ratio_value(value: str) -> float:
+    """synthetic per real of a checked ``'a:b'`` ratio."""
+    m = _RATIO.match(value)
+    assert m is not None  # checked by the validators
+    return float(m.group(1)) / float(m.group(2))
 
 
 class MixConfig(StrictModel):
     real: RealDataConfig | None = Field(None, description="Real data to mix with.")
-    ratio: str = Field("1:3", description="synthetic:real in the training split.")
+    ratio: str = Field("1:3", description="synthetic:real in the training split, to start.")
     val_fraction: float = Field(0.1, ge=0, lt=0.5, description="Share of real data for val.")
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="Real-only test share.")
     stop_when: StopWhenConfig = Field(default_factory=StopWhenConfig)
+    features: FeatureSpaceConfig = Field(default_factory=FeatureSpaceConfig)
+    distance: DistanceConfig = Field(default_factory=DistanceConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
 
     @field_validator("ratio")
     @classmethod
     def _ratio(cls, value: str) -> str:
-        m = _RATIO.match(value)
-        if not m or float(m.group(1)) <= 0 or float(m.group(2)) <= 0:
-            raise ValueError(f"ratio {value!r} must look like '1:3' (synthetic:real)")
-        return value
+        return _check_ratio(value)
+
+    @model_validator(mode="after")
+    def _budget(self) -> MixConfig:
+        if self.schedule.max_ratio and ratio_value(self.schedule.max_ratio) < ratio_value(
+            self.ratio
+        ):
+            raise ValueError(
+                f"schedule.max_ratio {self.schedule.max_ratio!r} is below the starting "
+                f"ratio {self.ratio!r}"
+            )
+        return self
 
     def synthetic_per_real(self) -> float:
-        m = _RATIO.match(self.ratio)
-        assert m is not None  # checked by the validator
-        return float(m.group(1)) / float(m.group(2))
+        return ratio_value(self.ratio)
+
+    def max_synthetic_per_real(self) -> float:
+        if self.schedule.max_ratio is not None:
+            return ratio_value(self.schedule.max_ratio)
+        return max(1.0, self.synthetic_per_real())
 
 
 # --------------------------------------------------------------------------- train

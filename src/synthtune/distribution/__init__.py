@@ -1,1 +1,1 @@
-"""Feature spaces, distances and coverage of synthetic vs real data (shared by mix, evolve, report)."""
+"""Feature spaces, distances and coverage of synthetic vs real data (mix, evolve, report)."""

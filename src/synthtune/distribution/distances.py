@@ -7,9 +7,9 @@ every dataset size:
 
 1. *Scale.* Vectors are whitened: PCA fitted on both samples together keeps the top
    ``components`` directions, each divided by the reference's standard deviation along it
-   (directions fitted on the reference alone would overfit it: its top directions carry its own sampling noise, which the other
-   sample lacks, and identical distributions would read far apart). Scalars are standardised by
-   the reference mean and standard deviation.
+   (directions fitted on the reference alone would overfit it: its top directions carry its
+   own sampling noise, which the other sample lacks, and identical distributions would read
+   far apart). Scalars are standardised by the reference mean and standard deviation.
 2. *Dimension.* Sliced Wasserstein averages the 1-D W1 of random unit projections; for a shift
    of ``d`` (in whitened units, i.e. Mahalanobis ``d``) that average is ``d * c_k`` with
    ``c_k = E|u_1|`` over the unit sphere in ``k`` dimensions, so it is divided by ``c_k``.

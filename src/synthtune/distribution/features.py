@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
-from sklearn.preprocessing import normalize
 from typing_extensions import Self
 
 from synthtune.embeddings import embed_texts
@@ -63,10 +62,16 @@ class HashedTfidfFeatures:
 
     ``char_wb`` n-grams need no tokenizer, so Chinese (no spaces) works as well as English;
     hashing keeps memory fixed whatever the vocabulary. The IDF weights and the SVD basis come
-    from the reference only, which fixes the space across rounds. Rows are L2-normalised, so
-    distances compare what texts are about rather than how long they are. When the reference
-    has fewer rows (or distinct n-grams) than ``components``, the space has that many
-    dimensions instead (``dims``): directions beyond the rank would be noise.
+    from the reference only, which fixes the space across rounds. When the reference has fewer
+    rows (or distinct n-grams) than ``components``, the space has that many dimensions instead
+    (``dims``): directions beyond the rank would be noise.
+
+    Off-distribution text must stay visible. Each TF-IDF row is L2-normalised over *all* its
+    n-grams (those the reference never uses weigh in with the largest IDF) before the
+    projection, and one more coordinate holds the *residual*: the length of the row's part
+    outside the reference subspace, ``sqrt(1 - |projection|^2)``. A text about something else
+    projects to almost nothing and has a residual near 1; normalising after the projection
+    (or dropping unknown n-grams before normalising) would make it look like a real text.
     """
 
     name = "tfidf"
@@ -94,6 +99,7 @@ class HashedTfidfFeatures:
         self.svd: TruncatedSVD | None = None
         self.columns = np.zeros(0, dtype=np.int64)
         self.dims = 0
+        self._fitted_rows = 0
 
     def fit(self, reference_texts: Sequence[str]) -> Self:
         counts = self.hasher.transform(list(reference_texts))
@@ -109,6 +115,7 @@ class HashedTfidfFeatures:
                 "(path, text field) or use mix.features.space: embedding"
             )
         weighted = self.tfidf.fit_transform(counts)
+        self._fitted_rows = counts.shape[0]
         self.dims = min(self.components, rank)
         self.svd = TruncatedSVD(n_components=self.dims, random_state=self.seed).fit(weighted)
         return self
@@ -117,10 +124,27 @@ class HashedTfidfFeatures:
         if self.svd is None:
             raise StageError("tfidf feature space: call fit(reference_texts) before transform")
         if not texts:
-            return np.zeros((0, self.dims), dtype=np.float32)
-        counts = self.hasher.transform(list(texts))[:, self.columns]
-        reduced = self.svd.transform(self.tfidf.transform(counts))
-        return normalize(reduced).astype(np.float32)
+            return np.zeros((0, self.dims + 1), dtype=np.float32)
+        counts = self.hasher.transform(list(texts)).tocsr()
+        # sublinear tf as in the fitted transformer: 1 + log(tf)
+        counts.data = 1.0 + np.log(counts.data)
+        known = counts[:, self.columns]
+        known = known.multiply(self.tfidf.idf_).tocsr()
+        unseen_idf = float(np.log((1 + self._fitted_rows) / 1.0) + 1.0)
+        unknown_sq = (
+            np.asarray(counts.multiply(counts).sum(axis=1)).ravel()
+            - np.asarray(
+                counts[:, self.columns].multiply(counts[:, self.columns]).sum(axis=1)
+            ).ravel()
+        )
+        norm = np.sqrt(
+            np.asarray(known.multiply(known).sum(axis=1)).ravel()
+            + unseen_idf**2 * np.maximum(unknown_sq, 0.0)
+        )
+        norm[norm == 0] = 1.0
+        reduced = self.svd.transform(known.multiply(1.0 / norm[:, None]).tocsr())
+        residual = np.sqrt(np.maximum(1.0 - (reduced**2).sum(axis=1), 0.0))
+        return np.hstack([reduced, residual[:, None]]).astype(np.float32)
 
 
 FEATURE_SPACES.register("embedding", EmbeddingFeatures)
@@ -142,12 +166,15 @@ class ScalarFeatures:
     categorical: dict[str, list[str]] = field(default_factory=dict)
 
 
-def scalar_features(records: Sequence[Record]) -> ScalarFeatures:
-    """Numeric and categorical features of ``records`` (see :class:`ScalarFeatures`)."""
+def scalar_features(
+    records: Sequence[Record], view: Literal["all", "response", "prompt"] = "all"
+) -> ScalarFeatures:
+    """Numeric and categorical features of ``records`` (see :class:`ScalarFeatures`);
+    lengths are of ``payload.text(view)``."""
     numeric: dict[str, list[float]] = {"chars": [], "words": []}
     categorical: dict[str, list[str]] = {}
     for record in records:
-        text = record.payload.text("all")
+        text = record.payload.text(view)
         numeric["chars"].append(float(len(text)))
         numeric["words"].append(float(len(tokens(text))))  # CJK: one word per character
         if record.payload.label is not None:

@@ -105,20 +105,32 @@ def run_schedule(
     measure: Callable[[np.ndarray], dict[str, Any]],
     seed: int,
 ) -> Schedule:
-    """Start with a random ``start_ratio`` share, then deficit-filling rounds.
+    """Start with ``start_ratio`` x ``real_train`` records, then deficit-filling rounds.
 
-    ``measure(indices)`` returns the round's measures with the stop distance under
-    ``"wasserstein"`` (``None`` when too few records to measure). The pool is assumed shuffled
-    (seeded) by the caller, so the start is its first records.
+    The start is drawn by the real cluster shares too, topped up at random when the pool
+    cannot meet them (records outside every cluster, the last bucket of ``reference_share``,
+    only when nothing else is left). ``measure(indices)`` returns the
+    round's measures with the distance under ``"wasserstein"`` (``None`` when too few records
+    to measure) and optionally its interval's upper end under ``"wasserstein_upper"``: the
+    threshold is compared with the upper end (when given), improvement with the estimate.
     """
     rng = np.random.default_rng(seed)
     n_pool = len(pool_clusters)
-    start = min(round(real_train * start_ratio), n_pool)
+    want = round(real_train * start_ratio)
     cap = min(int(real_train * max_ratio), n_pool)
-    step = per_round or max(1, start // 2)
+    step = per_round or max(1, want // 2)
     used = np.zeros(n_pool, dtype=bool)
-    used[:start] = True
-    added_in = {i: 0 for i in range(start)}
+    first = choose_additions(pool_clusters, used, reference_share, min(want, n_pool), rng)
+    used[first] = True
+    if len(first) < want:  # the shares cannot be met: top up at random, the outside bucket last
+        outside = len(reference_share) - 1
+        for allowed in (pool_clusters != outside, pool_clusters == outside):
+            free = np.flatnonzero(~used & allowed)
+            extra = rng.choice(free, size=min(want - int(used.sum()), len(free)), replace=False)
+            used[extra] = True
+            first = np.concatenate([first, extra])
+    added_in = {int(i): 0 for i in first}
+    start = len(first)
     rounds: list[RoundResult] = []
     added = start
     best = float("inf")
@@ -136,7 +148,8 @@ def run_schedule(
             return Schedule(np.flatnonzero(used), rounds, "no improvement", added_in)
         if distance is not None:
             best = distance
-        if distance is not None and distance < threshold:
+        upper = measures.get("wasserstein_upper", distance)
+        if upper is not None and upper < threshold:
             return Schedule(chosen, rounds, "threshold", added_in)
         if number == max_rounds:
             return Schedule(chosen, rounds, "max rounds", added_in)

@@ -1,9 +1,16 @@
-"""Mix stage: synthetic:real at the configured ratio; val and test are real only.
+"""Mix stage: synthetic records injected into the real train split by schedule; val and test
+are real only.
 
 Real records are split by a hash of their id (``records.split_of``), so the split is
 stable across runs and agrees with the local model's pre-training corpus, which must not
 see the test split. Synthetic records go to train only: validation (early stopping) and test
 then measure what matters, the fit to human-written data.
+
+Injection (``mix.schedule``, docs/mixing.md): start at ``mix.ratio`` (random accepted records),
+then each round add records to the real-data clusters the synthetic ones under-cover, measure
+the distance to the real train split, and stop below ``mix.stop_when.wasserstein_below``, at
+the ``max_ratio`` budget, when a round makes the distance worse (undone), or when no record is
+left where the real data is under-covered. ``mix/rounds.json`` holds the per-round table.
 """
 
 from __future__ import annotations
@@ -12,10 +19,15 @@ import random
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from synthtune.config import Recipe
 from synthtune.context import StageContext
 from synthtune.decisions import apply_decisions
+from synthtune.distribution.coverage import declared_domains
+from synthtune.distribution.probe import DistributionProbe
 from synthtune.errors import StageError
+from synthtune.mix.schedule import Schedule, run_schedule
 from synthtune.realdata import load_real
 from synthtune.records import Record, split_of
 from synthtune.store import review_decisions
@@ -46,21 +58,17 @@ class MixStage:
         )
         synthetic = [r for r in reviewed if r.status == "accepted"]
         random.Random(recipe.seed).shuffle(synthetic)
+        extra_summary: dict[str, Any] = {}
         if recipe.mix.real is None:
             ctx.log("[yellow]mix: no real data configured; val/test are synthetic[/]")
             splits = split_real(synthetic, recipe)
             used = len(splits["train"])
         else:
             splits = split_real(load_real(recipe.mix.real), recipe)
-            want = round(len(splits["train"]) * recipe.mix.synthetic_per_real())
-            chosen = synthetic[:want]
-            if len(chosen) < want:
-                ctx.log(
-                    f"[yellow]mix: {len(chosen)} accepted synthetic records, ratio "
-                    f"{recipe.mix.ratio} asks for {want}[/]"
-                )
+            chosen, extra = self._inject(ctx, splits["train"], synthetic)
             splits["train"] = splits["train"] + chosen
             used = len(chosen)
+            extra_summary.update(extra)
         if not splits["train"] or not splits["test"]:
             raise StageError("mix: train or test split is empty; add data or change fractions")
         for name, records in splits.items():
@@ -72,4 +80,51 @@ class MixStage:
             "splits": {
                 name: dict(Counter(r.source for r in records)) for name, records in splits.items()
             },
+            **extra_summary,
+        }
+
+    def _inject(
+        self, ctx: StageContext, real_train: list[Record], pool: list[Record]
+    ) -> tuple[list[Record], dict[str, Any]]:
+        """Run the schedule over the shuffled pool; return the chosen records and the table."""
+        recipe, mix = ctx.recipe, ctx.recipe.mix
+        if not pool:
+            ctx.log("[yellow]mix: no accepted synthetic records to inject[/]")
+            return [], {"stopped": "no synthetic records", "rounds": []}
+        probe = DistributionProbe(real_train, mix, recipe.seed, declared_domains(recipe))
+        with ctx.progress("mix: rounds", mix.schedule.max_rounds + 1) as advance:
+
+            def measure(indices: np.ndarray) -> dict[str, Any]:
+                advance(1)
+                return probe.measure([pool[i] for i in indices])
+
+            schedule: Schedule = run_schedule(
+                probe.cluster_of(pool),
+                probe.reference_share,
+                real_train=len(real_train),
+                start_ratio=mix.synthetic_per_real(),
+                max_ratio=mix.max_synthetic_per_real(),
+                per_round=mix.schedule.per_round,
+                max_rounds=mix.schedule.max_rounds,
+                threshold=mix.stop_when.wasserstein_below,
+                measure=measure,
+                seed=recipe.seed,
+            )
+        chosen = [pool[i] for i in schedule.chosen]
+        for i in schedule.chosen:
+            pool[i].lineage["mix_round"] = schedule.chosen_round[int(i)]
+        start = [pool[i] for i, r in schedule.chosen_round.items() if r == 0]
+        rounds = [r.as_dict() for r in schedule.rounds]
+        ctx.store.write_json(self.name, "rounds.json", rounds)
+        last = schedule.rounds[-1 if schedule.rounds[-1].kept else -2].measures
+        ctx.log(
+            f"mix: {len(chosen)} synthetic records after {len(rounds) - 1} rounds, stopped: "
+            f"{schedule.stopped}, distance {last.get('wasserstein')}"
+        )
+        return chosen, {
+            "stopped": schedule.stopped,
+            "threshold": mix.stop_when.wasserstein_below,
+            "rounds": rounds,
+            "distance": last.get("wasserstein"),
+            "coverage": {"start": probe.coverage(start), "final": probe.coverage(chosen)},
         }

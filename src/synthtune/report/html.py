@@ -60,7 +60,21 @@ def build_report(run_dir: Path | str) -> Path:
             review = review_settings(store.root)
             context["review"] = review_stats(records, decisions, *review)
     if "mix" in state:
-        context["mix"] = state["mix"]["summary"]
+        context["mix"] = mix = state["mix"]["summary"]
+        if mix.get("rounds"):
+            context["plots"]["mix_rounds"] = plots.distance_rounds(
+                mix["rounds"], mix["threshold"], "mix: chosen synthetic vs real train"
+            )
+    evolve = store.path("evolve", "summary")
+    if evolve.exists():
+        context["evolve"] = found = store.read_json("evolve", "summary")
+        if found["rounds"]:
+            context["plots"]["evolve_arms"] = plots.arm_allocations(found["rounds"])
+            context["plots"]["evolve_distance"] = plots.distance_rounds(
+                [{"round": r["number"], **r["measures"]} for r in found["rounds"]],
+                found.get("threshold", 0.15),
+                "evolve: accepted pool vs real train",
+            )
     if "train" in state:
         context["train"] = store.read_json("train", "metrics.json")
         context["plots"]["loss"] = plots.loss_curves(context["train"]["log_history"])

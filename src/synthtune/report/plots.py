@@ -53,3 +53,60 @@ def funnel_chart(funnel: list[dict[str, Any]]) -> str:
         ax.text(count, y, f" {count}", va="center")
     ax.set_xlabel("records remaining")
     return _to_uri(fig)
+
+
+def distance_rounds(rounds: list[dict[str, Any]], threshold: float, title: str) -> str:
+    """Distance per round with its bootstrap interval, the stop threshold, and the count."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    measured = [r for r in rounds if r.get("wasserstein") is not None]
+    if measured:
+        x = [r["round"] for r in measured]
+        ax.plot(
+            x,
+            [r["wasserstein"] for r in measured],
+            marker="o",
+            color="#4c78a8",
+            label="sliced Wasserstein",
+        )
+        bands = [r for r in measured if r.get("wasserstein_ci")]
+        if bands:
+            ax.fill_between(
+                [r["round"] for r in bands],
+                [r["wasserstein_ci"][0] for r in bands],
+                [r["wasserstein_ci"][1] for r in bands],
+                color="#4c78a8",
+                alpha=0.2,
+                label="95 % interval",
+            )
+    ax.axhline(threshold, color="#e45756", linestyle="--", label=f"stop below {threshold:g}")
+    ax.set_xlabel("round")
+    ax.set_ylabel("distance to real (std)")
+    ax.set_title(title)
+    count_key = "synthetic" if rounds and "synthetic" in rounds[0] else "pool"
+    if rounds and count_key in rounds[0]:
+        twin = ax.twinx()
+        twin.bar(
+            [r["round"] for r in rounds],
+            [r[count_key] for r in rounds],
+            alpha=0.15,
+            color="#54a24b",
+        )
+        twin.set_ylabel(f"{count_key} records")
+    ax.legend(loc="upper right", fontsize=8)
+    return _to_uri(fig)
+
+
+def arm_allocations(rounds: list[dict[str, Any]]) -> str:
+    """Requests per arm per round (stacked): where the bandit sent the generation budget."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    arms = sorted({arm for r in rounds for arm in r["allocation"]})
+    x = [r["number"] for r in rounds]
+    bottom = [0] * len(rounds)
+    for arm in arms:
+        heights = [r["allocation"].get(arm, 0) for r in rounds]
+        ax.bar(x, heights, bottom=bottom, label=arm)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.set_xlabel("round")
+    ax.set_ylabel("requests")
+    ax.legend(fontsize=7, ncol=2)
+    return _to_uri(fig)

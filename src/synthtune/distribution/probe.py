@@ -1,0 +1,177 @@
+"""The real train split as a fixed yardstick: features, clusters and distances fitted once.
+
+The mix schedule and the evolve loop both ask the same questions of a set of synthetic
+records (how far from the real data, which real clusters it under-covers, what it covers), so
+both use one ``DistributionProbe``. The feature space and the clusters are fitted on the real
+train split only (never the test split) and stay fixed, so measures of different rounds are
+comparable. Vectors are cached by record id: a pool that grows by a round is embedded once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from synthtune.config import MixConfig, Recipe
+from synthtune.distribution.coverage import ClusterCoverage, coverage_report, declared_domains
+from synthtune.distribution.distances import (
+    MIN_ROWS,
+    DistanceOptions,
+    mmd_rbf,
+    sliced_wasserstein,
+    total_variation,
+    wasserstein_1d,
+)
+from synthtune.distribution.features import FEATURE_SPACES, TextFeatures, scalar_features
+from synthtune.realdata import load_real
+from synthtune.records import Record, split_of
+
+
+def real_train(recipe: Recipe) -> list[Record]:
+    """The real records of the train split (``records.split_of``, as the mix stage splits)."""
+    mix = recipe.mix
+    if mix.real is None:
+        return []
+    return [
+        r
+        for r in load_real(mix.real)
+        if split_of(r.id, recipe.seed, mix.val_fraction, mix.test_fraction) == "train"
+    ]
+
+
+def make_space(mix: MixConfig, seed: int) -> TextFeatures:
+    cfg = mix.features
+    factory = FEATURE_SPACES.get(cfg.space)
+    if cfg.space == "embedding":
+        return factory(model=cfg.model)
+    return factory(components=cfg.components, seed=seed)
+
+
+class DistributionProbe:
+    def __init__(self, real: list[Record], mix: MixConfig, seed: int, domains: Any = None):
+        # Compare like with like: plain-text real data (no user turn) against the synthetic
+        # replies; question/answer real data against whole synthetic conversations.
+        self.view: Literal["all", "response"] = (
+            "all" if any(m.role == "user" for r in real for m in r.payload.messages) else "response"
+        )
+        texts = [r.payload.text(self.view) for r in real]
+        self.mix = mix
+        self.real = real
+        self.space = make_space(mix, seed).fit(texts)
+        self.real_vectors = self.space.transform(texts)
+        self.clusters = ClusterCoverage(k=mix.schedule.clusters, seed=seed).fit(self.real_vectors)
+        # A cluster's support: the distance to its centre within which 95 % of its real
+        # records lie. A synthetic record outside every support is off-distribution: it is
+        # assigned to the extra "outside" bucket, which never counts as under-covered.
+        near, labels = self._nearest(self.real_vectors)
+        self.radius = np.array(
+            [
+                np.percentile(near[labels == c], 95) if (labels == c).any() else 0.0
+                for c in range(len(self.clusters.reference_share))
+            ]
+        )
+        self.opts = DistanceOptions(
+            components=mix.distance.components,
+            projections=mix.distance.projections,
+            bootstrap=mix.distance.bootstrap,
+            level=mix.distance.level,
+            seed=seed,
+        )
+        self.real_scalars = scalar_features(real, self.view)
+        self.domains = domains or {}
+        self._cache: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> DistributionProbe:
+        return cls(real_train(recipe), recipe.mix, recipe.seed, declared_domains(recipe))
+
+    # ----------------------------------------------------------------- vectors
+    def vectors(self, records: list[Record]) -> np.ndarray:
+        missing = [r for r in records if r.id not in self._cache]
+        if missing:
+            fresh = self.space.transform([r.payload.text(self.view) for r in missing])
+            self._cache.update({r.id: v for r, v in zip(missing, fresh, strict=True)})
+        if not records:
+            return np.zeros((0, self.real_vectors.shape[1]), dtype=np.float32)
+        return np.stack([self._cache[r.id] for r in records])
+
+    def _nearest(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.clusters.model is not None  # fitted in __init__
+        distances = self.clusters.model.transform(vectors)
+        return distances.min(axis=1), distances.argmin(axis=1)
+
+    @property
+    def reference_share(self) -> np.ndarray:
+        """Real share per cluster, plus 0 for the last bucket ("outside every cluster")."""
+        return np.append(np.asarray(self.clusters.reference_share), 0.0)
+
+    def cluster_of(self, records: list[Record]) -> np.ndarray:
+        """Cluster per record; ``k`` (the outside bucket) when beyond the cluster's support."""
+        if not records:
+            return np.zeros(0, dtype=np.int64)
+        near, labels = self._nearest(self.vectors(records))
+        return np.where(near <= self.radius[labels], labels, len(self.radius))
+
+    # ----------------------------------------------------------------- questions
+    def distance(self, records: list[Record]) -> dict[str, Any] | None:
+        """Sliced Wasserstein of ``records`` to the real train split (None: too few rows)."""
+        if len(records) < MIN_ROWS or len(self.real) < MIN_ROWS:
+            return None
+        return sliced_wasserstein(self.vectors(records), self.real_vectors, self.opts).as_dict()
+
+    def in_support(self, records: list[Record]) -> list[Record]:
+        """The records inside some real cluster's support (the ones mixing could use)."""
+        outside = len(self.radius)
+        return [r for r, c in zip(records, self.cluster_of(records), strict=True) if c != outside]
+
+    def measure(self, records: list[Record], detail: bool = True) -> dict[str, Any]:
+        """The stop distance (``wasserstein``, with interval) and, with ``detail``, MMD, 1-D
+        Wasserstein per shared scalar feature, label total variation and cluster coverage."""
+        found = self.distance(records)
+        ci = None if found is None or found["ci"] is None else [round(x, 4) for x in found["ci"]]
+        out: dict[str, Any] = {
+            "wasserstein": None if found is None else round(found["value"], 4),
+            "wasserstein_ci": ci,
+            # what stop decisions compare with the threshold: the interval's upper end, so a
+            # small, noisy sample does not stop a schedule by luck
+            "wasserstein_upper": ci[1]
+            if ci
+            else (None if found is None else round(found["value"], 4)),
+        }
+        if not detail or found is None:
+            return out
+        vectors = self.vectors(records)
+        out["mmd"] = round(mmd_rbf(vectors, self.real_vectors, self.opts).value, 4)
+        syn = scalar_features(records, self.view)
+        no_ci = DistanceOptions(bootstrap=0, seed=self.opts.seed)
+        out["scalars"] = {
+            name: round(wasserstein_1d(values, self.real_scalars.numeric[name], no_ci).value, 4)
+            for name, values in syn.numeric.items()
+            if name in self.real_scalars.numeric
+            and min(len(values), len(self.real_scalars.numeric[name])) >= MIN_ROWS
+        }
+        labels, real_labels = (
+            syn.categorical.get("label"),
+            self.real_scalars.categorical.get("label"),
+        )
+        if labels and real_labels:
+            out["label_tv"] = round(total_variation(labels, real_labels).value, 4)
+        cover = self.clusters.measure(vectors)
+        out["clusters_covered"] = round(cover["clusters_covered"], 4)
+        out["mass_covered"] = round(cover["mass_covered"], 4)
+        return out
+
+    def under_covered(self, pool: list[Record], new: list[Record]) -> list[bool]:
+        """For each new record: does it land in a real cluster the pool has too few of?"""
+        share = self.reference_share
+        counts = np.bincount(self.cluster_of(pool), minlength=len(share)) if pool else None
+        pool_share = counts / counts.sum() if counts is not None else np.zeros(len(share))
+        short = pool_share < share
+        return [bool(short[c]) for c in self.cluster_of(new)] if new else []
+
+    def coverage(self, records: list[Record]) -> dict[str, Any]:
+        """Slot, n-gram and cluster coverage of the real data by ``records`` (for the report)."""
+        return coverage_report(
+            self.real, records, self.real_vectors, self.vectors(records), self.domains
+        )

@@ -1,0 +1,148 @@
+"""A generation setting with arms of known quality, for evolve tests and bench/evolve_bandit.py.
+
+Three templates on the offline template backend:
+
+- ``triage``: replies drawn like the real data (the arm a good strategy should favour);
+- ``offtopic``: fluent replies that pass every tier but sit far from the real data;
+- ``boilerplate``: mostly refusals/boilerplate, which the heuristics tier rejects.
+
+The real data is written from the same vocabulary as ``triage`` with its own random stream,
+so the accepted pool can approach it; no model is needed (the perplexity tier is off).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+AGES = list(range(18, 81))
+SYMPTOMS = ["a cough", "a sore throat", "a headache", "a mild fever", "back pain", "nausea"]
+ADVICE = [
+    "rest and drink plenty of fluids",
+    "see a doctor if it lasts more than a week",
+    "measure the temperature twice a day",
+    "book an appointment with the family doctor",
+]
+DAYS = list(range(1, 8))
+NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivo", "Jun", "Kofi"]
+HISTORY = [
+    "no chronic illness",
+    "asthma since childhood",
+    "high blood pressure",
+    "type 2 diabetes",
+    "a penicillin allergy",
+    "a recent trip abroad",
+]
+WORSE = ["at night", "after meals", "in the morning", "when lying down", "after exercise"]
+REAL = (
+    "{name}, {age}, has had {symptom} for {days} days, worse {worse}, with {history}; "
+    "advice: {advice}."
+)
+
+
+def real_texts(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        REAL.format(
+            name=rng.choice(NAMES),
+            age=rng.choice(AGES),
+            symptom=rng.choice(SYMPTOMS),
+            days=rng.choice(DAYS),
+            worse=rng.choice(WORSE),
+            history=rng.choice(HISTORY),
+            advice=rng.choice(ADVICE),
+        )
+        for _ in range(count)
+    ]
+
+
+def recipe_dict(name: str, seed: int, evolve: dict[str, Any]) -> dict[str, Any]:
+    triage_reply = (
+        "{{ name }}, {{ age }}, has had {{ symptom }} for {{ days }} days, worse {{ worse }}, "
+        "with {{ history }}; advice: {{ advice }}."
+    )
+    return {
+        "name": name,
+        "seed": seed,
+        "generate": {
+            "n": 10,
+            "backend": {"type": "template"},
+            "templates": [
+                {
+                    "id": "triage",
+                    "prompt": "Write one triage note (case {{ case }}).",
+                    "response": triage_reply,
+                    "slots": {
+                        "case": {"randint": [1, 10**9]},
+                        "name": {"choice": NAMES},
+                        "age": {"randint": [18, 80]},
+                        "symptom": {"choice": SYMPTOMS},
+                        "days": {"randint": [1, 7]},
+                        "worse": {"choice": WORSE},
+                        "history": {"choice": HISTORY},
+                        "advice": {"choice": ADVICE},
+                    },
+                },
+                {
+                    "id": "offtopic",
+                    "prompt": "Write one market note (case {{ case }}).",
+                    "response": "Shares of {{ company }} rose {{ pct }} percent after the "
+                    "{{ quarter }} results beat analyst forecasts on {{ segment }} demand.",
+                    "slots": {
+                        "case": {"randint": [1, 10**9]},
+                        "company": {"faker": "company"},
+                        "pct": {"randint": [1, 30]},
+                        "quarter": {"choice": ["first-quarter", "second-quarter", "annual"]},
+                        "segment": {"choice": ["cloud", "retail", "energy", "chip"]},
+                    },
+                },
+                {
+                    "id": "boilerplate",
+                    "prompt": "Write one triage note (case {{ case }}).",
+                    "response": "{{ reply }}",
+                    "slots": {
+                        "case": {"randint": [1, 10**9]},
+                        "reply": {
+                            "choice": [
+                                "I'm sorry, but as an AI language model I cannot give "
+                                "medical advice about case {{ case }}.",
+                                "A patient has had a cough for 2 days and should rest.",
+                            ],
+                            "weights": [17, 3],
+                        },
+                    },
+                },
+            ],
+        },
+        "quality": {
+            "perplexity": {"enabled": False},
+            # the triage replies share long phrases with the real data by construction
+            "decontam": {"enabled": False},
+            "review": {"fraction": 0.05},
+        },
+        "mix": {"real": {"path": "data/real.jsonl", "text_field": "text"}},
+        "evolve": evolve,
+    }
+
+
+def write_setting(
+    folder: Path,
+    *,
+    name: str = "arms",
+    seed: int = 0,
+    real: int = 400,
+    evolve: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``recipe.yaml`` and ``data/real.jsonl`` under ``folder``; return the recipe path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data").mkdir(exist_ok=True)
+    lines = [json.dumps({"text": t}) for t in real_texts(real, seed + 1000)]
+    (folder / "data" / "real.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recipe = recipe_dict(name, seed, evolve or {"rounds": 4, "per_round": 60})
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path

@@ -1,0 +1,65 @@
+"""The evolve loop end to end on the offline arms setting: it learns, resumes, and hands over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from synthtune.cli import app
+from synthtune.config import load_recipe
+from synthtune.errors import RecipeError
+from synthtune.evolve.loop import Evolution
+from synthtune.pipeline import run_recipe
+from synthtune.testing.arms_setting import write_setting
+
+
+def test_bandit_moves_requests_to_the_arm_that_fits(tmp_path: Path) -> None:
+    recipe = load_recipe(write_setting(tmp_path, evolve={"rounds": 4, "per_round": 60}))
+    rounds = Evolution(recipe, tmp_path / "runs", quiet=True).run()
+    assert [r.number for r in rounds] == [1, 2, 3, 4]
+    first, last = rounds[0].allocation, rounds[-1].allocation
+    assert first["triage"] == pytest.approx(20, abs=8)  # no knowledge yet: about even
+    assert last["triage"] > 2 * last["boilerplate"] and last["triage"] > last["offtopic"]
+    # boilerplate replies are mostly rejected; the pool only grows
+    arms = {a["arm"]: a for a in rounds[0].arms}
+    assert arms["boilerplate"]["accepted"] < arms["boilerplate"]["requests"] / 2
+    pools = [r.measures["pool"] for r in rounds]
+    assert pools == sorted(pools) and pools[-1] == sum(r.accepted for r in rounds)
+    assert all(r.measures["wasserstein"] is not None for r in rounds)
+
+
+def test_resume_between_rounds_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    path = write_setting(tmp_path / "a", evolve={"rounds": 3, "per_round": 30})
+    recipe = load_recipe(path)
+    whole = Evolution(recipe, tmp_path / "whole", quiet=True).run()
+    Evolution(recipe, tmp_path / "split", quiet=True).run(rounds=1)
+    resumed = Evolution(recipe, tmp_path / "split", quiet=True).run(rounds=3)
+    assert [r.allocation for r in resumed] == [r.allocation for r in whole]
+    assert [r.measures for r in resumed] == [r.measures for r in whole]
+
+
+def test_evolved_pool_feeds_the_pipeline_from_mix(tmp_path: Path) -> None:
+    path = write_setting(tmp_path, evolve={"rounds": 2, "per_round": 30})
+    recipe = load_recipe(path)
+    Evolution(recipe, tmp_path / "runs", quiet=True).run()
+    result = run_recipe(recipe, tmp_path / "runs", quiet=True, until="mix")
+    status = {o.name: o.status for o in result.outcomes}
+    assert status == {"generate": "skipped", "quality": "skipped", "mix": "ran"}
+    mix = result.outcomes[-1].summary
+    assert mix["splits"]["train"]["synthetic"] > 0 and mix["rounds"]
+
+
+def test_evolve_cli_writes_the_report(tmp_path: Path) -> None:
+    path = write_setting(tmp_path, evolve={"rounds": 2, "per_round": 20})
+    result = CliRunner().invoke(app, ["evolve", str(path), "--out", str(tmp_path / "r"), "-q"])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "r" / "arms" / "report.html").read_text(encoding="utf-8")
+    assert "Self-evolving rounds" in html and "requests per arm" in html
+
+
+def test_unknown_arm_template_is_a_recipe_error(tmp_path: Path) -> None:
+    path = write_setting(tmp_path, evolve={"templates": ["triage", "nope"]})
+    with pytest.raises(RecipeError, match=r"evolve\.templates\.1: unknown template 'nope'"):
+        Evolution(load_recipe(path), tmp_path / "runs")
