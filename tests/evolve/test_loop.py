@@ -20,8 +20,8 @@ def test_bandit_moves_requests_to_the_arm_that_fits(tmp_path: Path) -> None:
     rounds = Evolution(recipe, tmp_path / "runs", quiet=True).run()
     assert [r.number for r in rounds] == [1, 2, 3, 4]
     first, last = rounds[0].allocation, rounds[-1].allocation
-    assert first["triage"] == pytest.approx(20, abs=8)  # no knowledge yet: about even
-    assert last["triage"] > 2 * last["boilerplate"] and last["triage"] > last["offtopic"]
+    assert first["triage"] == pytest.approx(15, abs=7)  # no knowledge yet: about even
+    assert last["triage"] > 40 and min(last.values()) >= 1  # learned, still exploring
     # boilerplate replies are mostly rejected; the pool only grows
     arms = {a["arm"]: a for a in rounds[0].arms}
     assert arms["boilerplate"]["accepted"] < arms["boilerplate"]["requests"] / 2

@@ -41,6 +41,9 @@ def test_start_follows_the_real_shares_and_keeps_the_ratio() -> None:
     picked = np.bincount(clusters[result.chosen], minlength=3)
     # cluster 1 is used up first, the rest comes from 0; the outside bucket stays unused
     assert picked.tolist() == [80, 20, 0] and result.rounds[0].synthetic == 100
+    few = np.array([0] * 10 + [2] * 200)
+    short = run_schedule(few, share, 300, 1 / 3, 1.0, 30, 0, 0.1, _tv_measure(few, share), 0)
+    assert len(short.chosen) == 10  # off-manifold records are never injected
 
 
 def test_schedule_grows_until_the_distance_is_below_the_threshold() -> None:

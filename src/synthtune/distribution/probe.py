@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+from sklearn.neighbors import NearestNeighbors
 
 from synthtune.config import MixConfig, Recipe
 from synthtune.distribution.coverage import ClusterCoverage, coverage_report, declared_domains
@@ -26,6 +27,9 @@ from synthtune.distribution.distances import (
 from synthtune.distribution.features import FEATURE_SPACES, TextFeatures, scalar_features
 from synthtune.realdata import load_real
 from synthtune.records import Record, split_of
+
+SUPPORT_K = 3  # k of the k-NN balls that make up the real data's support
+SUPPORT_QUERY = 10  # real neighbours checked per vector (a ball further away rarely covers it)
 
 
 def real_train(recipe: Recipe) -> list[Record]:
@@ -61,16 +65,14 @@ class DistributionProbe:
         self.space = make_space(mix, seed).fit(texts)
         self.real_vectors = self.space.transform(texts)
         self.clusters = ClusterCoverage(k=mix.schedule.clusters, seed=seed).fit(self.real_vectors)
-        # A cluster's support: the distance to its centre within which 95 % of its real
-        # records lie. A synthetic record outside every support is off-distribution: it is
-        # assigned to the extra "outside" bucket, which never counts as under-covered.
-        near, labels = self._nearest(self.real_vectors)
-        self.radius = np.array(
-            [
-                np.percentile(near[labels == c], 95) if (labels == c).any() else 0.0
-                for c in range(len(self.clusters.reference_share))
-            ]
-        )
+        # The real data's support, as a union of k-NN balls (Kynkaanniemi et al. 2019,
+        # "Improved precision and recall"): a vector is on the real manifold when it lies
+        # within some real record's distance to its k-th nearest real neighbour. Off-manifold
+        # synthetic records go to the extra "outside" bucket, never counted as under-covered
+        # and never injected while other records are left.
+        k = min(SUPPORT_K + 1, len(self.real_vectors))
+        self.neighbours = NearestNeighbors(n_neighbors=k).fit(self.real_vectors)
+        self.radius = self.neighbours.kneighbors(self.real_vectors)[0][:, -1]
         self.opts = DistanceOptions(
             components=mix.distance.components,
             projections=mix.distance.projections,
@@ -96,10 +98,11 @@ class DistributionProbe:
             return np.zeros((0, self.real_vectors.shape[1]), dtype=np.float32)
         return np.stack([self._cache[r.id] for r in records])
 
-    def _nearest(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        assert self.clusters.model is not None  # fitted in __init__
-        distances = self.clusters.model.transform(vectors)
-        return distances.min(axis=1), distances.argmin(axis=1)
+    def on_manifold(self, vectors: np.ndarray) -> np.ndarray:
+        """True where a vector lies inside some real record's k-NN ball."""
+        count = min(SUPPORT_QUERY, len(self.real_vectors))
+        distances, index = self.neighbours.kneighbors(vectors, n_neighbors=count)
+        return (distances <= self.radius[index]).any(axis=1)
 
     @property
     def reference_share(self) -> np.ndarray:
@@ -107,11 +110,12 @@ class DistributionProbe:
         return np.append(np.asarray(self.clusters.reference_share), 0.0)
 
     def cluster_of(self, records: list[Record]) -> np.ndarray:
-        """Cluster per record; ``k`` (the outside bucket) when beyond the cluster's support."""
+        """Real cluster per record; ``k`` (the outside bucket) when off the real manifold."""
         if not records:
             return np.zeros(0, dtype=np.int64)
-        near, labels = self._nearest(self.vectors(records))
-        return np.where(near <= self.radius[labels], labels, len(self.radius))
+        vectors = self.vectors(records)
+        labels = np.asarray(self.clusters.assign(vectors))
+        return np.where(self.on_manifold(vectors), labels, len(self.clusters.reference_share))
 
     # ----------------------------------------------------------------- questions
     def distance(self, records: list[Record]) -> dict[str, Any] | None:
@@ -121,8 +125,8 @@ class DistributionProbe:
         return sliced_wasserstein(self.vectors(records), self.real_vectors, self.opts).as_dict()
 
     def in_support(self, records: list[Record]) -> list[Record]:
-        """The records inside some real cluster's support (the ones mixing could use)."""
-        outside = len(self.radius)
+        """The records on the real manifold (the ones mixing could use)."""
+        outside = len(self.clusters.reference_share)
         return [r for r, c in zip(records, self.cluster_of(records), strict=True) if c != outside]
 
     def measure(self, records: list[Record], detail: bool = True) -> dict[str, Any]:

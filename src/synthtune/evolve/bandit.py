@@ -94,7 +94,7 @@ POLICIES: Registry[Policy] = Registry("bandit policy")
 
 def _explore_floor(n: int, arms: int, share: float) -> np.ndarray:
     """A small guaranteed share per arm, so no arm's estimate freezes on a bad early round."""
-    each = int(n * share / arms)
+    each = max(int(n * share / arms), 1 if n >= 2 * arms else 0)
     return np.full(arms, each, dtype=np.int64)
 
 

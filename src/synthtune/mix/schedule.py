@@ -89,7 +89,9 @@ class Schedule:
 
     chosen: np.ndarray
     rounds: list[RoundResult]
-    stopped: str  # "threshold" | "budget" | "no improvement" | "coverage exhausted" | "max rounds"
+    # "threshold" | "budget" | "pool exhausted" | "no improvement" | "coverage exhausted"
+    # | "max rounds"
+    stopped: str
     chosen_round: dict[int, int]  # pool index -> round it was added in
 
 
@@ -108,9 +110,9 @@ def run_schedule(
     """Start with ``start_ratio`` x ``real_train`` records, then deficit-filling rounds.
 
     The start is drawn by the real cluster shares too, topped up at random when the pool
-    cannot meet them (records outside every cluster, the last bucket of ``reference_share``,
-    only when nothing else is left). ``measure(indices)`` returns the
-    round's measures with the distance under ``"wasserstein"`` (``None`` when too few records
+    cannot meet them. Records outside every cluster (the last bucket of ``reference_share``,
+    off the real manifold) are never chosen: the start is smaller when only they are left.
+    ``measure(indices)`` returns the round's measures with the distance under ``"wasserstein"`` (``None`` when too few records
     to measure) and optionally its interval's upper end under ``"wasserstein_upper"``: the
     threshold is compared with the upper end (when given), improvement with the estimate.
     """
@@ -122,13 +124,11 @@ def run_schedule(
     used = np.zeros(n_pool, dtype=bool)
     first = choose_additions(pool_clusters, used, reference_share, min(want, n_pool), rng)
     used[first] = True
-    if len(first) < want:  # the shares cannot be met: top up at random, the outside bucket last
-        outside = len(reference_share) - 1
-        for allowed in (pool_clusters != outside, pool_clusters == outside):
-            free = np.flatnonzero(~used & allowed)
-            extra = rng.choice(free, size=min(want - int(used.sum()), len(free)), replace=False)
-            used[extra] = True
-            first = np.concatenate([first, extra])
+    if len(first) < want:  # the shares cannot be met: top up at random, never from outside
+        free = np.flatnonzero(~used & (pool_clusters != len(reference_share) - 1))
+        extra = rng.choice(free, size=min(want - len(first), len(free)), replace=False)
+        used[extra] = True
+        first = np.concatenate([first, extra])
     added_in = {int(i): 0 for i in first}
     start = len(first)
     rounds: list[RoundResult] = []
@@ -154,7 +154,8 @@ def run_schedule(
         if number == max_rounds:
             return Schedule(chosen, rounds, "max rounds", added_in)
         if len(chosen) >= cap:
-            return Schedule(chosen, rounds, "budget", added_in)
+            reason = "budget" if cap < n_pool else "pool exhausted"
+            return Schedule(chosen, rounds, reason, added_in)
         new = choose_additions(
             pool_clusters, used, reference_share, min(step, cap - len(chosen)), rng
         )

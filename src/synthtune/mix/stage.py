@@ -110,6 +110,13 @@ class MixStage:
                 measure=measure,
                 seed=recipe.seed,
             )
+        want = round(len(real_train) * mix.synthetic_per_real())
+        if schedule.rounds[0].synthetic < want:
+            ctx.log(
+                f"[yellow]mix: the ratio {mix.ratio} asks for {want} synthetic records; "
+                f"{schedule.rounds[0].synthetic} of the {len(pool)} accepted lie on the real "
+                "data's manifold[/]"
+            )
         chosen = [pool[i] for i in schedule.chosen]
         for i in schedule.chosen:
             pool[i].lineage["mix_round"] = schedule.chosen_round[int(i)]

@@ -4,7 +4,8 @@ Three templates on the offline template backend:
 
 - ``triage``: replies drawn like the real data (the arm a good strategy should favour);
 - ``offtopic``: fluent replies that pass every tier but sit far from the real data;
-- ``boilerplate``: mostly refusals/boilerplate, which the heuristics tier rejects.
+- ``boilerplate``: mostly refusals/boilerplate, which the heuristics tier rejects;
+- ``looping``: mostly degenerate, repeating replies (rejected for repetition).
 
 The real data is written from the same vocabulary as ``triage`` with its own random stream,
 so the accepted pool can approach it; no model is needed (the perplexity tier is off).
@@ -111,6 +112,23 @@ def recipe_dict(name: str, seed: int, evolve: dict[str, Any]) -> dict[str, Any]:
                                 "I'm sorry, but as an AI language model I cannot give "
                                 "medical advice about case {{ case }}.",
                                 "A patient has had a cough for 2 days and should rest.",
+                            ],
+                            "weights": [17, 3],
+                        },
+                    },
+                },
+                {
+                    "id": "looping",
+                    "prompt": "Write one triage note (case {{ case }}).",
+                    "response": "{{ reply }}",
+                    "slots": {
+                        "case": {"randint": [1, 10**9]},
+                        "symptom": {"choice": SYMPTOMS},
+                        "reply": {
+                            "choice": [
+                                "{{ symptom }} and rest and rest and rest and rest and rest and "
+                                "rest and rest and rest and rest (note {{ case }})",
+                                "{{ symptom | capitalize }} for two days; advice: rest.",
                             ],
                             "weights": [17, 3],
                         },
