@@ -112,9 +112,10 @@ def run_schedule(
     The start is drawn by the real cluster shares too, topped up at random when the pool
     cannot meet them. Records outside every cluster (the last bucket of ``reference_share``,
     off the real manifold) are never chosen: the start is smaller when only they are left.
-    ``measure(indices)`` returns the round's measures with the distance under ``"wasserstein"`` (``None`` when too few records
-    to measure) and optionally its interval's upper end under ``"wasserstein_upper"``: the
-    threshold is compared with the upper end (when given), improvement with the estimate.
+    ``measure(indices)`` returns the round's measures with the distance under
+    ``"wasserstein"`` (``None`` when too few records to measure) and optionally its interval's
+    upper end under ``"wasserstein_upper"``: the threshold is compared with the upper end (when
+    given), improvement with the estimate.
     """
     rng = np.random.default_rng(seed)
     n_pool = len(pool_clusters)
