@@ -23,9 +23,7 @@ def vectors(rows: int, dim: int, shift: float, seed: int) -> tuple[np.ndarray, n
     colour = (q * (1 / (np.arange(dim) + 1) ** 0.7)) @ q.T
     direction = q[:, 0]  # the top principal direction: a shift of `shift` real std devs
     real = (rng.standard_normal((rows, dim)) @ colour).astype(np.float32)
-    synthetic = ((rng.standard_normal((rows, dim)) + shift * direction) @ colour).astype(
-        np.float32
-    )
+    synthetic = ((rng.standard_normal((rows, dim)) + shift * direction) @ colour).astype(np.float32)
     return synthetic, real
 
 
