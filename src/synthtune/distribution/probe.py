@@ -177,5 +177,10 @@ class DistributionProbe:
     def coverage(self, records: list[Record]) -> dict[str, Any]:
         """Slot, n-gram and cluster coverage of the real data by ``records`` (for the report)."""
         return coverage_report(
-            self.real, records, self.real_vectors, self.vectors(records), self.domains
+            self.real,
+            records,
+            self.real_vectors,
+            self.vectors(records),
+            self.domains,
+            clusters=self.clusters,
         )

@@ -240,7 +240,14 @@ class Evolution:
         # Off-distribution records stay in the pool but mixing never injects them (they fill
         # no real cluster), so the distance is that of the usable part.
         usable = probe.in_support(pool)
-        return {"pool": len(pool), "usable": len(usable), **probe.measure(usable)}
+        measures = {"pool": len(pool), "usable": len(usable), **probe.measure(usable)}
+        if usable:
+            coverage = probe.coverage(usable)
+            measures["distinct_2"] = round(coverage["distinct"]["synthetic"]["distinct_2"], 4)
+            slots = coverage["slots"]
+            if slots:
+                measures["slot_coverage"] = round(sum(slots.values()) / len(slots), 4)
+        return measures
 
     # ----------------------------------------------------------------- results
     def _pool(self, state: dict[str, Any]) -> list[Record]:

@@ -31,6 +31,24 @@ def _rule_failures(records: list[Any]) -> list[dict[str, Any]]:
     return [{"rule": k, "count": v, "example": examples[k]} for k, v in counts.most_common()]
 
 
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys to scalar leaves (lists, e.g. per-cluster shares, are left out)."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    if isinstance(value, list):
+        return {}
+    return {prefix.rstrip("."): round(value, 4) if isinstance(value, float) else value}
+
+
+def coverage_rows(start: dict[str, Any], final: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(measure, start, final) rows of two coverage reports, for the before/after table."""
+    before, after = _flatten(start), _flatten(final)
+    return [(key, before.get(key), value) for key, value in after.items()]
+
+
 def build_report(run_dir: Path | str) -> Path:
     """Write ``<run_dir>/report.html`` and return its path."""
     store = RunStore(Path(run_dir))
@@ -61,6 +79,10 @@ def build_report(run_dir: Path | str) -> Path:
             context["review"] = review_stats(records, decisions, *review)
     if "mix" in state:
         context["mix"] = mix = state["mix"]["summary"]
+        if mix.get("coverage"):
+            context["coverage_rows"] = coverage_rows(
+                mix["coverage"]["start"], mix["coverage"]["final"]
+            )
         if mix.get("rounds"):
             context["plots"]["mix_rounds"] = plots.distance_rounds(
                 mix["rounds"], mix["threshold"], "mix: chosen synthetic vs real train"
