@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from synthtune.config import load_recipe
 from synthtune.errors import RecipeError
 from synthtune.evolve.loop import Evolution
 from synthtune.pipeline import run_recipe
+from synthtune.store import RunStore
 from synthtune.testing.arms_setting import write_setting
 
 
@@ -63,3 +65,33 @@ def test_unknown_arm_template_is_a_recipe_error(tmp_path: Path) -> None:
     path = write_setting(tmp_path, evolve={"templates": ["triage", "nope"]})
     with pytest.raises(RecipeError, match=r"evolve\.templates\.1: unknown template 'nope'"):
         Evolution(load_recipe(path), tmp_path / "runs")
+
+
+def test_review_rejections_between_rounds_reach_pool_and_bandit(tmp_path: Path) -> None:
+    from synthtune.decisions import Decision
+    from synthtune.evolve.bandit import Bandit
+    from synthtune.store import ReviewStore
+
+    recipe = load_recipe(write_setting(tmp_path, evolve={"rounds": 2, "per_round": 30}))
+    runs = tmp_path / "runs"
+    Evolution(recipe, runs, quiet=True).run()
+    run_dir = runs / "arms"
+    state = json.loads((run_dir / "evolve" / "state.json").read_text())
+    before = Bandit.from_state(state["bandit"]).stats
+    quality = {r.id: r for r in RunStore(run_dir).read_table("quality", "dataset")}
+    victim = quality[state["pool"][0]]
+    assert victim.status == "accepted"  # the published dataset is what the review app shows
+    arm = victim.lineage["evolve_arm"]
+    store = ReviewStore(run_dir)
+    store.save(Decision(record_id=victim.id, decision="reject", reason="wrong advice"))
+    store.close()
+    Evolution(recipe, runs, quiet=True).run(rounds=2)  # no new round: reviews still apply
+    state = json.loads((run_dir / "evolve" / "state.json").read_text())
+    after = Bandit.from_state(state["bandit"]).stats
+    assert victim.id not in state["pool"]
+    assert after[arm].accepted == before[arm].accepted - 1
+    assert after[arm].reward < before[arm].reward
+    assert state["review"][arm] == {"reviewed": 1, "rejected": 1}
+    Evolution(recipe, runs, quiet=True).run(rounds=2)  # applied once, not again
+    again = json.loads((run_dir / "evolve" / "state.json").read_text())
+    assert Bandit.from_state(again["bandit"]).stats[arm] == after[arm]

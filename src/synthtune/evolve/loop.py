@@ -31,7 +31,7 @@ from synthtune.models import ModelResolver
 from synthtune.quality.dedup import minhash_clusters
 from synthtune.quality.stage import QualityStage
 from synthtune.records import Record, content_hash
-from synthtune.store import RunStore, atomic_write_text
+from synthtune.store import RunStore, atomic_write_text, review_decisions
 
 CROSS_ROUND_DEDUP = 0.85  # MinHash Jaccard above which a new record repeats the pool
 
@@ -104,6 +104,8 @@ class Evolution:
         bandit = Bandit.from_state(state["bandit"])
         pool = self._pool(state)
         threshold = self.recipe.mix.stop_when.wasserstein_below
+        if self._apply_reviews(state, bandit, pool):
+            self._save_state(state)
         for number in range(len(state["rounds"]) + 1, total + 1):
             last = state["rounds"][-1]["measures"] if state["rounds"] else {}
             upper = last.get("wasserstein_upper")
@@ -115,6 +117,8 @@ class Evolution:
             state["bandit"] = bandit.to_state()
             state["pool"] = [r.id for r in pool]
             self._save_state(state)
+            # published after every round, so the review app can sample it between rounds
+            self._publish(state, pool)
             self.ctx.log(
                 f"evolve: round {number}: {outcome.accepted}/{outcome.generated} accepted, "
                 f"distance {outcome.measures.get('wasserstein')}"
@@ -150,6 +154,8 @@ class Evolution:
                     "reward": round(reward, 3),
                 }
             )
+        for record, is_useful in zip(judged, useful, strict=True):
+            record.lineage["evolve_reward"] = self._reward(record, is_useful)
         pool.extend(r for r in judged if r.status == "accepted")
         self.store.write_table("evolve", f"round-{number:02d}", judged)
         measures = self._measure(pool)
@@ -161,6 +167,31 @@ class Evolution:
             measures,
             arms_table,
         )
+
+    def _apply_reviews(self, state: dict[str, Any], bandit: Bandit, pool: list[Record]) -> int:
+        """Human review between rounds: a rejected pool record leaves the pool and its arm
+        gives back the reward and the acceptance it was credited with (once per record).
+        Returns how many decisions were new."""
+        decisions = review_decisions(self.store.root)
+        applied = set(state.setdefault("reviewed", []))
+        counts = state.setdefault("review", {})
+        for record in list(pool):
+            decision = decisions.get(record.id)
+            if decision is None or record.id in applied:
+                continue
+            applied.add(record.id)
+            arm = record.lineage["evolve_arm"]
+            tally = counts.setdefault(arm, {"reviewed": 0, "rejected": 0})
+            tally["reviewed"] += 1
+            if decision.decision == "reject":
+                tally["rejected"] += 1
+                pool.remove(record)
+                bandit.update(arm, 0, -float(record.lineage.get("evolve_reward", 0.0)), -1)
+        fresh = len(applied) - len(state["reviewed"])
+        state["reviewed"] = sorted(applied)
+        state["bandit"] = bandit.to_state()
+        state["pool"] = [r.id for r in pool]
+        return fresh
 
     def _reward(self, record: Record, useful: bool) -> float:
         if record.status != "accepted":
@@ -299,6 +330,7 @@ class Evolution:
                 "rounds": state["rounds"],
                 "arms": Bandit.from_state(state["bandit"]).table(),
                 "policy": self.recipe.evolve.policy,
+                "review": state.get("review", {}),
                 "threshold": self.recipe.mix.stop_when.wasserstein_below,
             },
         )
