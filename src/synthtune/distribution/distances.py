@@ -219,6 +219,22 @@ class DistanceOptions:
     seed: int = 0
 
 
+def _debiased(
+    metric: str,
+    stat: Callable[[np.ndarray, np.ndarray], float],
+    x: np.ndarray,
+    y: np.ndarray,
+    opts: DistanceOptions,
+    rng: np.random.Generator,
+) -> Distance:
+    """``stat`` of (x, y) with its floor removed and its bootstrap interval."""
+    raw = stat(x, y)
+    floor = _floor(stat, y, len(x), rng, opts.floor_repeats)
+    value = _debias(raw, floor)
+    ci = _bootstrap(stat, x, y, floor, opts, rng, value)
+    return Distance(metric, value, raw, floor, ci, len(x), len(y))
+
+
 Metric = Callable[[np.ndarray, np.ndarray, DistanceOptions], Distance]
 DISTANCES: Registry[Metric] = Registry("distance metric")
 
@@ -235,12 +251,7 @@ def wasserstein_1d(syn: Sequence[float], ref: Sequence[float], opts: DistanceOpt
     def stat(a: np.ndarray, b: np.ndarray) -> float:
         return float(stats.wasserstein_distance(a, b))
 
-    rng = np.random.default_rng(opts.seed)
-    raw = stat(x, y)
-    floor = _floor(stat, y, len(x), rng, opts.floor_repeats)
-    value = _debias(raw, floor)
-    ci = _bootstrap(stat, x, y, floor, opts, rng, value)
-    return Distance("wasserstein_1d", value, raw, floor, ci, len(x), len(y))
+    return _debiased("wasserstein_1d", stat, x, y, opts, np.random.default_rng(opts.seed))
 
 
 def sliced_wasserstein(syn: np.ndarray, ref: np.ndarray, opts: DistanceOptions) -> Distance:
@@ -256,11 +267,7 @@ def sliced_wasserstein(syn: np.ndarray, ref: np.ndarray, opts: DistanceOptions) 
     def stat(a: np.ndarray, b: np.ndarray) -> float:
         return float(w1_sorted(np.sort(a, axis=0), np.sort(b, axis=0)).mean()) * scale
 
-    raw = stat(x, y)
-    floor = _floor(stat, y, len(x), rng, opts.floor_repeats)
-    value = _debias(raw, floor)
-    ci = _bootstrap(stat, x, y, floor, opts, rng, value)
-    return Distance("sliced_wasserstein", value, raw, floor, ci, len(x), len(y))
+    return _debiased("sliced_wasserstein", stat, x, y, opts, rng)
 
 
 def mmd_rbf(syn: np.ndarray, ref: np.ndarray, opts: DistanceOptions) -> Distance:
