@@ -1,4 +1,10 @@
-"""Export stage: write each split of the mix in every configured format (JSONL)."""
+"""Export stage: the mix as datasets other trainers read, and the tuned model as one folder.
+
+Datasets: each split in every configured format (JSONL), plus ``export.dataset_files``
+(LLaMA-Factory ``dataset_info.json``, a ``datasets`` folder, a dataset card README.md).
+Model (causal LM runs that trained): the adapter merged into the base and verified
+(``export/model``), then ``export.quantize`` measured against fp32 (``export/quantize.json``).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,25 @@ from typing import Any
 
 from synthtune.config import Recipe
 from synthtune.context import StageContext
+from synthtune.export.dataset_files import dataset_card, dataset_info, save_to_disk
 from synthtune.export.formats import FORMATS
-from synthtune.store import atomic_write_text
+from synthtune.export.merge import merge_adapter, save_full_model
+from synthtune.export.quantize import quantize_model
+from synthtune.records import Record
+from synthtune.store import atomic_write_json, atomic_write_text
+
+SPLITS = ("train", "val", "test")
+
+
+def chat_prompts(tokenizer: Any, records: list[Record], n: int) -> list[str]:
+    """The prompt side of ``n`` records, rendered with the model's chat template."""
+    from synthtune.llm.backends.transformers import render_chat
+
+    prompts = []
+    for record in records[:n]:
+        turns = [m.model_dump() for m in record.payload.messages if m.role != "assistant"]
+        prompts.append(render_chat(tokenizer, turns or [{"role": "user", "content": "Hello"}]))
+    return prompts or [render_chat(tokenizer, [{"role": "user", "content": "Hello"}])]
 
 
 class ExportStage:
@@ -19,15 +42,88 @@ class ExportStage:
         for name in recipe.export.formats:
             FORMATS.get(name)
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def _datasets(self, ctx: StageContext, splits: dict[str, list[Record]]) -> dict[str, Any]:
+        cfg, store = ctx.recipe.export, ctx.store
         written = {}
-        for split in ("train", "val", "test"):
-            records = ctx.store.read_table("mix", split)
-            for name in ctx.recipe.export.formats:
+        for split, records in splits.items():
+            for name in cfg.formats:
                 rows = [row for r in records if (row := FORMATS.get(name)(r)) is not None]
-                path = ctx.store.path(self.name, f"{name}/{split}.jsonl")
                 text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-                atomic_write_text(path, text)
+                atomic_write_text(store.path(self.name, f"{name}/{split}.jsonl"), text)
                 written[f"{name}/{split}"] = len(rows)
-        total = sum(len(ctx.store.read_table("mix", s)) for s in ("train", "val", "test"))
-        return {"records_in": total, "records_out": total, "files": written}
+        if "dataset_info" in cfg.dataset_files:
+            info = dataset_info(ctx.recipe.name, written)
+            atomic_write_json(store.path(self.name, "dataset_info.json"), info)
+        if "save_to_disk" in cfg.dataset_files:
+            save_to_disk(splits, store.stage_dir(self.name) / "hf_dataset")
+        if "card" in cfg.dataset_files:
+            card = dataset_card(ctx.recipe, store.state()["stages"], splits)
+            atomic_write_text(store.path(self.name, "README.md"), card)
+        return written
+
+    def _model(self, ctx: StageContext, test: list[Record]) -> dict[str, Any]:
+        cfg, store = ctx.recipe.export, ctx.store
+        adapter = store.path("train", "adapter")
+        metrics_path = store.path("train", "metrics.json")
+        trained = metrics_path.exists() and adapter.is_dir()
+        if not trained or store.read_json("train", "metrics.json").get("task") != "causal_lm":
+            return {"model": {"skipped": "no trained causal LM in train/adapter"}}
+        out = store.stage_dir(self.name) / "model"
+        if (adapter / "adapter_config.json").exists():
+            if not cfg.merge:
+                return {"model": {"skipped": "export.merge is false"}}
+            from synthtune.models import load_tokenizer
+
+            base = ctx.resolve_model(ctx.recipe.train.base)
+            prompts = chat_prompts(load_tokenizer(base), test, cfg.verify_prompts)
+            model = merge_adapter(base, adapter, out, prompts, cfg.merge_tolerance)
+            ctx.log(f"export: merged, max |logit diff| {model['max_abs_logit_diff']:.2e}")
+        else:
+            model = save_full_model(adapter, out)
+        result: dict[str, Any] = {"model": model}
+        if cfg.quantize:
+            result["quantize"] = self._quantize(ctx, test)
+        return result
+
+    def _quantize(self, ctx: StageContext, test: list[Record]) -> dict[str, Any]:
+        from synthtune.models import load_tokenizer
+
+        cfg, store = ctx.recipe.export, ctx.store
+        model_dir = store.stage_dir(self.name) / "model"
+        prompts = chat_prompts(load_tokenizer(str(model_dir)), test, cfg.latency_prompts)
+        texts = [r.payload.text("response") for r in test[: cfg.quality_samples]]
+        assert cfg.quantize is not None
+        report = quantize_model(
+            cfg.quantize,
+            model_dir,
+            store.stage_dir(self.name) / f"model-{cfg.quantize}",
+            texts,
+            prompts,
+            cfg.latency_new_tokens,
+        )
+        report["latency_prompts"] = len(prompts)
+        report["new_tokens"] = cfg.latency_new_tokens
+        report["perplexity_texts"] = len(texts)
+        store.write_json(self.name, "quantize.json", report)
+        if "skipped" in report:
+            ctx.log(f"[yellow]{report['skipped']}[/]")
+        else:
+            c = report["comparison"]
+            ctx.log(
+                f"export: {report['backend']} {c['generation_speedup']}x generation, "
+                f"perplexity {c['perplexity_change_pct']:+.2f} %"
+            )
+        return {
+            k: v for k, v in report.items() if k in ("mode", "backend", "comparison", "skipped")
+        }
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        splits = {split: ctx.store.read_table("mix", split) for split in SPLITS}
+        written = self._datasets(ctx, splits)
+        total = sum(len(records) for records in splits.values())
+        return {
+            "records_in": total,
+            "records_out": total,
+            "files": written,
+            **self._model(ctx, splits["test"]),
+        }
