@@ -95,3 +95,29 @@ def test_review_rejections_between_rounds_reach_pool_and_bandit(tmp_path: Path) 
     Evolution(recipe, runs, quiet=True).run(rounds=2)  # applied once, not again
     again = json.loads((run_dir / "evolve" / "state.json").read_text())
     assert Bandit.from_state(again["bandit"]).stats[arm] == after[arm]
+
+
+def test_rerun_with_nothing_new_keeps_downstream_results(tmp_path: Path) -> None:
+    recipe = load_recipe(write_setting(tmp_path, evolve={"rounds": 1, "per_round": 20}))
+    Evolution(recipe, tmp_path / "runs", quiet=True).run()
+    run_recipe(recipe, tmp_path / "runs", quiet=True, until="mix")
+    Evolution(recipe, tmp_path / "runs", quiet=True).run()  # nothing to do
+    assert (tmp_path / "runs" / "arms" / "mix" / "manifest.json").exists()
+
+
+def test_policy_comes_from_the_recipe_on_resume(tmp_path: Path) -> None:
+    path = write_setting(tmp_path, evolve={"rounds": 1, "per_round": 40})
+    Evolution(load_recipe(path), tmp_path / "runs", quiet=True).run()
+    changed = load_recipe(path).model_copy(deep=True)
+    changed.evolve.policy = "uniform"
+    changed.evolve.rounds = 2
+    rounds = Evolution(changed, tmp_path / "runs", quiet=True).run()
+    assert sorted(rounds[-1].allocation.values()) == [10, 10, 10, 10]
+
+
+def test_doc_qa_cannot_be_an_arm(tmp_path: Path) -> None:
+    (tmp_path / "doc.txt").write_text("A contract between two parties. " * 20, encoding="utf-8")
+    strategies = [{"type": "template-fill"}, {"type": "doc-qa", "documents": ["doc.txt"]}]
+    path = write_setting(tmp_path, evolve={"strategies": strategies})
+    with pytest.raises(RecipeError, match="doc-qa cannot be an arm"):
+        Evolution(load_recipe(path), tmp_path / "runs")

@@ -99,7 +99,8 @@ class Whitener:
         projected = (np.asarray(scale_from, dtype=np.float64) - self.mean) @ basis
         inner = np.atleast_2d(np.cov(projected, rowvar=False))
         evals, evecs = np.linalg.eigh(inner)
-        evals = np.maximum(evals, evals.max() * 1e-9 + 1e-30)
+        # a ridge: a direction the reference barely varies in is not amplified past ~30x
+        evals = np.maximum(evals, evals.max() * 1e-3 + 1e-30)
         self.basis = (basis @ (evecs / np.sqrt(evals)) @ evecs.T).astype(np.float32)
         self.dims = k
 

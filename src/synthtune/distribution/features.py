@@ -116,7 +116,8 @@ class HashedTfidfFeatures:
             )
         weighted = self.tfidf.fit_transform(counts)
         self._fitted_rows = counts.shape[0]
-        self.dims = min(self.components, rank)
+        # at most a quarter of the rows: directions fitted on few rows describe those rows
+        self.dims = min(self.components, rank, max(2, counts.shape[0] // 4))
         self.svd = TruncatedSVD(n_components=self.dims, random_state=self.seed).fit(weighted)
         return self
 

@@ -46,6 +46,12 @@ def check_evolve(recipe: Recipe) -> None:
                 f"evolve.templates.{i}: unknown template {template!r}; "
                 f"templates: {', '.join(sorted(known))}"
             )
+    strategies = [s.type for s in (cfg.strategies or [gen.strategy])]
+    if "doc-qa" in strategies:
+        problems.append(
+            "evolve.strategies: doc-qa cannot be an arm (it walks a fixed list of document "
+            "chunks, so every round would regenerate the same questions)"
+        )
     if cfg.temperatures and isinstance(gen.backend, TemplateBackendConfig):
         problems.append("evolve.temperatures: the template backend has no temperature")
     if problems:
@@ -102,8 +108,14 @@ class Evolution:
         total = rounds or self.recipe.evolve.rounds
         state = self._load_state()
         bandit = Bandit.from_state(state["bandit"])
+        bandit.policy = self.recipe.evolve.policy  # statistics carry over, the policy is current
         pool = self._pool(state)
         threshold = self.recipe.mix.stop_when.wasserstein_below
+        if total < len(state["rounds"]):
+            self.ctx.log(
+                f"[yellow]evolve: {len(state['rounds'])} rounds are already done (asked for "
+                f"{total}); nothing to generate[/]"
+            )
         if self._apply_reviews(state, bandit, pool):
             self._save_state(state)
         for number in range(len(state["rounds"]) + 1, total + 1):
@@ -144,7 +156,9 @@ class Evolution:
                 if r.lineage["evolve_arm"] == name
             ]
             accepted = sum(r.status == "accepted" for r, _ in mine)
-            reward = sum(self._reward(r, u) for r, u in mine)
+            # a reward per request in [0, 1], even when a request yields several records
+            per_record = [self._reward(r, u) for r, u in mine]
+            reward = sum(per_record) / len(per_record) * allocation[name] if per_record else 0.0
             bandit.update(name, allocation[name], reward, accepted)
             arms_table.append(
                 {
@@ -170,25 +184,30 @@ class Evolution:
 
     def _apply_reviews(self, state: dict[str, Any], bandit: Bandit, pool: list[Record]) -> int:
         """Human review between rounds: a rejected pool record leaves the pool and its arm
-        gives back the reward and the acceptance it was credited with (once per record).
-        Returns how many decisions were new."""
+        gives back the reward and the acceptance it was credited with (once per record; a
+        verdict changed later, e.g. accept then reject, is applied again). Returns how many
+        decisions were new."""
         decisions = review_decisions(self.store.root)
-        applied = set(state.setdefault("reviewed", []))
+        # id -> the verdict already applied; a later, different verdict is applied again
+        seen = state.get("reviewed", {})
+        applied: dict[str, str] = seen if isinstance(seen, dict) else dict.fromkeys(seen, "")
         counts = state.setdefault("review", {})
+        fresh = 0
         for record in list(pool):
             decision = decisions.get(record.id)
-            if decision is None or record.id in applied:
+            if decision is None or applied.get(record.id) == decision.decision:
                 continue
-            applied.add(record.id)
+            first = record.id not in applied
+            applied[record.id] = decision.decision
+            fresh += 1
             arm = record.lineage["evolve_arm"]
             tally = counts.setdefault(arm, {"reviewed": 0, "rejected": 0})
-            tally["reviewed"] += 1
+            tally["reviewed"] += int(first)
             if decision.decision == "reject":
                 tally["rejected"] += 1
                 pool.remove(record)
                 bandit.update(arm, 0, -float(record.lineage.get("evolve_reward", 0.0)), -1)
-        fresh = len(applied) - len(state["reviewed"])
-        state["reviewed"] = sorted(applied)
+        state["reviewed"] = applied
         state["bandit"] = bandit.to_state()
         state["pool"] = [r.id for r in pool]
         return fresh
@@ -292,9 +311,14 @@ class Evolution:
 
     def _publish(self, state: dict[str, Any], pool: list[Record]) -> None:
         """Every round's records become the run's generate/quality results; later stages are
-        forgotten (their inputs changed), so ``synthtune run`` continues at mix."""
+        forgotten (their inputs changed), so ``synthtune run`` continues at mix. Nothing is
+        touched when the rounds and the pool are what was published last time."""
         from synthtune.pipeline import ORDER, fingerprints
 
+        published = content_hash([len(state["rounds"]), [r.id for r in pool]])
+        done = self.store.stage_state("quality") or {}
+        if done.get("summary", {}).get("evolve_publication") == published:
+            return
         records = [
             r
             for round_ in state["rounds"]
@@ -321,7 +345,12 @@ class Evolution:
             self.store.mark_complete(
                 stage,
                 prints[stage],
-                {**summary, "records_out": len(pool), "evolved_rounds": len(state["rounds"])},
+                {
+                    **summary,
+                    "records_out": len(pool),
+                    "evolved_rounds": len(state["rounds"]),
+                    "evolve_publication": published,
+                },
             )
         self.store.write_json(
             "evolve",
