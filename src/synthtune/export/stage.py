@@ -72,8 +72,13 @@ class ExportStage:
         if (adapter / "adapter_config.json").exists():
             if not cfg.merge:
                 return {"model": {"skipped": "export.merge is false"}}
+            from peft import PeftConfig
+
             from synthtune.models import load_tokenizer
 
+            if PeftConfig.from_pretrained(str(adapter)).is_prompt_learning:
+                reason = "prompt-learning adapters (prefix/prompt/ptuning) have no weights to merge"
+                return {"model": {"skipped": reason + "; use train/adapter with its base"}}
             base = ctx.resolve_model(ctx.recipe.train.base)
             prompts = chat_prompts(load_tokenizer(base), test, cfg.verify_prompts)
             model = merge_adapter(base, adapter, out, prompts, cfg.merge_tolerance)
