@@ -4,14 +4,13 @@ the tuned model must beat."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from synthtune.models import load_sequence_classifier
+from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite
 from synthtune.records import Record
 
 
@@ -27,8 +26,8 @@ def predict(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 32) 
             padding=True,
             truncation=True,
             max_length=256,
-        )
-        out.append(model(**enc).logits.argmax(dim=-1).numpy())
+        ).to(model.device)
+        out.append(model(**enc).logits.argmax(dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=int)
 
 
@@ -39,23 +38,22 @@ def scores(truth: list[int], predicted: np.ndarray) -> dict[str, float]:
     }
 
 
-def evaluate_classification(
-    test: list[Record], base_path: str, tuned_dir: Path, labels: list[str], seed: int
-) -> dict[str, Any]:
+def labelled(test: list[Record], labels: list[str]) -> tuple[list[str], list[int]]:
+    """Texts and label ids of the test records whose label the model knows."""
     ids = {label: i for i, label in enumerate(labels)}
     usable = [r for r in test if r.payload.label in ids]
-    texts = [r.payload.input_text() for r in usable]
-    truth = [ids[r.payload.label] for r in usable]  # type: ignore[index]
-    torch.manual_seed(seed)
-    base, tokenizer = load_sequence_classifier(base_path, labels)
-    result = {"n": len(usable), "base": scores(truth, predict(base, tokenizer, texts))}
-    if (tuned_dir / "adapter_config.json").exists():
-        from peft import PeftModel
+    return [r.payload.input_text() for r in usable], [ids[str(r.payload.label)] for r in usable]
 
-        torch.manual_seed(seed)
-        fresh, tokenizer = load_sequence_classifier(base_path, labels)
-        tuned = PeftModel.from_pretrained(fresh, str(tuned_dir))
-    else:
-        tuned, tokenizer = load_sequence_classifier(str(tuned_dir), labels)
-    result["tuned"] = scores(truth, predict(tuned, tokenizer, texts))
-    return result
+
+def measure(model: Any, tokenizer: Any, inputs: EvalInputs, variant: str) -> dict[str, Any]:
+    texts, truth = labelled(inputs.test, inputs.labels)
+    return scores(truth, predict(model, tokenizer, texts))
+
+
+def summarize(columns: Columns, inputs: EvalInputs) -> dict[str, Any]:
+    return {"n": len(labelled(inputs.test, inputs.labels)[1]), **columns}
+
+
+SUITES.register(
+    "classification", Suite(task="classification", measure=measure, summarize=summarize)
+)

@@ -1,29 +1,35 @@
-"""Evaluate stage: perplexity of base vs tuned on the real test split, with % change.
+"""Evaluate stage: base vs tuned (vs quantized) on held-out data, one suite at a time.
 
-Both models score exactly the same texts with the same scorer, so the ratio is fair; test
-records were never seen by the base model's pre-training (local-tiny) nor by training.
+Every model variant is loaded once and measured by every requested suite of its task
+(perplexity, generation, rules, lm_eval for causal LMs; classification for classifiers);
+the suites' summaries go side by side into ``evaluate/metrics.json`` (docs/evaluation.md).
+Suites of the other task are listed under ``skipped`` with the reason.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import gc
 from typing import Any
 
 from synthtune.config import Recipe
 from synthtune.context import StageContext
-from synthtune.evaluate.classification import evaluate_classification
-from synthtune.models import load_causal_lm, pick_device
-from synthtune.perplexity import PerplexityScorer
+from synthtune.evaluate import classification, compliance, generation, harness, perplexity
+from synthtune.evaluate.prompts import eval_prompts
+from synthtune.evaluate.suites import SUITES, Columns, EvalInputs
+from synthtune.evaluate.variants import causal_variants, classification_variants
+
+# importing the suite modules registers them
+REGISTERED = (perplexity, classification, generation, compliance, harness)
 
 
-def load_tuned(base_path: str, tuned_dir: Path) -> tuple[Any, Any]:
-    """base + adapter when ``tuned_dir`` holds a peft adapter, else a full model folder."""
-    if (tuned_dir / "adapter_config.json").exists():
-        from peft import PeftModel
-
-        model, tokenizer = load_causal_lm(base_path, dtype="float32")
-        return PeftModel.from_pretrained(model, str(tuned_dir)).eval(), tokenizer
-    return load_causal_lm(str(tuned_dir), dtype="float32")
+def requested(recipe: Recipe, task: str) -> tuple[list[str], dict[str, str]]:
+    """``(suites to run, {skipped suite: why})``; classifiers always get classification."""
+    names: list[str] = list(dict.fromkeys(recipe.evaluate.suites))
+    if task == "classification" and "classification" not in names:
+        names.insert(0, "classification")
+    run = [n for n in names if SUITES.get(n).task == task]
+    skipped = {n: f"needs a {SUITES.get(n).task} model; train.task is {task}" for n in names}
+    return run, {n: why for n, why in skipped.items() if n not in run}
 
 
 class EvaluateStage:
@@ -31,33 +37,47 @@ class EvaluateStage:
     sections: tuple[str, ...] = ("evaluate",)
 
     def check(self, recipe: Recipe) -> None:
-        return None
+        for name in dict.fromkeys(recipe.evaluate.suites):
+            suite = SUITES.get(name)
+            if suite.check is not None:
+                suite.check(recipe)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        cfg = ctx.recipe.evaluate
+        recipe = ctx.recipe
+        cfg = recipe.evaluate
         test = ctx.store.read_table("mix", "test")[: cfg.max_samples]
-        texts = [r.payload.text("response") for r in test]
-        base_path = ctx.resolve_model(ctx.recipe.train.base)
-        results: dict[str, Any] = {"n_test": len(texts), "suites": {}}
         train = ctx.store.read_json("train", "metrics.json")
-        if train.get("task") == "classification":
-            results["suites"]["classification"] = evaluate_classification(
-                test,
-                base_path,
-                ctx.store.path("train", "adapter"),
-                train["labels"],
-                ctx.recipe.seed,
+        task = "classification" if train.get("task") == "classification" else "causal"
+        names, skipped = requested(recipe, task)
+        inputs = EvalInputs(recipe=recipe, test=test, labels=train.get("labels", []))
+        if {"generation", "rules"} & set(names):
+            inputs.prompt_source, inputs.prompts = eval_prompts(
+                recipe, test, cfg.generation_samples
             )
-        elif "perplexity" in cfg.suites:
-            base, tokenizer = load_causal_lm(base_path, dtype="float32")
-            base_ppl = PerplexityScorer(base, tokenizer).corpus_perplexity(texts)
-            tuned, tokenizer = load_tuned(base_path, ctx.store.path("train", "adapter"))
-            tuned.to(pick_device())
-            tuned_ppl = PerplexityScorer(tuned, tokenizer).corpus_perplexity(texts)
-            results["suites"]["perplexity"] = {
-                "base": round(base_ppl, 3),
-                "tuned": round(tuned_ppl, 3),
-                "change_pct": round(100 * (tuned_ppl - base_ppl) / base_ppl, 2),
-            }
+        quantized = "not applicable to classifiers"
+        if task == "classification":
+            variants = classification_variants(ctx, inputs.labels)
+        else:
+            variants, quantized = causal_variants(ctx)
+        columns: dict[str, Columns] = {name: {} for name in names}
+        for variant in variants:
+            model, tokenizer = variant.load()
+            for name in names:
+                ctx.log(f"evaluate: {name} on {variant.name}")
+                columns[name][variant.name] = SUITES.get(name).measure(
+                    model, tokenizer, inputs, variant.name
+                )
+            del model
+            gc.collect()
+        results: dict[str, Any] = {
+            "n_test": len(test),
+            "models": {v.name: v.source for v in variants},
+            "quantized": quantized,
+            "suites": {n: SUITES.get(n).summarize(columns[n], inputs) for n in names},
+            "skipped": skipped,
+        }
         ctx.store.write_json(self.name, "metrics.json", results)
-        return {"records_in": len(test), "records_out": len(test), **results["suites"]}
+        shown = {
+            n: {k: v for k, v in s.items() if k != "samples"} for n, s in results["suites"].items()
+        }
+        return {"records_in": len(test), "records_out": len(test), **shown}

@@ -1,0 +1,113 @@
+"""The models compared side by side: base, tuned and, once the export stage has quantized
+the merged model (``export/quantize.json``), quantized.
+
+Each variant is a loader, so the stage holds one model in memory at a time. The quantized
+column appears on the first evaluation after ``export`` (``synthtune evaluate RECIPE --force``
+once export has run, as evaluate comes first in the pipeline); ``quantized_status`` says why
+it is absent otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthtune.context import StageContext
+from synthtune.models import load_causal_lm, load_sequence_classifier, pick_device
+
+Loaded = tuple[Any, Any]  # (model, tokenizer)
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    name: str
+    source: str  # where it comes from, for metrics.json
+    load: Callable[[], Loaded]
+
+
+def load_tuned(base_path: str, tuned_dir: Path) -> Loaded:
+    """base + adapter when ``tuned_dir`` holds a peft adapter, else a full model folder."""
+    if (tuned_dir / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        model, tokenizer = load_causal_lm(base_path, dtype="float32")
+        return PeftModel.from_pretrained(model, str(tuned_dir)).eval(), tokenizer
+    return load_causal_lm(str(tuned_dir), dtype="float32")
+
+
+def load_quantized(report: dict[str, Any], fp32_dir: Path) -> Loaded:
+    """The model ``export/quantize.json`` describes. CPU int8 state dicts are restored the
+    way they were saved: fp32 folder, the same backend, then the saved int8 weights."""
+    path = Path(report["path"])
+    if report["device"] == "cuda":
+        return load_causal_lm(str(path), device_map={"": 0})
+    from synthtune.export.quantize import INT8_CPU
+
+    model, tokenizer = load_causal_lm(str(fp32_dir), device=torch.device("cpu"), dtype="float32")
+    model = INT8_CPU.get(report["backend"])(model)
+    # weights_only=False: packed int8 params are not plain tensors; the file is this run's own
+    state = torch.load(path / "int8_state_dict.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(state)
+    return model.eval(), tokenizer
+
+
+def quantized_status(ctx: StageContext) -> tuple[dict[str, Any] | None, str]:
+    """``(report, why)``: the quantize report when its model can be loaded here, else None."""
+    report_path = ctx.store.path("export", "quantize.json")
+    if not report_path.exists():
+        return None, "no export/quantize.json yet (set export.quantize, run export, re-evaluate)"
+    report = ctx.store.read_json("export", "quantize.json")
+    if "skipped" in report:
+        return None, f"quantization was skipped: {report['skipped']}"
+    if report.get("device") == "cuda" and not torch.cuda.is_available():
+        return None, f"{report['backend']} needs a CUDA device"
+    return report, f"{report['mode']} via {report['backend']} ({report['device']})"
+
+
+def causal_variants(ctx: StageContext) -> tuple[list[ModelVariant], str]:
+    base_path = ctx.resolve_model(ctx.recipe.train.base)
+    tuned_dir = ctx.store.path("train", "adapter")
+
+    def tuned() -> Loaded:
+        model, tokenizer = load_tuned(base_path, tuned_dir)
+        return model.to(pick_device()), tokenizer
+
+    variants = [
+        ModelVariant("base", base_path, lambda: load_causal_lm(base_path, dtype="float32")),
+        ModelVariant("tuned", str(tuned_dir), tuned),
+    ]
+    report, why = quantized_status(ctx)
+    if report is not None:
+        fp32_dir = ctx.store.path("export", "model")
+        variants.append(
+            ModelVariant("quantized", report["path"], lambda: load_quantized(report, fp32_dir))
+        )
+    return variants, why
+
+
+def classification_variants(ctx: StageContext, labels: list[str]) -> list[ModelVariant]:
+    """Base: the pre-trained model with a fresh head seeded like training's (chance level)."""
+    base_path = ctx.resolve_model(ctx.recipe.train.base)
+    tuned_dir = ctx.store.path("train", "adapter")
+    seed = ctx.recipe.seed
+
+    def base() -> Loaded:
+        torch.manual_seed(seed)
+        return load_sequence_classifier(base_path, labels)
+
+    def tuned() -> Loaded:
+        if not (tuned_dir / "adapter_config.json").exists():
+            return load_sequence_classifier(str(tuned_dir), labels)
+        from peft import PeftModel
+
+        model, tokenizer = base()
+        return PeftModel.from_pretrained(model, str(tuned_dir)), tokenizer
+
+    return [
+        ModelVariant("base", base_path, base),
+        ModelVariant("tuned", str(tuned_dir), tuned),
+    ]
