@@ -661,6 +661,56 @@ def review_import(
 
 
 @app.command()
+def serve(
+    model_or_run: Annotated[
+        str,
+        typer.Argument(
+            help="Model folder, hub id, or run directory (serves its trained model).",
+            show_default=False,
+        ),
+    ],
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 = any free port).")] = 8000,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option(help="LoRA adapter served as model NAME: NAME=PATH (repeatable)."),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the API key clients must send."),
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Cap (and default) for max_tokens.")] = 256,
+    max_prompt_tokens: Annotated[int, typer.Option(help="Longest prompt, in tokens.")] = 2048,
+    max_concurrent: Annotated[
+        int, typer.Option(help="Requests queued or running at most; more get HTTP 429.")
+    ] = 64,
+) -> None:
+    """Serve a model with an OpenAI-compatible API (/v1/models, chat, completions, SSE)."""
+    _quiet_libraries()
+    from synthtune.serve import ServeLimits, parse_adapters
+    from synthtune.serve import serve as serve_models
+
+    try:
+        serve_models(
+            model_or_run,
+            host,
+            port,
+            parse_adapters(adapter or []),
+            api_key_env,
+            ServeLimits(
+                max_tokens=max_tokens,
+                max_prompt_tokens=max_prompt_tokens,
+                max_concurrent=max_concurrent,
+            ),
+            announce=out.print,
+        )
+    except (SynthtuneError, KeyboardInterrupt) as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
 def schema() -> None:
     """Print the recipe's JSON Schema (for editor completion and validation)."""
     import json

@@ -316,15 +316,49 @@ class TrainConfig(StrictModel):
 
 # --------------------------------------------------------------------------- evaluate/export
 class EvaluateConfig(StrictModel):
-    suites: list[Literal["perplexity"]] = Field(
-        default=["perplexity"], description="Evaluation suites to run."
+    suites: list[Literal["perplexity", "classification", "generation", "rules", "lm_eval"]] = Field(
+        default=["perplexity"],
+        description="Evaluation suites to run (docs/evaluation.md); classification runs "
+        "on its own when train.task is classification.",
     )
     max_samples: int = Field(500, gt=0, description="Test records scored at most.")
+    max_new_tokens: int = Field(
+        64, gt=0, description="generation/rules: new tokens per greedy reply."
+    )
+    generation_samples: int = Field(
+        100, gt=0, description="generation/rules: prompts answered per model at most."
+    )
+    batch_size: int = Field(16, gt=0, description="generation/rules: prompts per generate call.")
+    lm_eval_tasks: list[str] = Field(
+        default_factory=list, description="lm_eval: lm-evaluation-harness task names."
+    )
 
 
 class ExportConfig(StrictModel):
     formats: list[Literal["openai", "alpaca", "sharegpt"]] = Field(
         default=["openai"], description="Dataset export formats."
+    )
+    dataset_files: list[Literal["dataset_info", "save_to_disk", "card"]] = Field(
+        default=["dataset_info", "save_to_disk", "card"],
+        description="Extra dataset exports: a LLaMA-Factory dataset_info.json entry per "
+        "written file, a datasets.save_to_disk folder, a dataset card README.md.",
+    )
+    merge: bool = Field(
+        True, description="Merge a trained LoRA adapter into the base (export/model)."
+    )
+    merge_tolerance: float = Field(
+        1e-4, gt=0, description="Max abs logit diff, merged vs base+adapter, in fp32."
+    )
+    verify_prompts: int = Field(8, gt=0, description="Test prompts the merge check compares.")
+    quantize: Literal["int8", "nf4"] | None = Field(
+        None,
+        description="int8: dynamic int8 on CPU (backend chosen by measurement) or "
+        "bitsandbytes 8-bit on CUDA; nf4: bitsandbytes 4-bit, CUDA only (skipped otherwise).",
+    )
+    latency_prompts: int = Field(8, gt=0, description="Prompts timed for the latency report.")
+    latency_new_tokens: int = Field(32, gt=0, description="New tokens per timed generation.")
+    quality_samples: int = Field(
+        200, gt=0, description="Real test records scored for the perplexity delta."
     )
 
 
