@@ -32,13 +32,15 @@ def build_model(out: Path, hidden: int, layers: int) -> None:
     build_local_tiny(out, texts, texts, cfg, seed=1)
 
 
-def serve(model_dir: str, queue: mp.Queue, stop: mp.Event) -> None:  # type: ignore[type-arg]
+def serve(model_dir: str, max_batch: int, queue: mp.Queue, stop: mp.Event) -> None:  # type: ignore[type-arg]
     """The server in its own process, so clients do not share its GIL."""
     from synthtune.serve import ServeLimits, ServeServer, create_app, load_served_models
     from synthtune.serve.models import ServeSource
 
     models = load_served_models(ServeSource(model_dir, MODEL, {}), device="cpu")
-    app = create_app(models, limits=ServeLimits(max_tokens=256, max_concurrent=256))
+    app = create_app(
+        models, limits=ServeLimits(max_tokens=256, max_concurrent=256, max_batch=max_batch)
+    )
     with ServeServer(app) as server:
         queue.put(server.url)
         stop.wait()
@@ -54,7 +56,6 @@ async def client_loop(
             "messages": [{"role": "user", "content": f"Client {i} asks question {n}: what is a"}],
             "max_tokens": max_tokens,
             "temperature": 0.8,
-            "seed": i * 1000 + n,
         }
         started = time.perf_counter()
         response = await client.post("/chat/completions", json=body)
@@ -89,12 +90,13 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--max-batch", type=int, default=16, help="1 = no batching")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         build_model(Path(tmp), args.hidden, args.layers)
         queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
         stop = mp.Event()
-        server = mp.Process(target=serve, args=(tmp, queue, stop), daemon=True)
+        server = mp.Process(target=serve, args=(tmp, args.max_batch, queue, stop), daemon=True)
         server.start()
         url = queue.get(timeout=120)
         try:
@@ -105,7 +107,7 @@ def main() -> None:
             server.join(timeout=30)
     print(
         f"model: hidden {args.hidden}, {args.layers} layers; {args.max_tokens} new tokens max, "
-        "temperature 0.8"
+        f"temperature 0.8; max_batch {args.max_batch}"
     )
     for label, row in (("1 client", one), (f"{args.clients} clients", many)):
         print(

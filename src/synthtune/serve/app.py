@@ -43,6 +43,9 @@ class ServeLimits(BaseModel):
     max_concurrent: int = Field(
         64, gt=0, description="Requests queued or running at most; more get HTTP 429."
     )
+    max_batch: int = Field(
+        16, gt=0, description="Queued requests generated together at most (1 = no batching)."
+    )
 
 
 class ApiError(Exception):
@@ -109,6 +112,7 @@ def create_app(
     ready = threading.Event()
     admission = _Admission(limits.max_concurrent)
     generator = models.generator
+    generator.max_batch = limits.max_batch
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
