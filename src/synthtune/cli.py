@@ -686,6 +686,9 @@ def serve(
     max_concurrent: Annotated[
         int, typer.Option(help="Requests queued or running at most; more get HTTP 429.")
     ] = 64,
+    max_batch: Annotated[
+        int, typer.Option(help="Queued requests generated together at most (1 = no batching).")
+    ] = 16,
 ) -> None:
     """Serve a model with an OpenAI-compatible API (/v1/models, chat, completions, SSE)."""
     _quiet_libraries()
@@ -703,6 +706,7 @@ def serve(
                 max_tokens=max_tokens,
                 max_prompt_tokens=max_prompt_tokens,
                 max_concurrent=max_concurrent,
+                max_batch=max_batch,
             ),
             announce=out.print,
         )
