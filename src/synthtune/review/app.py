@@ -8,8 +8,6 @@ committed to SQLite the moment it is made (``store.ReviewStore``).
 from __future__ import annotations
 
 import secrets
-import socket
-import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
 
 from synthtune.decisions import Decision, Verdict
+from synthtune.loopback import ThreadedServer
 from synthtune.records import Record
 from synthtune.review.stats import review_stats
 from synthtune.store import ReviewStore, RunStore
@@ -97,38 +96,8 @@ def create_app(
     return app
 
 
-class ReviewServer:
+class ReviewServer(ThreadedServer):
     """Run the app with uvicorn on a socket bound before start (no wait for readiness)."""
-
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        import uvicorn
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(64)
-        self.host, self.port = self.sock.getsockname()[:2]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def serve_forever(self) -> None:
-        self.server.run(sockets=[self.sock])
-
-    def __enter__(self) -> ReviewServer:
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(timeout=10)
-        self.sock.close()
 
 
 def new_token() -> str:

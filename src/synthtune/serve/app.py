@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import socket
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthtune.llm.backends.transformers import render_chat
+from synthtune.loopback import ThreadedServer
 from synthtune.serve.generation import Outcome, SamplingParams
 from synthtune.serve.models import ServedModels
 from synthtune.serve.protocol import (
@@ -228,38 +228,14 @@ def create_app(
     return app
 
 
-class ServeServer:
+class ServeServer(ThreadedServer):
     """uvicorn on a socket bound before start; ``__enter__`` returns once the app is ready."""
 
+    path = "/v1"
+
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        import uvicorn
+        super().__init__(app, host, port, backlog=256, lifespan="on")
 
-        self.app = app
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(256)
-        self.host, self.port = self.sock.getsockname()[:2]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
-
-    def serve_forever(self) -> None:
-        self.server.run(sockets=[self.sock])
-
-    def __enter__(self) -> ServeServer:
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self.thread.start()
+    def wait_ready(self) -> None:
         if not self.app.state.ready.wait(timeout=60):
             raise RuntimeError("server did not start within 60 s")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(timeout=10)
-        self.sock.close()
