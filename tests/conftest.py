@@ -17,6 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "medical-qa"
 
 
+# One epoch on a one-layer local-tiny: the smallest model and training that still run for real.
+TINY_TRAINING = {
+    "train": {"epochs": 1, "batch_size": 8},
+    "local_tiny": {
+        "vocab_size": 400,
+        "hidden_size": 32,
+        "layers": 1,
+        "heads": 2,
+        "pretrain_epochs": 0.2,
+    },
+}
+
+
 def write_recipe(folder: Path, overrides: dict | None = None) -> Path:
     """The demo recipe made small (fast), with optional deep overrides; returns its path."""
     recipe = yaml.safe_load((EXAMPLE / "recipe.yaml").read_text(encoding="utf-8"))
@@ -26,14 +39,7 @@ def write_recipe(folder: Path, overrides: dict | None = None) -> Path:
     (folder / "data" / "real.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     small = {
         "generate": {"n": 48, "flush_every": 8},
-        "train": {"epochs": 1, "batch_size": 8},
-        "local_tiny": {
-            "vocab_size": 400,
-            "hidden_size": 32,
-            "layers": 1,
-            "heads": 2,
-            "pretrain_epochs": 0.2,
-        },
+        **TINY_TRAINING,
         "quality": {"perplexity": {"max": 1e9}},
     }
     for source in (small, overrides or {}):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from synthtune.cli import app
 from synthtune.store import RunStore
-from tests.conftest import ROOT, _merge
+from tests.conftest import ROOT, TINY_TRAINING, _merge
 
 pytestmark = pytest.mark.slow
 
@@ -23,17 +23,7 @@ OMITTED_RULE = {
     "dispute": "rules: contract-dispute-resolution",
     "signature": "rules: contract-signature",
 }
-SMALL = {
-    "generate": {"n": 64},
-    "train": {"epochs": 1, "batch_size": 8},
-    "local_tiny": {
-        "vocab_size": 400,
-        "hidden_size": 32,
-        "layers": 1,
-        "heads": 2,
-        "pretrain_epochs": 0.2,
-    },
-}
+SMALL = {"generate": {"n": 64}, **TINY_TRAINING}
 
 
 @pytest.fixture(scope="module")
