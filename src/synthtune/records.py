@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Role = Literal["system", "user", "assistant"]
 Status = Literal["accepted", "rejected", "pending_review"]
@@ -25,12 +25,49 @@ class Message(BaseModel):
     content: str
 
 
+class Box(BaseModel):
+    """A labelled axis-aligned box in pixels: ``x0 <= x < x1``, ``y0 <= y < y1`` (the PIL
+    ``crop`` convention), so ``mask[y0:y1, x0:x1]`` holds every labelled pixel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    label: str
+    x0: int = Field(ge=0)
+    y0: int = Field(ge=0)
+    x1: int = Field(gt=0)
+    y1: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Box:
+        if self.x1 <= self.x0 or self.y1 <= self.y0:
+            raise ValueError(f"empty box ({self.x0},{self.y0})-({self.x1},{self.y1})")
+        return self
+
+
+class Media(BaseModel):
+    """One media item of a payload. Paths are relative to the run directory (or, for real
+    data, to its data file), so a run folder can move without breaking its records."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["image"] = "image"
+    path: str = Field(description="Image file, relative to the run directory.")
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    boxes: tuple[Box, ...] = ()
+    mask: str | None = Field(None, description="Binary mask image (same size), relative path.")
+
+
 class Payload(BaseModel):
-    """One canonical shape for every task; importers/exporters translate at the edges."""
+    """One canonical shape for every task; importers/exporters translate at the edges.
+
+    An image record is an ordinary payload whose ``media`` holds the image; its caption is
+    the user turn (``input_text()``), its class the ``label``. Text code paths need no case
+    for it: a caption has no assistant reply, so reply-scoring tiers skip it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     messages: list[Message]
     label: str | None = None
+    media: tuple[Media, ...] | None = None
 
     def text(self, part: Literal["response", "prompt", "all"] = "all") -> str:
         """Plain text of the payload; ``response`` = assistant turns (or all text if none)."""
@@ -77,7 +114,11 @@ class Record(BaseModel):
 
 
 def payload_id(payload: Payload) -> str:
-    return content_hash(payload.model_dump(mode="json"))
+    """Content hash of the payload; a payload without media hashes exactly as before media
+    existed (the key is left out, not dumped as null), so text record ids never change."""
+    return content_hash(
+        payload.model_dump(mode="json", exclude={"media"} if payload.media is None else None)
+    )
 
 
 def split_of(record_id: str, seed: int, val_fraction: float, test_fraction: float) -> Split:

@@ -34,6 +34,26 @@ import yaml
 from synthtune.decisions import Decision
 from synthtune.records import Message, Payload, Record
 
+_BOX = pa.struct(
+    [
+        ("label", pa.string()),
+        ("x0", pa.int32()),
+        ("y0", pa.int32()),
+        ("x1", pa.int32()),
+        ("y1", pa.int32()),
+    ]
+)
+_MEDIA = pa.struct(
+    [
+        ("type", pa.string()),
+        ("path", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("boxes", pa.list_(_BOX)),
+        ("mask", pa.string()),
+    ]
+)
+# ``media`` is last and nullable: shards written before it existed read back with None.
 RECORD_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -44,6 +64,7 @@ RECORD_SCHEMA = pa.schema(
         ("label", pa.string()),
         ("lineage", pa.string()),
         ("quality", pa.string()),
+        ("media", pa.list_(_MEDIA)),
     ]
 )
 
@@ -84,6 +105,9 @@ def records_to_table(records: Iterable[Record]) -> pa.Table:
             "label": r.payload.label,
             "lineage": json.dumps(r.lineage, ensure_ascii=False, sort_keys=True),
             "quality": json.dumps(r.quality, ensure_ascii=False, sort_keys=True),
+            "media": None
+            if r.payload.media is None
+            else [m.model_dump(mode="json") for m in r.payload.media],
         }
         for r in records
     ]
@@ -97,7 +121,11 @@ def table_to_records(table: pa.Table) -> list[Record]:
             source=row["source"],
             status=row["status"],
             reasons=row["reasons"] or [],
-            payload=Payload(messages=[Message(**m) for m in row["messages"]], label=row["label"]),
+            payload=Payload(
+                messages=[Message(**m) for m in row["messages"]],
+                label=row["label"],
+                media=row["media"],
+            ),
             lineage=json.loads(row["lineage"]),
             quality=json.loads(row["quality"]),
         )
