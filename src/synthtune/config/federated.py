@@ -1,0 +1,92 @@
+"""Recipe model of ``synthtune federated``: rounds, strategy, clients, privacy."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from synthtune.config.base import RecipePath, StrictModel
+
+
+class PartitionConfig(StrictModel):
+    """Simulation from one dataset (``mix.real``): how its records are dealt to clients."""
+
+    clients: int = Field(3, ge=2, description="Number of simulated clients.")
+    by: str | None = Field(
+        None,
+        description="Non-IID: the slot name (lineage.slots) or 'label' whose values are dealt "
+        "to clients (each value goes to one client); unset: IID (records dealt at random).",
+    )
+
+
+class LocalDPConfig(StrictModel):
+    """Local differential privacy on every client update (Flower's ``LocalDpMod``).
+
+    The update (new minus received adapter) is clipped to ``clipping_norm`` in L2 and
+    Gaussian noise of std ``clipping_norm * sqrt(2 ln(1.25/delta)) / epsilon`` is added
+    (the Gaussian mechanism, sensitivity = the clipping norm). Each round spends
+    (epsilon, delta); the report states the total by basic composition.
+    """
+
+    clipping_norm: float = Field(1.0, gt=0, description="L2 bound of one client's update.")
+    epsilon: float = Field(1.0, gt=0, description="Privacy budget spent per round.")
+    delta: float = Field(1e-5, gt=0, lt=1, description="Failure probability per round.")
+
+
+class FederatedConfig(StrictModel):
+    """Clients tune one adapter together; only adapter weights leave a client."""
+
+    strategy: Literal["fedavg", "fedprox"] = Field(
+        "fedavg", description="Flower aggregation: FedAvg, or FedProx (proximal local loss)."
+    )
+    proximal_mu: float = Field(
+        0.01, ge=0, description="fedprox: weight mu of the (mu/2)||w - w_global||^2 term."
+    )
+    rounds: int = Field(5, ge=1, description="Federated rounds.")
+    local_epochs: float = Field(1.0, gt=0, description="Local epochs per round (E).")
+    min_clients: int = Field(
+        2, ge=1, description="Clients needed to run a round; fewer results fail the round."
+    )
+    wait_for_clients: int | None = Field(
+        None,
+        ge=1,
+        description="Clients to wait for before the first round (default: min_clients); "
+        "later rounds run with whoever of them is still connected (>= min_clients).",
+    )
+    round_timeout: float | None = Field(
+        None, gt=0, description="Seconds a round waits for client results (None: forever)."
+    )
+    address: str = Field("0.0.0.0:9092", description="Server listen address (host:port).")
+    token_env: str | None = Field(
+        None,
+        description="Environment variable holding a shared token: clients sign their "
+        "results with it and the server drops results that are not signed with it.",
+    )
+    tls_certificates: list[RecipePath] | None = Field(
+        None,
+        min_length=3,
+        max_length=3,
+        description="Server TLS: [CA certificate, server certificate, server key] PEM files "
+        "(clients pass the CA with --root-cert).",
+    )
+    local_dp: LocalDPConfig | None = Field(
+        None, description="Local differential privacy on client updates (unset: off)."
+    )
+    clients: list[RecipePath] = Field(
+        default_factory=list,
+        description="Simulation: one data file or folder per client, read with mix.real's "
+        "column mapping (unset: partition mix.real with `partition`).",
+    )
+    partition: PartitionConfig = Field(default_factory=PartitionConfig)
+
+    @model_validator(mode="after")
+    def _enough(self) -> FederatedConfig:
+        if self.wait_for_clients is not None and self.wait_for_clients < self.min_clients:
+            raise ValueError("federated.wait_for_clients must be >= min_clients")
+        if len(self.clients) == 1:
+            raise ValueError("federated.clients: list at least two data sources")
+        return self
+
+    def initial_clients(self) -> int:
+        return self.wait_for_clients or self.min_clients

@@ -1,0 +1,190 @@
+"""The server strategy: Flower's FedAvg / FedProx, wrapped for bookkeeping.
+
+Aggregation is Flower's own (``flwr.server.strategy.FedAvg.aggregate_fit``: the average of
+the clients' adapter arrays weighted by their number of training examples; FedProx aggregates
+the same way and sends ``proximal_mu`` to the clients). :class:`FederationStrategy` delegates
+to it and adds what Flower lacks, written here: waiting for the expected clients before the
+first round, dropping results not signed with the shared token, refusing a round with fewer
+than ``min_clients`` results, a checkpoint of the global adapter after every round, and the
+per-round table (losses, clients, bytes sent) that goes to the run report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flwr.common import (
+    EvaluateIns,
+    EvaluateRes,
+    FitIns,
+    FitRes,
+    Parameters,
+    Scalar,
+    parameters_to_ndarrays,
+)
+from flwr.server.client_manager import ClientManager
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.strategy import FedAvg, FedProx, Strategy
+
+from synthtune.config import FederatedConfig
+from synthtune.federated.params import save_arrays
+from synthtune.federated.privacy import signature_ok
+
+Log = Callable[[str], None]
+
+
+def flower_strategy(
+    cfg: FederatedConfig, initial: Parameters, fit_config: Callable[[int], dict[str, Scalar]]
+) -> FedAvg:
+    """Flower's FedAvg or FedProx over every connected client (fraction 1.0)."""
+    common: dict[str, Any] = {
+        "fraction_fit": 1.0,
+        "fraction_evaluate": 1.0,
+        "min_fit_clients": cfg.min_clients,
+        "min_evaluate_clients": cfg.min_clients,
+        "min_available_clients": cfg.min_clients,
+        "initial_parameters": initial,
+        "on_fit_config_fn": fit_config,
+        "on_evaluate_config_fn": fit_config,
+        "accept_failures": True,
+    }
+    if cfg.strategy == "fedprox":
+        return FedProx(proximal_mu=cfg.proximal_mu, **common)
+    return FedAvg(**common)
+
+
+def parameter_bytes(parameters: Parameters) -> int:
+    """Bytes of the serialised arrays, what a message carries besides small headers."""
+    return sum(len(t) for t in parameters.tensors)
+
+
+class FederationStrategy(Strategy):
+    """Delegates to ``inner``; keeps the round table and checkpoints (module docstring).
+
+    ``first_round`` offsets Flower's round numbers (which restart at 1) so a resumed
+    federation continues its numbering; ``full_bytes`` is what one full fine-tuning update
+    of the base would weigh, for the bytes comparison.
+    """
+
+    def __init__(
+        self,
+        inner: FedAvg,
+        cfg: FederatedConfig,
+        checkpoints: Path,
+        first_round: int,
+        full_bytes: int,
+        token: str | None = None,
+        log: Log = print,
+        on_round: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.cfg = cfg
+        self.checkpoints = checkpoints
+        self.offset = first_round - 1
+        self.full_bytes = full_bytes
+        self.token = token
+        self.log = log
+        self.on_round = on_round
+        self.rounds: list[dict[str, Any]] = []
+        self._started = time.perf_counter()
+
+    def _row(self, server_round: int) -> dict[str, Any]:
+        number = server_round + self.offset
+        if not self.rounds or self.rounds[-1]["round"] != number:
+            self.rounds.append({"round": number})
+        return self.rounds[-1]
+
+    # ---- delegated
+    def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
+        return self.inner.initialize_parameters(client_manager)
+
+    def evaluate(
+        self, server_round: int, parameters: Parameters
+    ) -> tuple[float, dict[str, Scalar]] | None:
+        return self.inner.evaluate(server_round, parameters)
+
+    # ---- fit
+    def configure_fit(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, FitIns]]:
+        if server_round == 1:
+            wanted = self.cfg.initial_clients()
+            self.log(f"federated: waiting for {wanted} clients")
+            client_manager.wait_for(wanted, timeout=int(self.cfg.round_timeout or 86400))
+        self._started = time.perf_counter()
+        instructions = self.inner.configure_fit(server_round, parameters, client_manager)
+        row = self._row(server_round)
+        row["clients_sampled"] = len(instructions)
+        row["bytes_down"] = parameter_bytes(parameters) * len(instructions)
+        return instructions
+
+    def aggregate_fit(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        number = server_round + self.offset
+        signed = [
+            (proxy, res)
+            for proxy, res in results
+            if self.token is None or signature_ok(self.token, number, res.metrics)
+        ]
+        row = self._row(server_round)
+        row.update(
+            {
+                "clients_ok": len(signed),
+                "clients_failed": len(failures),
+                "clients_rejected": len(results) - len(signed),
+                "bytes_up": sum(parameter_bytes(res.parameters) for _, res in signed),
+                "adapter_bytes": parameter_bytes(signed[0][1].parameters) if signed else 0,
+                "full_ft_bytes": self.full_bytes,
+                "examples": sum(res.num_examples for _, res in signed),
+            }
+        )
+        if len(signed) < self.cfg.min_clients:
+            self.log(
+                f"[yellow]federated: round {number} got {len(signed)} usable results, "
+                f"fewer than min_clients={self.cfg.min_clients}; the global adapter is kept[/]"
+            )
+            row["aggregated"] = False
+            return None, {}
+        parameters, metrics = self.inner.aggregate_fit(server_round, signed, failures)
+        losses = [(res.num_examples, res.metrics.get("train_loss")) for _, res in signed]
+        known = [(n, float(v)) for n, v in losses if isinstance(v, int | float)]
+        if known:
+            row["train_loss"] = sum(n * v for n, v in known) / sum(n for n, _ in known)
+        row["aggregated"] = parameters is not None
+        if parameters is not None:
+            save_arrays(
+                self.checkpoints / f"round-{number:03d}.npz",
+                parameters_to_ndarrays(parameters),
+                {"round": number, "clients": len(signed), "examples": row["examples"]},
+            )
+        return parameters, metrics
+
+    # ---- evaluate (every client scores the global adapter on its own val split)
+    def configure_evaluate(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, EvaluateIns]]:
+        return self.inner.configure_evaluate(server_round, parameters, client_manager)
+
+    def aggregate_evaluate(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, EvaluateRes]],
+        failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
+    ) -> tuple[float | None, dict[str, Scalar]]:
+        loss, metrics = self.inner.aggregate_evaluate(server_round, results, failures)
+        row = self._row(server_round)
+        row["val_loss"] = loss
+        row["val_count"] = sum(res.num_examples for _, res in results)
+        row["seconds"] = round(time.perf_counter() - self._started, 2)
+        if loss is not None:
+            self.log(f"federated: round {row['round']} union val loss {loss:.4f}")
+        if self.on_round is not None:
+            self.on_round(self.rounds)
+        return loss, metrics
