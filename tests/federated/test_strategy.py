@@ -1,0 +1,65 @@
+"""The server strategy: Flower's FedAvg gives the examples-weighted mean of the adapters,
+checked against a hand-computed average; unsigned results and thin rounds are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+
+from synthtune.config import FederatedConfig
+from synthtune.federated.privacy import sign
+from synthtune.federated.server import latest_checkpoint
+from synthtune.federated.strategy import FederationStrategy, flower_strategy
+
+UPDATES = [  # (arrays, examples) of three clients
+    ([np.array([[1.0, 2.0]]), np.array([3.0])], 10),
+    ([np.array([[4.0, 0.0]]), np.array([-1.0])], 30),
+    ([np.array([[0.0, 8.0]]), np.array([5.0])], 60),
+]
+
+
+def _fit_res(arrays: list[np.ndarray], examples: int, metrics: dict | None = None) -> FitRes:
+    return FitRes(
+        Status(Code.OK, ""),
+        ndarrays_to_parameters(arrays),
+        examples,
+        {"train_examples": examples, "train_loss": 2.0, **(metrics or {})},
+    )
+
+
+def _strategy(tmp_path: Path, cfg: FederatedConfig, token: str | None = None):
+    start = ndarrays_to_parameters([np.zeros((1, 2)), np.zeros(1)])
+    inner = flower_strategy(cfg, start, lambda r: {"round": r})
+    return FederationStrategy(inner, cfg, tmp_path / "global", 1, 1000, token, log=lambda m: None)
+
+
+@pytest.mark.parametrize("kind", ["fedavg", "fedprox"])
+def test_aggregate_is_the_examples_weighted_average(tmp_path: Path, kind: str) -> None:
+    strategy = _strategy(tmp_path, FederatedConfig(strategy=kind))
+    results = [(object(), _fit_res(a, n)) for a, n in UPDATES]
+    parameters, _ = strategy.aggregate_fit(1, results, [])  # type: ignore[arg-type]
+    assert parameters is not None
+    got = parameters_to_ndarrays(parameters)
+    # by hand: (10 * x1 + 30 * x2 + 60 * x3) / 100
+    assert np.allclose(got[0], [[(10 * 1 + 30 * 4 + 60 * 0) / 100, (10 * 2 + 60 * 8) / 100]])
+    assert np.allclose(got[1], [(10 * 3 - 30 * 1 + 60 * 5) / 100])
+    row = strategy.rounds[0]
+    assert row["examples"] == 100 and row["clients_ok"] == 3 and row["aggregated"]
+    assert row["bytes_up"] == 3 * row["adapter_bytes"] > 0
+    done, arrays = latest_checkpoint(tmp_path / "global")
+    assert done == 1 and arrays is not None and np.allclose(arrays[1], got[1])
+
+
+def test_unsigned_results_are_dropped_and_a_thin_round_keeps_the_adapter(tmp_path: Path) -> None:
+    strategy = _strategy(tmp_path, FederatedConfig(min_clients=2), token="s3cret")
+    good = _fit_res(*UPDATES[0], {"signature": sign("s3cret", 1, 10)})
+    forged = _fit_res(*UPDATES[1], {"signature": sign("guess", 1, 30)})
+    unsigned = _fit_res(*UPDATES[2])
+    results = [(object(), good), (object(), forged), (object(), unsigned)]
+    parameters, _ = strategy.aggregate_fit(1, results, [])  # type: ignore[arg-type]
+    assert parameters is None  # one signed result < min_clients: no new global adapter
+    assert strategy.rounds[0]["clients_rejected"] == 2
+    assert latest_checkpoint(tmp_path / "global") == (0, None)
