@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from synthtune.decisions import Decision
+from synthtune.errors import StageError
 from synthtune.records import Message, Payload, Record
 
 _BOX = pa.struct(
@@ -92,6 +93,23 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, value: Any) -> None:
     atomic_write_text(path, json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True))
+
+
+class UnsafeMediaPath(StageError):
+    """A media path that is absolute or leaves its folder (``..``, a symlink out)."""
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """``root / relative``, refusing anything that would land outside ``root``: media paths
+    come from record files, which a user may edit or import, so they are not trusted."""
+    candidate = Path(relative)
+    if not relative or candidate.is_absolute() or ".." in candidate.parts:
+        raise UnsafeMediaPath(f"media path {relative!r} must be relative, without '..'")
+    base = root.resolve()
+    resolved = (base / candidate).resolve()
+    if not resolved.is_relative_to(base):
+        raise UnsafeMediaPath(f"media path {relative!r} leaves {base}")
+    return resolved
 
 
 def records_to_table(records: Iterable[Record]) -> pa.Table:
@@ -182,6 +200,19 @@ class RunStore:
         for path in self.shard_paths(stage):
             out.extend(read_records(path))
         return out
+
+    # ---- media files (content-addressed, relative to the run directory)
+    def media_path(self, relative: str) -> Path:
+        """The file a record's media path names (see :func:`resolve_inside`)."""
+        return resolve_inside(self.root, relative)
+
+    def write_media(self, relative: str, data: bytes) -> Path:
+        """Write a media file atomically, before any record that names it is flushed; a
+        name that exists already holds the same bytes (names are content hashes)."""
+        path = self.media_path(relative)
+        if not path.exists():
+            atomic_write_bytes(path, data)
+        return path
 
     # ---- named tables
     def write_table(self, stage: str, name: str, records: list[Record]) -> Path:

@@ -1,9 +1,12 @@
-"""Feature spaces: texts -> vectors, and records -> per-record scalar features.
+"""Feature spaces: records -> vectors, and records -> per-record scalar features.
 
-A feature space is fitted once on the reference (real) texts and then only transforms, so
-vectors of different rounds live in one fixed space and their distances are comparable. Two
-spaces are registered: ``embedding`` (a sentence-transformers model) and ``tfidf`` (no model:
-hashed character n-grams, which work for any script, Chinese included).
+A feature space is fitted once on the reference (real) records and then only transforms, so
+vectors of different rounds live in one fixed space and their distances are comparable.
+Text spaces read ``payload.text(view)``: ``embedding`` (a sentence-transformers model) and
+``tfidf`` (no model: hashed character n-grams, which work for any script, Chinese included).
+Image spaces read each record's first image: ``clip`` (a CLIP checkpoint's image tower) and
+``pixels`` (pixel statistics, no model). What a space reads is its ``inputs`` method, so the
+distances, clusters and schedule downstream never know which kind it is.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -26,20 +30,36 @@ from synthtune.textsim import tokens
 
 
 class TextFeatures(Protocol):
-    """A text feature space: ``fit`` on the reference texts once, then ``transform`` any texts
-    to float32 vectors of shape (n, d), with d fixed by the fit."""
+    """A feature space: ``inputs`` turns records into what the space reads (texts, image
+    paths), ``fit`` on the reference inputs once, then ``transform`` any inputs to float32
+    vectors of shape (n, d), with d fixed by the fit."""
 
     name: str
 
-    def fit(self, reference_texts: Sequence[str]) -> Self: ...
+    @classmethod
+    def from_config(cls, cfg: Any, seed: int, media_root: Path | None = None) -> Self:
+        """Build from ``mix.features`` (``media_root``: the run folder, for image paths)."""
+        ...
 
-    def transform(self, texts: Sequence[str]) -> np.ndarray: ...
+    def inputs(self, records: Sequence[Record], view: View) -> list[Any]: ...
+
+    def fit(self, reference_texts: Sequence[Any]) -> Self: ...
+
+    def transform(self, texts: Sequence[Any]) -> np.ndarray: ...
 
 
-FEATURE_SPACES: Registry[Callable[..., TextFeatures]] = Registry("feature space")
+View = Literal["all", "response", "prompt"]
+FEATURE_SPACES: Registry[type[TextFeatures]] = Registry("feature space")
 
 
-class EmbeddingFeatures:
+class TextInputs:
+    """Text spaces read ``payload.text(view)``."""
+
+    def inputs(self, records: Sequence[Record], view: View) -> list[str]:
+        return [r.payload.text(view) for r in records]
+
+
+class EmbeddingFeatures(TextInputs):
     """Unit-length sentence embeddings; the model is the space, so ``fit`` does nothing."""
 
     name = "embedding"
@@ -47,6 +67,10 @@ class EmbeddingFeatures:
     def __init__(self, model: str = "all-MiniLM-L6-v2", batch_size: int = 64) -> None:
         self.model = model
         self.batch_size = batch_size
+
+    @classmethod
+    def from_config(cls, cfg: Any, seed: int, media_root: Path | None = None) -> Self:
+        return cls(model=cfg.model)
 
     def fit(self, reference_texts: Sequence[str]) -> Self:
         return self
@@ -57,7 +81,7 @@ class EmbeddingFeatures:
         )
 
 
-class HashedTfidfFeatures:
+class HashedTfidfFeatures(TextInputs):
     """Character n-gram TF-IDF reduced by SVD, fitted on the reference texts (LSA).
 
     ``char_wb`` n-grams need no tokenizer, so Chinese (no spaces) works as well as English;
@@ -100,6 +124,10 @@ class HashedTfidfFeatures:
         self.columns = np.zeros(0, dtype=np.int64)
         self.dims = 0
         self._fitted_rows = 0
+
+    @classmethod
+    def from_config(cls, cfg: Any, seed: int, media_root: Path | None = None) -> Self:
+        return cls(components=cfg.components, seed=seed)
 
     def fit(self, reference_texts: Sequence[str]) -> Self:
         counts = self.hasher.transform(list(reference_texts))
@@ -148,8 +176,90 @@ class HashedTfidfFeatures:
         return np.hstack([reduced, residual[:, None]]).astype(np.float32)
 
 
+class ImageFeatures:
+    """An image space: each record's first image through ``embed`` (images -> (n, d)).
+
+    Relative media paths resolve inside ``media_root`` (the run directory; never outside it,
+    see ``store.resolve_inside``); absolute ones are real data named by the recipe. Images
+    are read per batch, so a large pool need not fit in memory. The embedding function is
+    the space, so ``fit`` does nothing.
+    """
+
+    name = "image"
+
+    def __init__(
+        self,
+        embed: Callable[[list[Any]], np.ndarray],
+        media_root: Path | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        self.embed = embed
+        self.media_root = media_root
+        self.batch_size = batch_size
+
+    def inputs(self, records: Sequence[Record], view: View) -> list[Path]:
+        from synthtune.store import resolve_inside
+
+        paths = []
+        for record in records:
+            if not record.payload.media:
+                raise StageError(
+                    f"record {record.id} has no image: the {self.name} feature space "
+                    "(mix.features.space) compares image records; use tfidf or embedding"
+                )
+            path = Path(record.payload.media[0].path)
+            if not path.is_absolute():
+                if self.media_root is None:
+                    raise StageError(f"record {record.id}: relative image path, no run folder")
+                path = resolve_inside(self.media_root, str(path))
+            paths.append(path)
+        return paths
+
+    def fit(self, reference: Sequence[Path]) -> Self:
+        return self
+
+    def transform(self, paths: Sequence[Path]) -> np.ndarray:
+        from PIL import Image
+
+        out = []
+        for start in range(0, len(paths), self.batch_size):
+            images = []
+            for path in paths[start : start + self.batch_size]:
+                with Image.open(path) as image:
+                    images.append(image.convert("RGB"))
+            out.append(np.asarray(self.embed(images), dtype=np.float32))
+        return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+class ClipImageFeatures(ImageFeatures):
+    """Unit-length image embeddings of a CLIP checkpoint (``mix.features.model``: an id or
+    folder, e.g. the fine-tuned model)."""
+
+    name = "clip"
+
+    @classmethod
+    def from_config(cls, cfg: Any, seed: int, media_root: Path | None = None) -> Self:
+        from synthtune.vision.embed import clip_embedder
+
+        return cls(clip_embedder(cfg.model).images, media_root)
+
+
+class PixelFeatures(ImageFeatures):
+    """Pixel statistics (``vision.embed.pixel_statistics``): no model, offline, fast."""
+
+    name = "pixels"
+
+    @classmethod
+    def from_config(cls, cfg: Any, seed: int, media_root: Path | None = None) -> Self:
+        from synthtune.vision.embed import pixel_statistics
+
+        return cls(pixel_statistics, media_root)
+
+
 FEATURE_SPACES.register("embedding", EmbeddingFeatures)
 FEATURE_SPACES.register("tfidf", HashedTfidfFeatures)
+FEATURE_SPACES.register("clip", ClipImageFeatures)
+FEATURE_SPACES.register("pixels", PixelFeatures)
 
 
 @dataclass

@@ -9,6 +9,7 @@ comparable. Vectors are cached by record id: a pool that grows by a round is emb
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -44,16 +45,20 @@ def real_train(recipe: Recipe) -> list[Record]:
     ]
 
 
-def make_space(mix: MixConfig, seed: int) -> TextFeatures:
-    cfg = mix.features
-    factory = FEATURE_SPACES.get(cfg.space)
-    if cfg.space == "embedding":
-        return factory(model=cfg.model)
-    return factory(components=cfg.components, seed=seed)
+def make_space(mix: MixConfig, seed: int, media_root: Path | None = None) -> TextFeatures:
+    """The configured space; ``media_root`` (the run folder) resolves relative image paths."""
+    return FEATURE_SPACES.get(mix.features.space).from_config(mix.features, seed, media_root)
 
 
 class DistributionProbe:
-    def __init__(self, real: list[Record], mix: MixConfig, seed: int, domains: Any = None):
+    def __init__(
+        self,
+        real: list[Record],
+        mix: MixConfig,
+        seed: int,
+        domains: Any = None,
+        media_root: Path | None = None,
+    ):
         # Compare replies with replies: real text-only records are all reply, and for
         # question/answer data the prompt wording and system turns of a template would put
         # every synthetic record off the real manifold.
@@ -61,11 +66,11 @@ class DistributionProbe:
         # A space fitted on some rows sits closer to them than to any new text; fitting it on
         # one half of the real rows and measuring against the other keeps identical data at ~0.
         fit_rows, real = (real[::2], real[1::2]) if len(real) >= 4 * MIN_ROWS else (real, real)
-        texts = [r.payload.text(self.view) for r in real]
         self.mix = mix
         self.real = real
-        self.space = make_space(mix, seed).fit([r.payload.text(self.view) for r in fit_rows])
-        self.real_vectors = self.space.transform(texts)
+        space = make_space(mix, seed, media_root)
+        self.space = space.fit(space.inputs(fit_rows, self.view))
+        self.real_vectors = self.space.transform(self.space.inputs(real, self.view))
         self.clusters = ClusterCoverage(k=mix.schedule.clusters, seed=seed).fit(self.real_vectors)
         # The real data's support, as a union of k-NN balls (Kynkaanniemi et al. 2019,
         # "Improved precision and recall"): a vector is on the real manifold when it lies
@@ -94,7 +99,7 @@ class DistributionProbe:
     def vectors(self, records: list[Record]) -> np.ndarray:
         missing = [r for r in records if r.id not in self._cache]
         if missing:
-            fresh = self.space.transform([r.payload.text(self.view) for r in missing])
+            fresh = self.space.transform(self.space.inputs(missing, self.view))
             self._cache.update({r.id: v for r, v in zip(missing, fresh, strict=True)})
         if not records:
             return np.zeros((0, self.real_vectors.shape[1]), dtype=np.float32)

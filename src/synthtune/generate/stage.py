@@ -48,7 +48,9 @@ def to_records(
             **({"edge_case": item.edge_case} if item.edge_case else {}),
             **output.lineage,
         }
-        payload = Payload.model_validate({"messages": output.messages, "label": output.label})
+        payload = Payload.model_validate(
+            {"messages": output.messages, "label": output.label, "media": output.media}
+        )
         record = Record.create("synthetic", payload, lineage=lineage)
         if output.error is not None:
             record.reject(output.error if ":" in output.error else f"generate: {output.error}")
@@ -144,6 +146,9 @@ class GenerateStage:
             for start in range(0, len(todo), size):
                 batch = todo[start : start + size]
                 outputs = strategy.run(batch, engine)
+                for output in (o for outs in outputs for o in outs):
+                    for relative, data in output.files.items():
+                        ctx.store.write_media(relative, data)
                 records = [
                     r
                     for item, outs in zip(batch, outputs, strict=True)

@@ -91,7 +91,9 @@ class MixStage:
         if not pool:
             ctx.log("[yellow]mix: no accepted synthetic records to inject[/]")
             return [], {"stopped": "no synthetic records", "rounds": []}
-        probe = DistributionProbe(real_train, mix, recipe.seed, declared_domains(recipe))
+        probe = DistributionProbe(
+            real_train, mix, recipe.seed, declared_domains(recipe), media_root=ctx.store.root
+        )
         with ctx.progress("mix: rounds", mix.schedule.max_rounds + 1) as advance:
 
             def measure(indices: np.ndarray) -> dict[str, Any]:

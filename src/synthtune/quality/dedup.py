@@ -26,6 +26,14 @@ def normalise(text: str) -> str:
     return _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
+def content_text(record: Record) -> str:
+    """What exact dedup compares: the text, plus the media file names when there are any
+    (content hashes, see ``generate.strategies.image``): one caption on two images is not
+    a duplicate, one image twice with one caption is."""
+    paths = [m.path for m in record.payload.media or ()]
+    return "\n".join([record.payload.text("all"), *paths])
+
+
 def exact_clusters(texts: Sequence[str]) -> list[list[int]]:
     groups: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
@@ -33,7 +41,7 @@ def exact_clusters(texts: Sequence[str]) -> list[list[int]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
-class _UnionFind:
+class UnionFind:
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
 
@@ -75,7 +83,7 @@ def minhash_clusters(
             unique[i] = np.unique(hashes[offsets[i] : offsets[i + 1]])
         return unique[i]
 
-    uf = _UnionFind(len(norm))
+    uf = UnionFind(len(norm))
     for i, j in minhash.band_candidates(sig, bands, rows):
         a, b = shingle_set(i), shingle_set(j)
         shared = len(np.intersect1d(a, b, assume_unique=True))
@@ -87,7 +95,7 @@ def minhash_clusters(
 def embedding_clusters(vectors: np.ndarray, threshold: float, block: int = 2048) -> list[list[int]]:
     """Clusters of rows whose cosine similarity is at least ``threshold`` (blocked matmul)."""
     unit = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
-    uf = _UnionFind(len(unit))
+    uf = UnionFind(len(unit))
     for start in range(0, len(unit), block):
         sims = unit[start : start + block] @ unit.T
         rows, cols = np.nonzero(sims >= threshold)

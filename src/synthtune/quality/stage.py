@@ -1,6 +1,7 @@
 """Quality stage: tiers run cheap to costly on the records still accepted; rejects keep reasons.
 
-Order: heuristics -> dedup (exact, MinHash, embeddings) -> decontamination -> fluency
+Order: heuristics -> image checks (records with images: exposure, pHash, caption; see
+``quality.images``) -> dedup (exact, MinHash, embeddings) -> decontamination -> fluency
 (optional n-gram first pass, then perplexity) -> logic (rules) -> LLM judge. Each tier scores
 the records still accepted and writes its result on them; rules are checked on every record
 with a reply (cheap, and the report shows every failure). A stratified sample of the survivors
@@ -15,8 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from synthtune.config import Recipe
+from synthtune.config.generate import IMAGE_BACKENDS
 from synthtune.context import StageContext
 from synthtune.llm.cache import ResponseCache
 from synthtune.llm.engine import GenerationEngine
@@ -51,19 +54,36 @@ def heuristics_tier(ctx: StageContext, records: list[Record]) -> None:
             record.reject(reason)
 
 
+def _text_only(records: list[Record]) -> list[Record]:
+    """Accepted records whose content is their text: records with media are compared by
+    their media (exact: the content-addressed file; near: the image tier's perceptual hash),
+    since many images share one caption."""
+    return [r for r in _accepted(records) if not r.payload.media]
+
+
+def image_tier(ctx: StageContext, records: list[Record]) -> None:
+    from synthtune.quality.images import check_images  # the image stack, image runs only
+
+    def load(relative: str) -> Image.Image:
+        with Image.open(ctx.store.media_path(relative)) as image:
+            return image.convert("RGB")
+
+    check_images(records, load, ctx.recipe.quality.image)
+
+
 def dedup_tier(ctx: StageContext, records: list[Record]) -> None:
     cfg = ctx.recipe.quality.dedup
     pool = _accepted(records)
-    texts = [r.payload.text("all") for r in pool]
     if cfg.exact:
-        dedup.keep_best(pool, dedup.exact_clusters(texts), "exact", dedup.preference)
+        keys = [dedup.content_text(r) for r in pool]
+        dedup.keep_best(pool, dedup.exact_clusters(keys), "exact", dedup.preference)
     if cfg.minhash_threshold is not None:
-        pool = _accepted(records)
+        pool = _text_only(records)
         texts = [r.payload.text("all") for r in pool]
         clusters = dedup.minhash_clusters(texts, cfg.minhash_threshold, cfg.num_perm, cfg.shingle)
         dedup.keep_best(pool, clusters, "near", dedup.preference)
     if cfg.embedding is not None:
-        pool = _accepted(records)
+        pool = _text_only(records)
         vectors = dedup.embed_texts(
             [r.payload.text("all") for r in pool], cfg.embedding.model, cfg.embedding.batch_size
         )
@@ -167,6 +187,7 @@ def enabled_tiers(recipe: Recipe) -> list[tuple[str, Tier]]:
     dedup_on = q.dedup.exact or q.dedup.minhash_threshold is not None or q.dedup.embedding
     candidates: list[tuple[str, bool, Tier]] = [
         ("heuristics", q.heuristics.enabled, heuristics_tier),
+        ("image", q.image.enabled and recipe.generate.backend.type in IMAGE_BACKENDS, image_tier),
         ("dedup", bool(dedup_on), dedup_tier),
         ("decontam", q.decontam.enabled and recipe.mix.real is not None, decontam_tier),
         ("fluency", q.perplexity.enabled, fluency_tier),

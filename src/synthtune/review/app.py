@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, ValidationError
 
 from synthtune.decisions import Decision, Verdict
 from synthtune.loopback import ThreadedServer
 from synthtune.records import Record
 from synthtune.review.stats import review_stats
-from synthtune.store import ReviewStore, RunStore
+from synthtune.store import ReviewStore, RunStore, UnsafeMediaPath
 
 
 class DecisionIn(BaseModel):
@@ -33,6 +33,15 @@ class DecisionIn(BaseModel):
 def sampled_records(run_dir: Path) -> list[Record]:
     records = RunStore(run_dir).read_table("quality", "dataset")
     return [r for r in records if r.quality.get("review", {}).get("sampled")]
+
+
+def media_files(records: list[Record]) -> set[str]:
+    """Every image and mask path the sampled records name: all the app will ever serve."""
+    paths: set[str] = set()
+    for record in records:
+        for item in record.payload.media or ():
+            paths.update(p for p in (item.path, item.mask) if p)
+    return paths
 
 
 def _item(record: Record, decision: Decision | None) -> dict[str, Any]:
@@ -50,6 +59,8 @@ def _item(record: Record, decision: Decision | None) -> dict[str, Any]:
         "perplexity": record.quality.get("perplexity"),
         "rules": [o for o in record.quality.get("rules", []) if o.get("applicable")],
         "judge": record.quality.get("judge"),
+        "image_checks": record.quality.get("image"),
+        "media": [m.model_dump(mode="json") for m in record.payload.media or ()],
         "decision": decision.model_dump() if decision else None,
     }
 
@@ -61,6 +72,7 @@ def create_app(
     store = ReviewStore(run_dir)
     items = sampled_records(run_dir)
     by_id = {r.id: r for r in items}
+    servable = media_files(items)
     app = FastAPI(title="synthtune review", docs_url=None, redoc_url=None, openapi_url=None)
 
     def authorised(request: Request) -> None:
@@ -76,6 +88,20 @@ def create_app(
     def list_items() -> list[dict[str, Any]]:
         decisions = store.all()
         return [_item(r, decisions.get(r.id)) for r in items]
+
+    @app.get("/media/{relative:path}", dependencies=[Depends(authorised)])
+    def media(relative: str) -> FileResponse:
+        """An image of a sampled record: only names those records carry, and only inside the
+        run directory (``store.resolve_inside``): anything else is 404, never read."""
+        if relative not in servable:
+            raise HTTPException(status_code=404, detail="no such media in the review sample")
+        try:
+            path = RunStore(run_dir).media_path(relative)
+        except UnsafeMediaPath:
+            raise HTTPException(status_code=404, detail="no such media") from None
+        if not path.is_file():
+            raise HTTPException(status_code=404, detail="media file missing")
+        return FileResponse(path, media_type="image/png" if path.suffix == ".png" else None)
 
     @app.post("/api/decisions", dependencies=[Depends(authorised)])
     def decide(body: DecisionIn) -> dict[str, Any]:

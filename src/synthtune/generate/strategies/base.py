@@ -45,12 +45,19 @@ class WorkItem:
 
 @dataclass
 class Output:
-    """One record's worth: the conversation, or an error, plus strategy lineage."""
+    """One record's worth: the conversation, or an error, plus strategy lineage.
+
+    ``media`` are the payload's media items; ``files`` (path relative to the run directory
+    -> bytes) are written by the stage before the record is flushed, so a flushed record
+    never names a missing file.
+    """
 
     messages: list[dict[str, str]]
     error: str | None = None
     lineage: dict[str, Any] = field(default_factory=dict)
     label: str | None = None
+    media: list[dict[str, Any]] | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 class Strategy(Protocol):
