@@ -26,8 +26,10 @@ from synthtune.federated.privacy import SIGNATURE, sign
 from synthtune.federated.workspace import round_recipe
 from synthtune.store import RunStore
 
-# Simulation runs its clients as threads of one process: one trains at a time (they would
-# only compete for the same cores), the networking between them and the server stays real.
+# Simulation runs its clients as threads of one process: one loads a model or trains at a time
+# (transformers' loading switches the process to meta-device tensors for a while, so it is not
+# thread-safe, and training clients would only compete for the same cores). The networking
+# between them and the server stays real.
 TRAINING_LOCK = threading.Lock()
 
 
@@ -81,11 +83,11 @@ class AdapterClient(NumPyClient):
         self, parameters: list[np.ndarray], config: dict[str, Any]
     ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
         round_number = int(config["round"])
-        self._check_base(config)
         if self.on_fit is not None:
             self.on_fit(round_number)
         started = time.perf_counter()
         with TRAINING_LOCK:
+            self._check_base(config)
             arrays, summary = train_round(
                 self.recipe,
                 self.run_dir,

@@ -85,7 +85,11 @@ def serve_federation(
     """Run (or resume) the federation of ``recipe`` as its server; returns the summary."""
     from flwr.common import ndarrays_to_parameters
 
-    from synthtune.federated.strategy import FederationStrategy, flower_strategy
+    from synthtune.federated.strategy import (
+        FederationStrategy,
+        flower_strategy,
+        parameter_bytes,
+    )
     from synthtune.federated.transport import run_server
 
     cfg = recipe.federated
@@ -113,7 +117,7 @@ def serve_federation(
             "base_fingerprint": fingerprint,
             "rounds_planned": cfg.rounds,
             "local_epochs": cfg.local_epochs,
-            "adapter_bytes": sum(a.nbytes for a in start),
+            "adapter_bytes": parameter_bytes(ndarrays_to_parameters(start)),
             "full_ft_bytes": full_bytes,
             "privacy": privacy_spent(cfg.local_dp, len(complete)),
             "rounds": rows,
