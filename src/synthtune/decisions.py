@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from synthtune.records import Message, Payload, Record
+from synthtune.records import Message, Record
 
 Verdict = Literal["accept", "reject", "edit"]
 
@@ -58,7 +58,7 @@ def apply_decisions(records: list[Record], decisions: dict[str, Decision]) -> li
             messages.append(Message(role="assistant", content=decision.edited_reply.strip()))
             edited = Record.create(
                 record.source,
-                Payload(messages=messages, label=record.payload.label),
+                record.payload.model_copy(update={"messages": messages}),  # label, media kept
                 lineage={**record.lineage, "edited_from": record.id},
                 quality={**record.quality, "review": review},
                 status="accepted",

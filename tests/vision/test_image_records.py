@@ -199,3 +199,13 @@ def test_image_distance_with_the_pixel_space(tmp_path: Path) -> None:
     text = Record.create("synthetic", Payload(messages=[Message(role="user", content="x")]))
     with pytest.raises(Exception, match="has no image"):
         probe.measure([text] * 10)
+
+
+def test_a_review_edit_keeps_the_image() -> None:
+    from synthtune.decisions import Decision, apply_decisions
+
+    record = Record.create("synthetic", _image_payload())
+    edit = Decision(record_id=record.id, decision="edit", reason="caption", edited_reply="a crack")
+    (edited,) = apply_decisions([record], {record.id: edit})
+    assert edited.payload.media == record.payload.media and edited.payload.label == "crack"
+    assert edited.payload.text("response") == "a crack" and edited.id != record.id

@@ -99,3 +99,7 @@ def _procedural(config: Any, resolve_model: Callable[[str], str]) -> ProceduralB
 
 
 IMAGE_BACKENDS.register("procedural", _procedural)
+
+
+# Importing the module registers it; it imports diffusers only when a pipeline is built.
+from synthtune.vision import diffusion as _diffusion  # noqa: E402, F401  # isort: skip
