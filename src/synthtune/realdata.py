@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from synthtune.config import RealDataConfig
 from synthtune.errors import StageError
-from synthtune.records import Message, Payload, Record, split_of
+from synthtune.records import Media, Message, Payload, Record, Role, split_of
 
 _SUFFIXES = {
     ".jsonl": "jsonl",
@@ -197,7 +197,8 @@ def _text_columns(cfg: RealDataConfig) -> list[tuple[str, str]]:
 
 
 def _mapped_columns(cfg: RealDataConfig) -> list[tuple[str, str]]:
-    return _text_columns(cfg) + [("slots", column) for column in cfg.slot_names()]
+    image = [("image_field", cfg.image_field)] if cfg.image_field else []
+    return _text_columns(cfg) + image + [("slots", column) for column in cfg.slot_names()]
 
 
 def _missing(where: str, column: str, field: str, available: Iterable[str]) -> StageError:
@@ -234,10 +235,32 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _media(row: dict[str, Any], cfg: RealDataConfig, where: str) -> tuple[Media, ...] | None:
+    """The row's image (``mix.real.image_field``) as media with an absolute path: real images
+    stay where the recipe points (relative names resolve against the data file's folder)."""
+    if cfg.image_field is None:
+        return None
+    from PIL import Image, UnidentifiedImageError
+
+    name = _text(row, "image_field", cfg.image_field, where)
+    data = Path(cfg.path)
+    path = ((data if data.is_dir() else data.parent) / name).resolve()
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError) as exc:
+        raise StageError(f"{where}: image {name!r} (mix.real.image_field): {exc}") from None
+    return (Media(path=str(path), width=width, height=height),)
+
+
 def _record(row: dict[str, Any], cfg: RealDataConfig, where: str, lineage: dict) -> Record:
     text = {field: _text(row, field, column, where) for field, column in _text_columns(cfg)}
+    media = _media(row, cfg, where)
     if "text_field" in text:
-        messages = [Message(role="assistant", content=text["text_field"])]
+        # plain text is a reply; beside an image it is the caption, the user turn (as the
+        # image strategy writes it), so real and generated image records compare alike
+        role: Role = "user" if media else "assistant"
+        messages = [Message(role=role, content=text["text_field"])]
     else:
         messages = [
             Message(role="user", content=text["prompt_field"]),
@@ -251,7 +274,7 @@ def _record(row: dict[str, Any], cfg: RealDataConfig, where: str, lineage: dict)
             slots[slot] = _jsonable(row[column])
     if cfg.slots:
         lineage = {**lineage, "slots": slots}
-    payload = Payload(messages=messages, label=text.get("label_field"))
+    payload = Payload(messages=messages, label=text.get("label_field"), media=media)
     return Record.create("real", payload, lineage=lineage)
 
 

@@ -209,3 +209,51 @@ def test_a_review_edit_keeps_the_image() -> None:
     (edited,) = apply_decisions([record], {record.id: edit})
     assert edited.payload.media == record.payload.media and edited.payload.label == "crack"
     assert edited.payload.text("response") == "a crack" and edited.id != record.id
+
+
+def test_mix_injects_image_records_by_image_distance(tmp_path: Path) -> None:
+    """Real images (JSONL: caption, label, image path) and generated ones through mix with
+    the pixel-statistics space: the same distances and schedule as text."""
+    import json
+
+    import yaml
+
+    from synthtune.vision.procedural import generate_dataset
+
+    (tmp_path / "real").mkdir()
+    rows = []
+    for i, sample in enumerate(
+        generate_dataset(60, seed=99, size=64, materials=["brick", "grass"])
+    ):
+        sample.image.save(tmp_path / "real" / f"{i}.png")
+        rows.append({"caption": sample.caption, "defect": sample.label.defect, "file": f"{i}.png"})
+    data = tmp_path / "real" / "real.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    recipe = write_image_recipe(tmp_path, n=24)
+    raw = yaml.safe_load(recipe.read_text())
+    raw["mix"] = {
+        "real": {
+            "path": "real/real.jsonl",
+            "text_field": "caption",
+            "label_field": "defect",
+            "image_field": "file",
+        },
+        "features": {"space": "pixels"},
+        "distance": {"bootstrap": 0},
+        "schedule": {"max_rounds": 2},
+    }
+    recipe.write_text(yaml.safe_dump(raw))
+    result = run_recipe(load_recipe(recipe), tmp_path / "runs", until="mix", quiet=True)
+    store = RunStore(result.run_dir)
+    train = store.read_table("mix", "train")
+    real = [r for r in train if r.source == "real"]
+    synthetic = [r for r in train if r.source == "synthetic"]
+    assert real and synthetic and all(r.payload.media for r in train)
+    assert Path(real[0].payload.media[0].path).is_absolute()
+    assert real[0].payload.input_text().startswith("a photo of")
+    rounds = store.read_json("mix", "rounds.json")
+    kept = [r for r in rounds if r["kept"]]
+    assert all(r["wasserstein"] is not None for r in rounds) and kept[-1]["synthetic"] == len(
+        synthetic
+    )
+    assert {r.source for r in store.read_table("mix", "test")} == {"real"}
