@@ -138,3 +138,21 @@ def test_clip_caption_scores_and_the_threshold(tiny_clip: Path, images: list[Ima
         if record.status == "rejected":
             assert record.reasons[0].startswith("image: caption disagrees (clip ")
     assert "clip" in CAPTION_SCORERS
+
+
+def test_clip_feature_space_embeds_image_records(tiny_clip: Path, tmp_path: Path) -> None:
+    from synthtune.config.training import FeatureSpaceConfig
+    from synthtune.distribution.features import FEATURE_SPACES
+
+    samples = generate_dataset(5, seed=3, size=48)
+    records = []
+    for i, sample in enumerate(samples):
+        sample.image.save(tmp_path / f"{i}.png")
+        records.append(_record(f"{i}.png", sample.caption, i))
+    cfg = FeatureSpaceConfig(space="clip", model=str(tiny_clip))
+    space = FEATURE_SPACES.get("clip").from_config(cfg, seed=0, media_root=tmp_path)
+    vectors = space.transform(space.inputs(records, "response"))
+    assert vectors.shape == (5, 16)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    direct = ClipCaptionScorer(str(tiny_clip)).embedder.images([s.image for s in samples])
+    np.testing.assert_allclose(vectors, direct, atol=1e-5)  # the files are the images
