@@ -79,6 +79,12 @@ def test_slots_steer_the_drawing_and_bad_values_are_refused() -> None:
     assert label.spec.size == 0.5 and label.box is not None
     centre = ((label.box.x0 + label.box.x1) / 2, (label.box.y0 + label.box.y1) / 2)
     assert abs(centre[0] - 64) < 8 and abs(centre[1] - 64) < 8
+    named = DefectSpec.from_slots(
+        {"defect": "scratch", "material": "metal", "size": "Large", "orientation": "vertical"}
+    )
+    assert (named.size, named.orientation) == (0.4, 90.0)
+    with pytest.raises(ValueError, match="one of horizontal, diagonal"):
+        DefectSpec.from_slots({"defect": "scratch", "material": "metal", "orientation": "up"})
     with pytest.raises(RegistryError, match="known: crack"):
         DefectSpec("burn", "brick")
     with pytest.raises(ValueError, match="size"):

@@ -37,6 +37,15 @@ CAPTION = "a photo of a {defect} on {material}"
 CLEAN_CAPTION = "a photo of {material} without defects"
 
 
+# Words a slot may use instead of a number, so captions can say "a large vertical scratch".
+NAMED_VALUES: dict[str, dict[str, float]] = {
+    "size": {"tiny": 0.08, "small": 0.15, "medium": 0.25, "large": 0.4, "huge": 0.6},
+    "orientation": {"horizontal": 0.0, "diagonal": 45.0, "vertical": 90.0, "antidiagonal": 135.0},
+    "intensity": {"faint": 0.15, "subtle": 0.35, "moderate": 0.6, "strong": 0.9},
+    "lighting": {"dark": 0.6, "dim": 0.8, "normal": 1.0, "bright": 1.2, "harsh": 1.4},
+}
+
+
 @dataclass(frozen=True)
 class DefectSpec:
     """What to draw. ``None`` fields are drawn from the generator (ranges in brackets).
@@ -76,12 +85,23 @@ class DefectSpec:
 
     @classmethod
     def from_slots(cls, slots: dict[str, Any], width: int = 128, height: int = 128) -> DefectSpec:
-        """A spec from recipe slot values: the keys named like fields are used (numbers may
-        come as strings), the others (caption words, say) are ignored."""
+        """A spec from recipe slot values: the keys named like fields are used, the others
+        (caption words, say) are ignored. Numbers may come as strings, or as the words of
+        :data:`NAMED_VALUES` ("large", "vertical", "dim" ...) so one slot can feed both the
+        caption and the drawing."""
         known = {f.name for f in fields(cls)} - {"width", "height"}
         values: dict[str, Any] = {k: v for k, v in slots.items() if k in known}
         for key in set(values) - {"defect", "material"}:
-            values[key] = float(values[key])
+            value = values[key]
+            named = NAMED_VALUES.get(key, {})
+            if isinstance(value, str) and value.strip().lower() in named:
+                values[key] = named[value.strip().lower()]
+            else:
+                try:
+                    values[key] = float(value)
+                except ValueError:
+                    words = ", ".join(named) or "none"
+                    raise ValueError(f"slot {key}={value!r}: a number or one of {words}") from None
         missing = {"defect", "material"} - set(values)
         if missing:
             raise ValueError(f"slots need {' and '.join(sorted(missing))} (got {sorted(slots)})")
