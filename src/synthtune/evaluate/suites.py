@@ -34,12 +34,13 @@ class EvalInputs:
 
 @dataclass(frozen=True)
 class Suite:
-    """``task``: which models it measures (causal LMs, or sequence classifiers).
+    """``task``: which models it measures (causal LMs, sequence classifiers, or CLIP image
+    classifiers).
     ``measure(model, tokenizer, inputs, variant)`` returns one column; ``summarize(columns,
     inputs)`` returns the suite's entry in ``evaluate/metrics.json``; ``check(recipe)`` raises
     :class:`~synthtune.errors.RecipeError` before any work when the suite cannot run."""
 
-    task: Literal["causal", "classification"]
+    task: Literal["causal", "classification", "images"]
     measure: Callable[[Any, Any, EvalInputs, str], dict[str, Any]]
     summarize: Callable[[Columns, EvalInputs], dict[str, Any]]
     check: Callable[[Recipe], None] | None = None

@@ -39,6 +39,7 @@ _ATTENTION = {
     "gpt_neox": ["query_key_value", "dense"],
     "falcon": ["query_key_value", "dense"],
     "bert": ["query", "key", "value"],
+    "clip": ["q_proj", "k_proj", "v_proj", "out_proj"],  # both towers
 }
 _MLP = {
     "llama": ["gate_proj", "up_proj", "down_proj"],
@@ -49,6 +50,7 @@ _MLP = {
     "bloom": ["dense_h_to_4h", "dense_4h_to_h"],
     "gpt_neox": ["dense_h_to_4h", "dense_4h_to_h"],
     "bert": ["intermediate.dense", "output.dense"],
+    "clip": ["fc1", "fc2"],
 }
 # IA3 scales keys, values and the feed-forward output (Liu et al., 2022).
 _IA3 = {
@@ -64,7 +66,20 @@ def _task_type(cfg: TrainConfig) -> Any:
 
     from synthtune.train.tasks import TASKS
 
-    return TaskType[TASKS.get(cfg.task).peft_task]
+    name = TASKS.get(cfg.task).peft_task
+    return None if name is None else TaskType[name]
+
+
+def _heads_to_save(model: Any, cfg: TrainConfig) -> list[str] | None:
+    """Task heads of a plain module (no peft task type to add them): trained and saved with
+    the adapter. Task types such as SEQ_CLS add their own heads."""
+    from synthtune.train.tasks import TASKS
+
+    spec = TASKS.get(cfg.task)
+    if spec.peft_task is not None:
+        return None
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    return [head for head in spec.heads if head in names] or None
 
 
 def resolve_target_modules(model: Any, target: str | list[str]) -> str | list[str]:
@@ -101,6 +116,7 @@ def _lora_config(model: Any, cfg: TrainConfig, dora: bool = False) -> Any:
         use_dora=lora.use_dora or dora,
         init_lora_weights=init[lora.init],
         target_modules=resolve_target_modules(model, lora.target_modules),
+        modules_to_save=_heads_to_save(model, cfg),
     )
 
 

@@ -18,7 +18,9 @@ _NORM = re.compile(r"norm|ln_|layernorm", re.IGNORECASE)
 _BLOCK = re.compile(r"\.(?:layers|h|layer|blocks)\.(\d+)\.")
 
 
-_EMBED = re.compile(r"embed_tokens|wte|word_embeddings|embeddings\.word")
+_EMBED = re.compile(
+    r"embed_tokens|wte|word_embeddings|embeddings\.word|token_embedding|patch_embedding"
+)
 
 
 def is_adapter(name: str) -> bool:
@@ -43,13 +45,16 @@ def apply_freezing(model: Any, cfg: TrainConfig) -> None:
             param.requires_grad = False
 
 
-# Heads created for the task (sequence classification) are new parameters, like adapters:
-# they start from scratch and need the adapter learning rate, not the base one.
-_NEW_HEAD = re.compile(r"(?:^|\.)(?:score|classifier)\.")
+def _is_new_head(name: str, cfg: TrainConfig) -> bool:
+    """Heads created for the task (``TaskSpec.heads``: a classifier) are new parameters, like
+    adapters: they start from scratch and need the adapter learning rate, not the base one."""
+    from synthtune.train.tasks import TASKS
+
+    return any(re.search(rf"(?:^|\.){head}\.", name) for head in TASKS.get(cfg.task).heads)
 
 
 def _kind(name: str, cfg: TrainConfig) -> str:
-    if cfg.task == "classification" and _NEW_HEAD.search(name) and not is_adapter(name):
+    if not is_adapter(name) and _is_new_head(name, cfg):
         return "adapter"
     if not is_adapter(name):
         return "base"

@@ -26,8 +26,12 @@ from synthtune.train.augment import PromptNoiseDataset
 from synthtune.train.data import EDGE_FLAG, PackedCollator
 from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
-from synthtune.train.tasks import TASKS, labels_of
+from synthtune.train.tasks import TASKS, TaskSetup, labels_of
 from synthtune.train.trainer import EpochCallback, ProgressCallback, SynthtuneTrainer
+from synthtune.vision import clip_model
+
+# importing registers the offline models this stage may build (local-tiny-clip)
+REGISTERED = (clip_model,)
 
 
 def device_settings(recipe: Recipe, cuda: bool | None = None) -> dict[str, Any]:
@@ -108,7 +112,7 @@ class TrainStage:
             ctx.console.print(table)
 
     def _model(
-        self, ctx: StageContext, labels: list[str]
+        self, ctx: StageContext, labels: list[str], records: list[Any]
     ) -> tuple[Any, Any, str, list[dict[str, Any]]]:
         cfg = ctx.recipe.train
         method = METHODS.get(cfg.method)
@@ -116,7 +120,8 @@ class TrainStage:
         if cfg.task == "causal_lm":
             model, tokenizer = load_causal_lm(base_path, dtype="float32", **method.load_kwargs(cfg))
         else:
-            model, tokenizer = TASKS.get(cfg.task).load(base_path, labels)
+            setup = TaskSetup(labels, cfg, ctx.store.root, records)
+            model, tokenizer = TASKS.get(cfg.task).load(base_path, setup)
         model.train()
         model = method.prepare(model, cfg)
         apply_freezing(model, cfg)
@@ -138,9 +143,9 @@ class TrainStage:
         seed_everything(recipe.seed)
         task = TASKS.get(cfg.task)
         train_records = store.read_table("mix", "train")
-        labels = labels_of(train_records) if cfg.task == "classification" else []
+        labels = labels_of(train_records) if task.labelled else []
         ids = {label: i for i, label in enumerate(labels)}
-        model, tokenizer, base_path, groups = self._model(ctx, labels)
+        model, tokenizer, base_path, groups = self._model(ctx, labels, train_records)
 
         flag_edges = cfg.adversarial is not None and cfg.adversarial.on == "edge_cases"
         if flag_edges and not any("edge_case" in r.lineage for r in train_records):
