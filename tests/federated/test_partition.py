@@ -49,3 +49,26 @@ def test_non_iid_partition_gives_each_slot_value_to_one_client() -> None:
 def test_too_few_values_for_the_clients_is_an_error() -> None:
     with pytest.raises(StageError, match="distinct values"):
         partition(_records(10), 3, "label", seed=1)
+
+
+def test_simulation_partitions_mix_real_by_a_slot(tmp_path, tiny_model_dir) -> None:
+    """Without federated.clients, the simulation deals mix.real: here the three hospitals'
+    notes pooled in one file, dealt back by symptom (three symptoms per client)."""
+    from synthtune.config import load_recipe
+    from synthtune.federated.simulation import client_datasets
+    from tests.federated.conftest import write_federated_recipe
+
+    path = write_federated_recipe(
+        tmp_path,
+        tiny_model_dir,
+        overrides={"federated": {"clients": [], "partition": {"clients": 3, "by": "symptom"}}},
+    )
+    pooled = "".join(p.read_text() for p in sorted((tmp_path / "data").glob("hospital-*.jsonl")))
+    (tmp_path / "data" / "all.jsonl").write_text(pooled)
+    text = path.read_text().replace("data/hospital-a.jsonl", "data/all.jsonl")
+    path.write_text(text)
+    parts = client_datasets(load_recipe(path))
+    symptoms = [{r.lineage["slots"]["symptom"] for r in part} for part in parts]
+    assert [len(s) for s in symptoms] == [3, 3, 3]
+    assert len(set().union(*symptoms)) == 9
+    assert sum(len(p) for p in parts) == len(pooled.splitlines())

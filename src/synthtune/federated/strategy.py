@@ -36,6 +36,14 @@ from synthtune.federated.privacy import signature_ok
 Log = Callable[[str], None]
 
 
+def mean_train_loss(metrics: list[tuple[int, dict[str, Scalar]]]) -> dict[str, Scalar]:
+    """The clients' train losses averaged with their example counts as weights."""
+    known = [(n, float(m["train_loss"])) for n, m in metrics if "train_loss" in m]
+    if not known:
+        return {}
+    return {"train_loss": sum(n * v for n, v in known) / sum(n for n, _ in known)}
+
+
 def flower_strategy(
     cfg: FederatedConfig, initial: Parameters, fit_config: Callable[[int], dict[str, Scalar]]
 ) -> FedAvg:
@@ -50,6 +58,9 @@ def flower_strategy(
         "on_fit_config_fn": fit_config,
         "on_evaluate_config_fn": fit_config,
         "accept_failures": True,
+        "fit_metrics_aggregation_fn": mean_train_loss,
+        # clients report their validation loss as the loss itself, no further metrics
+        "evaluate_metrics_aggregation_fn": lambda metrics: {},
     }
     if cfg.strategy == "fedprox":
         return FedProx(proximal_mu=cfg.proximal_mu, **common)
@@ -153,10 +164,8 @@ class FederationStrategy(Strategy):
             row["aggregated"] = False
             return None, {}
         parameters, metrics = self.inner.aggregate_fit(server_round, signed, failures)
-        losses = [(res.num_examples, res.metrics.get("train_loss")) for _, res in signed]
-        known = [(n, float(v)) for n, v in losses if isinstance(v, int | float)]
-        if known:
-            row["train_loss"] = sum(n * v for n, v in known) / sum(n for n, _ in known)
+        if "train_loss" in metrics:
+            row["train_loss"] = metrics["train_loss"]
         row["aggregated"] = parameters is not None
         if parameters is not None:
             save_arrays(

@@ -1,0 +1,197 @@
+"""``synthtune federated ...``: simulate on one machine, or run a server and its clients.
+
+Thin commands over :mod:`synthtune.federated`; Flower and torch are imported inside the
+commands so ``synthtune --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from synthtune.errors import SynthtuneError
+
+federated_app = typer.Typer(
+    help="Federated fine-tuning on Flower: parties tune one adapter, records stay local.",
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+out = Console()
+
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder holding run directories.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show Flower's own log.")]
+
+
+def _setup(recipe_path: Path, verbose: bool) -> Any:
+    from synthtune.config import load_recipe
+    from synthtune.federated.workspace import check_recipe
+
+    recipe = load_recipe(recipe_path)
+    check_recipe(recipe)
+    import flwr.common  # noqa: F401  (configures the "flwr" logger, which we then tune)
+
+    logging.getLogger("flwr").setLevel(logging.INFO if verbose else logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    return recipe
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    if isinstance(exc, KeyboardInterrupt):
+        console.print("[yellow]interrupted[/]: run the same command again to resume")
+        return typer.Exit(130)
+    assert isinstance(exc, SynthtuneError)
+    console.print(f"[bold red]error[/]: {escape(str(exc))}")
+    return typer.Exit(exc.exit_code)
+
+
+def _log(message: str) -> None:
+    console.print(message, soft_wrap=True)
+
+
+def rounds_table(summary: dict[str, Any]) -> Table:
+    """Per-round table: clients, losses, bytes up (adapter) vs a full fine-tuning update."""
+    table = Table(title=f"federated {summary['strategy']} / {summary['method']}")
+    for column in ("round", "clients ok/failed", "train loss", "union val loss", "bytes up"):
+        table.add_column(column)
+    for row in summary["rounds"]:
+        train, val = row.get("train_loss"), row.get("val_loss")
+        table.add_row(
+            str(row["round"]),
+            f"{row.get('clients_ok', 0)}/{row.get('clients_failed', 0)}",
+            "" if train is None else f"{train:.4f}",
+            "" if val is None else f"{val:.4f}",
+            f"{row.get('bytes_up', 0):,}",
+        )
+    return table
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    out.print(rounds_table(summary))
+    out.print(
+        f"one update: adapter {summary['adapter_bytes']:,} bytes vs full fine-tuning "
+        f"{summary['full_ft_bytes']:,} bytes"
+    )
+    if summary.get("privacy"):
+        p = summary["privacy"]
+        out.print(
+            f"local DP: epsilon {p['epsilon']:g}, delta {p['delta']:g} ({p['rounds']} rounds)"
+        )
+    baselines = summary.get("baselines")
+    if baselines:
+        local = ", ".join(f"{k} {v:.4f}" for k, v in baselines["local"].items())
+        out.print(
+            f"union val loss: initial {baselines['initial']:.4f}, local-only {local}, "
+            f"federated {baselines['federated']:.4f}, centralised {baselines['centralised']:.4f}"
+        )
+
+
+def _report(run_dir: Path) -> None:
+    from synthtune.report.html import build_report
+
+    out.print(f"report: {build_report(run_dir)}", soft_wrap=True)
+
+
+@federated_app.command()
+def simulate(
+    recipe: RecipeArg,
+    runs: OutOpt = Path("runs"),
+    baselines: Annotated[
+        bool,
+        typer.Option(help="Also train each client alone and all data pooled, for comparison."),
+    ] = True,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Server and clients on this machine (loopback gRPC): federated.clients or a partition."""
+    from synthtune.federated.simulation import simulate as run_simulation
+
+    try:
+        loaded = _setup(recipe, verbose)
+        summary = run_simulation(loaded, runs, baselines=baselines, log=_log)
+        _print_summary(summary)
+        _report(runs / loaded.name)
+    except (SynthtuneError, KeyboardInterrupt) as exc:
+        raise _fail(exc) from None
+
+
+@federated_app.command()
+def server(
+    recipe: RecipeArg,
+    runs: OutOpt = Path("runs"),
+    address: Annotated[
+        str | None, typer.Option(help="host:port to listen on (default: federated.address).")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the federation's server; resumes after the last checkpointed round."""
+    from synthtune.federated.server import serve_federation
+
+    try:
+        loaded = _setup(recipe, verbose)
+        run_dir = runs / loaded.name
+
+        def ready(bound: str) -> None:
+            _log(f"federated: server listening on {bound}")
+
+        summary = serve_federation(loaded, run_dir, address, ready, _log)
+        _print_summary(summary)
+        _report(run_dir)
+    except (SynthtuneError, KeyboardInterrupt) as exc:
+        raise _fail(exc) from None
+
+
+@federated_app.command()
+def client(
+    recipe: RecipeArg,
+    server_address: Annotated[
+        str, typer.Option("--server", help="Server host:port.", show_default=False)
+    ],
+    data: Annotated[
+        Path,
+        typer.Option(help="This party's data (file or folder, read with mix.real's mapping)."),
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Client name (default: the data's file name).")
+    ] = None,
+    runs: OutOpt = Path("runs"),
+    root_cert: Annotated[
+        Path | None, typer.Option(help="CA certificate (PEM) of a TLS server.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Join a federation: train the global adapter on DATA each round; DATA stays here."""
+    from synthtune.federated.client import AdapterClient, client_app
+    from synthtune.federated.privacy import local_dp_mod
+    from synthtune.federated.server import shared_token
+    from synthtune.federated.transport import run_client
+    from synthtune.federated.workspace import client_records, shared_base, write_client_tables
+
+    try:
+        loaded = _setup(recipe, verbose)
+        run_dir = runs / f"{loaded.name}-{name or data.stem}"
+        sizes = write_client_tables(loaded, client_records(loaded, data), run_dir)
+        _log(f"federated: client data {sizes} in {run_dir}")
+        base = shared_base(loaded, run_dir, _log)
+
+        def announce(round_number: int) -> None:
+            out.print(f"round {round_number}: training on {sizes['train']} records")
+            out.file.flush()
+
+        party = AdapterClient(loaded, run_dir, base, shared_token(loaded), announce)
+        mods = [local_dp_mod(loaded.federated.local_dp)] if loaded.federated.local_dp else []
+        certificate = root_cert.read_bytes() if root_cert else None
+        run_client(client_app(party, mods), server_address, certificate)
+        out.print("federated: the server ended the federation")
+    except (SynthtuneError, KeyboardInterrupt) as exc:
+        raise _fail(exc) from None
