@@ -16,6 +16,7 @@ from rich.table import Table
 
 from synthtune import __version__
 from synthtune.errors import SynthtuneError
+from synthtune.federated.cli import federated_app
 
 app = typer.Typer(
     name="synthtune",
@@ -401,6 +402,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) ->
 
 rules_app = typer.Typer(help="Check records against rules; list the built-in rule packs.")
 app.add_typer(rules_app, name="rules")
+app.add_typer(federated_app, name="federated")
 
 
 def _payload_from_json(path: Path) -> Any:

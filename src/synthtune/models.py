@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,13 @@ import numpy as np
 import torch
 
 from synthtune.config import LocalTinyConfig
+from synthtune.registry import Registry
 
 LOCAL_TINY = "local-tiny"
+# Other offline models built on demand, by name: builder(folder, recipe) -> the folder it
+# built (e.g. synthtune.vision.clip_model registers local-tiny-clip).
+LocalBuilder = Callable[[Path, Any], Path]
+LOCAL_MODELS: Registry[LocalBuilder] = Registry("local model")
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
 # A minimal chat layout: role tag line, content, and EOS after each assistant turn so a tuned
 # model learns to stop.
@@ -91,6 +96,16 @@ def load_sequence_classifier(path: str, labels: list[str]) -> tuple[Any, Any]:
     )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def load_tuned_classifier(base_path: str, tuned_dir: Path, labels: list[str]) -> tuple[Any, Any]:
+    """base + adapter when ``tuned_dir`` holds a peft adapter, else the full tuned model."""
+    if not (tuned_dir / "adapter_config.json").exists():
+        return load_sequence_classifier(str(tuned_dir), labels)
+    from peft import PeftModel
+
+    model, tokenizer = load_sequence_classifier(base_path, labels)
+    return PeftModel.from_pretrained(model, str(tuned_dir)).eval(), tokenizer
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
@@ -223,13 +238,14 @@ def build_local_tiny(
     }
 
 
-def _strings(value: Any) -> list[str]:
+def recipe_strings(value: Any) -> list[str]:
+    """Every string in a nested dict/list (a recipe section dumped to JSON)."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
+        return [s for v in value.values() for s in recipe_strings(v)]
     if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
+        return [s for v in value for s in recipe_strings(v)]
     return []
 
 
@@ -267,23 +283,28 @@ class ModelResolver:
         self.log = log
 
     def resolve(self, name: str) -> str:
-        if name != LOCAL_TINY:
+        if name != LOCAL_TINY and name not in LOCAL_MODELS:
             return name
         from synthtune import distributed
 
+        def build() -> Path:
+            if name == LOCAL_TINY:
+                return self._ensure_local_tiny()
+            return LOCAL_MODELS.get(name)(self.root / "models" / name, self.recipe)
+
         if distributed.world_size() == 1:
-            return str(self._ensure_local_tiny())
+            return str(build())
         # several processes (torchrun): the main one builds, the others wait and read
-        path = self._ensure_local_tiny() if distributed.is_main() else None
+        path = build() if distributed.is_main() else None
         distributed.barrier()
-        return str(path or self._ensure_local_tiny())
+        return str(path or build())
 
     def _corpus(self) -> tuple[list[str], list[str]]:
         from synthtune.realdata import real_texts
 
         recipe = self.recipe
         real = real_texts(recipe, test=False)
-        generate_strings = _strings(recipe.generate.model_dump(mode="json"))
+        generate_strings = recipe_strings(recipe.generate.model_dump(mode="json"))
         sources = recipe.local_tiny.pretrain_on
         pretrain = (general_corpus() if "general" in sources else []) + (
             real if "real" in sources else []

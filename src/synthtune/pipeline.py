@@ -36,12 +36,13 @@ _BUILT_IN: tuple[Stage, ...] = (
     QualityStage(),
     MixStage(),
     TrainStage(),
-    EvaluateStage(),
     ExportStage(),
+    EvaluateStage(),
 )
 for _stage in _BUILT_IN:
     STAGE_REGISTRY.register(_stage.name, _stage)
-ORDER: tuple[str, ...] = ("generate", "quality", "mix", "train", "evaluate", "export")
+# export before evaluate: evaluation compares base / tuned / quantized (export's int8 model)
+ORDER: tuple[str, ...] = ("generate", "quality", "mix", "train", "export", "evaluate")
 
 
 @dataclass

@@ -1,14 +1,15 @@
-"""The evaluate stage on the small recipe: suites side by side, then the quantized column."""
+"""The evaluate stage on the small recipe: base, tuned and quantized suites side by side."""
 
 import json
 from pathlib import Path
 
 from synthtune.config import load_recipe
 from synthtune.pipeline import run_recipe
+from synthtune.report.html import build_report
 from tests.conftest import write_recipe
 
 
-def test_suites_side_by_side_and_quantized_after_export(tmp_path: Path) -> None:
+def test_suites_side_by_side_with_the_quantized_column_in_one_run(tmp_path: Path) -> None:
     path = write_recipe(
         tmp_path,
         {
@@ -27,30 +28,37 @@ def test_suites_side_by_side_and_quantized_after_export(tmp_path: Path) -> None:
     )
     recipe = load_recipe(path)
     result = run_recipe(recipe, tmp_path / "runs", quiet=True)
-    metrics_path = result.run_dir / "evaluate" / "metrics.json"
-    first = json.loads(metrics_path.read_text())
+    first = json.loads((result.run_dir / "evaluate" / "metrics.json").read_text())
     assert set(first["suites"]) == {"perplexity", "generation", "rules"}
     assert "train.task is causal" in first["skipped"]["classification"]
-    assert set(first["models"]) == {"base", "tuned"}
-    assert "no export/quantize.json" in first["quantized"]
+    # export runs before evaluate: its int8 model is the third column of the same run
+    assert set(first["models"]) == {"base", "tuned", "quantized"}
+    assert first["models"]["quantized"].endswith("model-int8")
+    assert first["quantized"] == "int8 via torch-ao-dynamic (cpu)"
     ppl = first["suites"]["perplexity"]
     assert ppl["change_pct"] == round(100 * (ppl["tuned"] - ppl["base"]) / ppl["base"], 2)
+    assert ppl["quantized"] > 0 and abs(ppl["quantized_change_pct"]) < 50
     generation = first["suites"]["generation"]
     # the demo's real data are headlines (no QA pairs): prompts come from the templates
     assert generation["prompts"] == "templates" and generation["n"] == 6
     assert set(generation["base"]) == {"exact_match", "rouge_l", "chrf", "bleu"}
-    assert set(generation["samples"][0]) == {"prompt", "reference", "base", "tuned"}
+    assert {"base", "tuned", "quantized"} <= set(generation)
+    assert set(generation["samples"][0]) == {"prompt", "reference", "base", "tuned", "quantized"}
     rules = first["suites"]["rules"]
     assert set(rules["tuned"]["per_rule"]) == {"no-antipyretic-below-38.5", "senior-sees-doctor"}
     assert rules["tuned"]["replies"]["applicable"] <= rules["n"] == 6
+    assert "quantized" in rules
 
-    # evaluate runs before export: re-evaluating afterwards adds the quantized column
-    run_recipe(recipe, tmp_path / "runs", from_stage="evaluate", until="evaluate", quiet=True)
-    second = json.loads(metrics_path.read_text())
-    assert second["models"]["quantized"].endswith("model-int8")
-    assert second["quantized"] == "int8 via torch-ao-dynamic (cpu)"
-    ppl = second["suites"]["perplexity"]
-    assert ppl["quantized"] > 0 and abs(ppl["quantized_change_pct"]) < 50
-    assert {"base", "tuned", "quantized"} <= set(second["suites"]["generation"])
-    assert "quantized" in second["suites"]["rules"]
-    assert "quantized" in second["suites"]["generation"]["samples"][0]
+    # the report shows the three columns and export's latency table from the same run
+    html = build_report(result.run_dir).read_text()
+    assert "quantized (int8 via torch-ao-dynamic (cpu))" in html
+    assert "Export: int8 quantization, latency and quality" in html
+    assert "Generation: requests, tokens and cost" in html
+
+
+def test_without_export_quantize_the_column_is_absent_with_the_reason(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, {"evaluate": {"suites": ["perplexity"]}})
+    result = run_recipe(load_recipe(path), tmp_path / "runs", quiet=True)
+    metrics = json.loads((result.run_dir / "evaluate" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"base", "tuned"}
+    assert "no export/quantize.json" in metrics["quantized"]

@@ -27,7 +27,7 @@ def test_export_writes_datasets_merged_model_and_quantize_report(tmp_path: Path)
     )
     result = run_recipe(load_recipe(path), tmp_path / "runs", quiet=True)
     out = result.run_dir / "export"
-    summary = result.outcomes[-1].summary
+    summary = next(o.summary for o in result.outcomes if o.name == "export")
 
     info = json.loads((out / "dataset_info.json").read_text())
     assert {e["file_name"] for e in info.values()} == {

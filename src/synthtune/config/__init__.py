@@ -21,17 +21,21 @@ from pydantic import BaseModel, Field, ValidationError
 
 from synthtune.config.base import RecipePath, StrictModel
 from synthtune.config.evolve import EvolveConfig
+from synthtune.config.federated import FederatedConfig
 from synthtune.config.generate import (
     _SLOT_KINDS,
     BackendConfig,
     ChoiceSlot,
+    DiffusersBackendConfig,
     DocQAStrategy,
     EdgeCasesConfig,
     EvolInstructStrategy,
     FakerSlot,
     GenerateConfig,
+    ImageStrategy,
     OpenAIBackendConfig,
     Price,
+    ProceduralBackendConfig,
     RandIntSlot,
     SampleSlot,
     SelfInstructStrategy,
@@ -59,6 +63,7 @@ from synthtune.config.quality import (
 from synthtune.config.training import (
     AdversarialConfig,
     AugmentConfig,
+    ClipConfig,
     EarlyStoppingConfig,
     EvaluateConfig,
     ExportConfig,
@@ -71,6 +76,7 @@ from synthtune.config.training import (
     RealDataConfig,
     StopWhenConfig,
     TrainConfig,
+    VisionExportConfig,
 )
 from synthtune.errors import RecipeError
 
@@ -79,8 +85,10 @@ __all__ = [
     "AugmentConfig",
     "BackendConfig",
     "ChoiceSlot",
+    "ClipConfig",
     "DecontamConfig",
     "DedupConfig",
+    "DiffusersBackendConfig",
     "DocQAStrategy",
     "EarlyStoppingConfig",
     "EdgeCasesConfig",
@@ -90,9 +98,11 @@ __all__ = [
     "EvolveConfig",
     "ExportConfig",
     "FakerSlot",
+    "FederatedConfig",
     "FreezeConfig",
     "GenerateConfig",
     "HeuristicsConfig",
+    "ImageStrategy",
     "JudgeConfig",
     "LearningRates",
     "LocalTinyConfig",
@@ -102,6 +112,7 @@ __all__ = [
     "OpenAIBackendConfig",
     "PerplexityConfig",
     "Price",
+    "ProceduralBackendConfig",
     "PromptLearningConfig",
     "QualityConfig",
     "RandIntSlot",
@@ -123,6 +134,7 @@ __all__ = [
     "TransformersBackendConfig",
     "UniformSlot",
     "VLLMBackendConfig",
+    "VisionExportConfig",
     "format_validation_error",
     "load_recipe",
 ]
@@ -138,6 +150,7 @@ class Recipe(StrictModel):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     evolve: EvolveConfig = Field(default_factory=EvolveConfig)
+    federated: FederatedConfig = Field(default_factory=FederatedConfig)
     local_tiny: LocalTinyConfig = Field(default_factory=LocalTinyConfig)
     source: Path | None = Field(None, exclude=True, description="Recipe file (set by loader).")
 

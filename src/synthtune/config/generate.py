@@ -238,8 +238,47 @@ class OpenAIBackendConfig(StrictModel):
         return value
 
 
+class ProceduralBackendConfig(StrictModel):
+    """Defect images drawn on real textures with exact labels (``synthtune.vision``); slots
+    named defect, material, size, orientation, intensity, lighting, x, y steer the drawing."""
+
+    type: Literal["procedural"]
+    width: int = Field(128, ge=16, le=2048, description="Image width in pixels.")
+    height: int = Field(128, ge=16, le=2048, description="Image height in pixels.")
+    masks: bool = Field(True, description="Also write each defect's binary mask (PNG).")
+
+
+class DiffusersBackendConfig(StrictModel):
+    """Stable Diffusion text-to-image, or inpainting a defect into a procedural clean image
+    (the template prompt is the diffusion prompt; the inpainted region is the label)."""
+
+    type: Literal["diffusers"]
+    model: str = Field(description="Hugging Face id or local folder of a diffusers pipeline.")
+    mode: Literal["text2img", "inpaint"] = Field(
+        "text2img", description="text2img: image from the prompt; inpaint: defect into a mask."
+    )
+    width: int = Field(512, ge=32, le=2048, multiple_of=8, description="Image width.")
+    height: int = Field(512, ge=32, le=2048, multiple_of=8, description="Image height.")
+    steps: int = Field(25, ge=1, le=200, description="Denoising steps.")
+    guidance_scale: float = Field(7.5, ge=0, description="Classifier-free guidance.")
+    negative_prompt: str | None = Field(None, description="What the image must not show.")
+    batch_size: int = Field(4, gt=0, description="Prompts per pipeline call.")
+    device: str = Field("auto", description="auto (cuda when present), cpu, cuda:1 ...")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: float16 on GPU, float32 on CPU."
+    )
+
+
+# Backends that make images: the `image` strategy turns their output into records.
+IMAGE_BACKENDS = ("procedural", "diffusers")
+
 BackendConfig = Annotated[
-    TemplateBackendConfig | TransformersBackendConfig | OpenAIBackendConfig | VLLMBackendConfig,
+    TemplateBackendConfig
+    | TransformersBackendConfig
+    | OpenAIBackendConfig
+    | VLLMBackendConfig
+    | ProceduralBackendConfig
+    | DiffusersBackendConfig,
     Field(discriminator="type"),
 ]
 
@@ -296,8 +335,19 @@ class DocQAStrategy(StrictModel):
         return self
 
 
+class ImageStrategy(StrictModel):
+    """Each item's rendered prompt is an image caption; an image backend draws the image.
+    The default strategy of image backends."""
+
+    type: Literal["image"]
+
+
 StrategyConfig = Annotated[
-    TemplateFillStrategy | SelfInstructStrategy | EvolInstructStrategy | DocQAStrategy,
+    TemplateFillStrategy
+    | SelfInstructStrategy
+    | EvolInstructStrategy
+    | DocQAStrategy
+    | ImageStrategy,
     Field(discriminator="type"),
 ]
 
@@ -384,6 +434,16 @@ class GenerateConfig(StrictModel):
         "template-based strategies only.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _image_strategy(cls, data: Any) -> Any:
+        """An image backend without a strategy gets the `image` strategy."""
+        backend = data.get("backend") if isinstance(data, dict) else None
+        kind = backend.get("type") if isinstance(backend, dict) else getattr(backend, "type", None)
+        if kind in IMAGE_BACKENDS and "strategy" not in data:
+            return {**data, "strategy": {"type": "image"}}
+        return data
+
     @field_validator("templates")
     @classmethod
     def _unique_ids(cls, templates: list[TemplateConfig]) -> list[TemplateConfig]:
@@ -401,6 +461,12 @@ class GenerateConfig(StrictModel):
                 raise ValueError(
                     f"the template backend needs a `response` on templates: {', '.join(missing)}"
                 )
+        if (self.backend.type in IMAGE_BACKENDS) != (self.strategy.type == "image"):
+            raise ValueError(
+                f"strategy {self.strategy.type!r} with backend {self.backend.type!r}: image "
+                f"backends ({', '.join(IMAGE_BACKENDS)}) go with the `image` strategy, and "
+                "the `image` strategy needs one of them"
+            )
         if self.edge_cases is not None and self.strategy.type == "doc-qa":
             raise ValueError(
                 "edge_cases: the doc-qa strategy plans items from document chunks, not from "

@@ -55,6 +55,46 @@ class DedupConfig(StrictModel):
     embedding: EmbeddingDedupConfig | None = Field(None, description="Semantic dedup (optional).")
 
 
+class CaptionScoreConfig(StrictModel):
+    """Caption-image agreement: reject images their caption does not describe."""
+
+    scorer: str = Field("clip", description="Caption scorer by name (registry): clip.")
+    model: str = Field(
+        description="CLIP model: Hugging Face id or local folder (e.g. a fine-tuned one)."
+    )
+    min_score: float = Field(
+        0.2, ge=-1, le=1, description="Reject below this image-caption cosine similarity."
+    )
+    batch_size: int = Field(32, gt=0, description="Images per model call.")
+
+
+class ImageQualityConfig(StrictModel):
+    """Checks of records that carry images (image backends): blank and exposure, perceptual
+    near-duplicates, and caption agreement when a CLIP model is configured."""
+
+    enabled: bool = True
+    min_std: float = Field(
+        0.02, ge=0, description="Blank: grey standard deviation (0..1 scale) below this."
+    )
+    max_clipped: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Over/under-exposed: more than this share of pixels white (>= 0.98) or "
+        "black (<= 0.02).",
+    )
+    phash_distance: int | None = Field(
+        5,
+        ge=0,
+        description="Near duplicates: perceptual hashes differing in at most this many bits "
+        "(of hash_size**2; re-encoded copies differ in 0-4 of 64); null = off.",
+    )
+    hash_size: int = Field(8, ge=4, le=32, description="pHash side (8: 64-bit hashes).")
+    caption_score: CaptionScoreConfig | None = Field(
+        None, description="Caption-image agreement by CLIP score (None = off)."
+    )
+
+
 class DecontamConfig(StrictModel):
     enabled: bool = True
     ngram: int = Field(13, ge=3, description="Word n-gram size (CJK text: characters x 2).")
@@ -136,6 +176,9 @@ class QualityConfig(StrictModel):
     heuristics: HeuristicsConfig = Field(default_factory=HeuristicsConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     decontam: DecontamConfig = Field(default_factory=DecontamConfig)
+    image: ImageQualityConfig = Field(
+        default_factory=ImageQualityConfig, description="Checks of image records."
+    )
     perplexity: PerplexityConfig = Field(default_factory=PerplexityConfig)
     rules: list[str] = Field(
         default_factory=list,

@@ -40,6 +40,11 @@ class RealDataConfig(StrictModel):
     label_field: str | None = Field(
         None, description="Column holding a class label (-> payload.label; classification)."
     )
+    image_field: str | None = Field(
+        None,
+        description="Column holding an image path (relative to the data file's folder): "
+        "image records, whose text column is the caption (the user turn, as generated ones).",
+    )
     slots: list[str] | dict[str, str] = Field(
         default_factory=list,
         description="Columns kept as slot values in lineage.slots, where synthetic records "
@@ -79,14 +84,16 @@ class StopWhenConfig(StrictModel):
 class FeatureSpaceConfig(StrictModel):
     """Where distances are measured: text -> vectors fitted on the real data."""
 
-    space: Literal["tfidf", "embedding"] = Field(
+    space: Literal["tfidf", "embedding", "clip", "pixels"] = Field(
         "tfidf",
         description="tfidf: hashed character n-gram TF-IDF + SVD (no model, any script); "
-        "embedding: a sentence-transformers model.",
+        "embedding: a sentence-transformers model; image records: clip (a CLIP model's "
+        "image embeddings) or pixels (pixel statistics, no model).",
     )
     model: str = Field(
         "all-MiniLM-L6-v2",
-        description="embedding: sentence-transformers id (all-MiniLM-L6-v2 loads offline).",
+        description="embedding: sentence-transformers id (all-MiniLM-L6-v2 loads offline); "
+        "clip: a CLIP id or folder.",
     )
     components: int = Field(64, ge=2, description="tfidf: SVD dimensions.")
 
@@ -270,13 +277,32 @@ class EarlyStoppingConfig(StrictModel):
     patience: int = Field(3, ge=1, description="Evaluations without improvement before stop.")
 
 
+class ClipConfig(StrictModel):
+    """train.task clip: CLIP on image records (docs/multimodal.md)."""
+
+    objective: Literal["contrastive", "head"] = Field(
+        "contrastive",
+        description="contrastive: symmetric image-caption loss, classes predicted zero-shot "
+        "from the class prompts; head: a linear classifier on the image embeddings.",
+    )
+    prompt: str = Field(
+        "a photo of a {label} on {material}",
+        description="Class prompt; {label} and the records' slots ({material} ...) are filled "
+        "in, the prompts of one class averaged (prompt ensembling).",
+    )
+
+
 class TrainConfig(StrictModel):
-    base: str = Field("local-tiny", description="Base model: id, path or local-tiny.")
-    task: Literal["causal_lm", "classification"] = Field(
+    base: str = Field(
+        "local-tiny", description="Base model: id, path, local-tiny or local-tiny-clip."
+    )
+    task: Literal["causal_lm", "classification", "clip"] = Field(
         "causal_lm",
         description="causal_lm: SFT on the replies; classification: a sequence classifier "
-        "on the records' labels (AutoModelForSequenceClassification).",
+        "on the records' labels (AutoModelForSequenceClassification); clip: CLIP on image "
+        "records (train.clip).",
     )
+    clip: ClipConfig = Field(default_factory=ClipConfig)
     method: str = Field(
         "lora",
         description="Training method: full, freeze, lora, dora, qlora, prefix, prompt, "
@@ -316,7 +342,9 @@ class TrainConfig(StrictModel):
 
 # --------------------------------------------------------------------------- evaluate/export
 class EvaluateConfig(StrictModel):
-    suites: list[Literal["perplexity", "classification", "generation", "rules", "lm_eval"]] = Field(
+    suites: list[
+        Literal["perplexity", "classification", "generation", "rules", "lm_eval", "images"]
+    ] = Field(
         default=["perplexity"],
         description="Evaluation suites to run (docs/evaluation.md); classification runs "
         "on its own when train.task is classification.",
@@ -332,6 +360,16 @@ class EvaluateConfig(StrictModel):
     lm_eval_tasks: list[str] = Field(
         default_factory=list, description="lm_eval: lm-evaluation-harness task names."
     )
+
+
+class VisionExportConfig(StrictModel):
+    """train.task clip: the vision tower to ONNX (docs/multimodal.md)."""
+
+    onnx: bool = Field(True, description="Export the vision tower + class scores to ONNX.")
+    int8: bool = Field(True, description="Also a dynamic int8 ONNX model (ONNX Runtime).")
+    tolerance: float = Field(1e-3, gt=0, description="Max abs diff, ONNX vs PyTorch, fp32.")
+    batch_size: int = Field(16, gt=0, description="Images per batch in the speed test.")
+    timed_batches: int = Field(10, gt=0, description="Batches timed per runtime.")
 
 
 class ExportConfig(StrictModel):
@@ -360,6 +398,7 @@ class ExportConfig(StrictModel):
     quality_samples: int = Field(
         200, gt=0, description="Real test records scored for the perplexity delta."
     )
+    vision: VisionExportConfig = Field(default_factory=VisionExportConfig)
 
 
 class LocalTinyConfig(StrictModel):

@@ -13,20 +13,30 @@ from typing import Any
 
 from synthtune.config import Recipe
 from synthtune.context import StageContext
-from synthtune.evaluate import classification, compliance, generation, harness, perplexity
+from synthtune.evaluate import (
+    classification,
+    compliance,
+    generation,
+    harness,
+    images,
+    perplexity,
+)
 from synthtune.evaluate.prompts import eval_prompts
 from synthtune.evaluate.suites import SUITES, Columns, EvalInputs
 from synthtune.evaluate.variants import causal_variants, classification_variants
 
 # importing the suite modules registers them
-REGISTERED = (perplexity, classification, generation, compliance, harness)
+REGISTERED = (perplexity, classification, generation, compliance, harness, images)
+# suite kind of the models each train.task makes (causal for the rest)
+SUITE_TASK = {"classification": "classification", "clip": "images"}
 
 
 def requested(recipe: Recipe, task: str) -> tuple[list[str], dict[str, str]]:
-    """``(suites to run, {skipped suite: why})``; classifiers always get classification."""
+    """``(suites to run, {skipped suite: why})``; classifiers always get their suite of the
+    same name (classification, images)."""
     names: list[str] = list(dict.fromkeys(recipe.evaluate.suites))
-    if task == "classification" and "classification" not in names:
-        names.insert(0, "classification")
+    if task in ("classification", "images") and task not in names:
+        names.insert(0, task)
     run = [n for n in names if SUITES.get(n).task == task]
     skipped = {n: f"needs a {SUITES.get(n).task} model; train.task is {task}" for n in names}
     return run, {n: why for n, why in skipped.items() if n not in run}
@@ -47,16 +57,18 @@ class EvaluateStage:
         cfg = recipe.evaluate
         test = ctx.store.read_table("mix", "test")[: cfg.max_samples]
         train = ctx.store.read_json("train", "metrics.json")
-        task = "classification" if train.get("task") == "classification" else "causal"
+        task = SUITE_TASK.get(train.get("task", ""), "causal")
         names, skipped = requested(recipe, task)
         inputs = EvalInputs(recipe=recipe, test=test, labels=train.get("labels", []))
         if {"generation", "rules"} & set(names):
             inputs.prompt_source, inputs.prompts = eval_prompts(
                 recipe, test, cfg.generation_samples
             )
-        quantized = "not applicable to classifiers"
         if task == "classification":
-            variants = classification_variants(ctx, inputs.labels)
+            variants, quantized = classification_variants(ctx, inputs.labels)
+        elif task == "images":
+            variants = images.image_variants(ctx, inputs.labels)
+            quantized = "ONNX int8: export/vision.json"
         else:
             variants, quantized = causal_variants(ctx)
         columns: dict[str, Columns] = {name: {} for name in names}

@@ -1,10 +1,9 @@
-"""The models compared side by side: base, tuned and, once the export stage has quantized
-the merged model (``export/quantize.json``), quantized.
+"""The models compared side by side: base, tuned and, when the export stage quantized the
+merged model (``export/quantize.json``), quantized.
 
-Each variant is a loader, so the stage holds one model in memory at a time. The quantized
-column appears on the first evaluation after ``export`` (``synthtune evaluate RECIPE --force``
-once export has run, as evaluate comes first in the pipeline); ``quantized_status`` says why
-it is absent otherwise.
+Each variant is a loader, so the stage holds one model in memory at a time. Export runs before
+evaluate in the pipeline, so one ``synthtune run`` fills all three columns;
+``quantized_status`` says why the quantized one is absent otherwise.
 """
 
 from __future__ import annotations
@@ -17,7 +16,12 @@ from typing import Any
 import torch
 
 from synthtune.context import StageContext
-from synthtune.models import load_causal_lm, load_sequence_classifier, pick_device
+from synthtune.models import (
+    load_causal_lm,
+    load_sequence_classifier,
+    load_tuned_classifier,
+    pick_device,
+)
 
 Loaded = tuple[Any, Any]  # (model, tokenizer)
 
@@ -39,15 +43,23 @@ def load_tuned(base_path: str, tuned_dir: Path) -> Loaded:
     return load_causal_lm(str(tuned_dir), dtype="float32")
 
 
-def load_quantized(report: dict[str, Any], fp32_dir: Path) -> Loaded:
+def load_quantized(
+    report: dict[str, Any], fp32_dir: Path, load_fp32: Callable[[str], Loaded] | None = None
+) -> Loaded:
     """The model ``export/quantize.json`` describes. CPU int8 state dicts are restored the
-    way they were saved: fp32 folder, the same backend, then the saved int8 weights."""
+    way they were saved: the fp32 folder (``load_fp32``, a causal LM by default), the same
+    backend, then the saved int8 weights."""
     path = Path(report["path"])
     if report["device"] == "cuda":
         return load_causal_lm(str(path), device_map={"": 0})
     from synthtune.export.quantize import INT8_CPU
 
-    model, tokenizer = load_causal_lm(str(fp32_dir), device=torch.device("cpu"), dtype="float32")
+    if load_fp32 is None:
+        model, tokenizer = load_causal_lm(
+            str(fp32_dir), device=torch.device("cpu"), dtype="float32"
+        )
+    else:
+        model, tokenizer = load_fp32(str(fp32_dir))
     model = INT8_CPU.get(report["backend"])(model)
     # weights_only=False: packed int8 params are not plain tensors; the file is this run's own
     state = torch.load(path / "int8_state_dict.pt", map_location="cpu", weights_only=False)
@@ -55,14 +67,19 @@ def load_quantized(report: dict[str, Any], fp32_dir: Path) -> Loaded:
     return model.eval(), tokenizer
 
 
-def quantized_status(ctx: StageContext) -> tuple[dict[str, Any] | None, str]:
-    """``(report, why)``: the quantize report when its model can be loaded here, else None."""
+def quantized_status(
+    ctx: StageContext, task: str = "causal_lm"
+) -> tuple[dict[str, Any] | None, str]:
+    """``(report, why)``: the quantize report when its model (of ``task``) can be loaded
+    here, else None."""
     report_path = ctx.store.path("export", "quantize.json")
     if not report_path.exists():
         return None, "no export/quantize.json yet (set export.quantize, run export, re-evaluate)"
     report = ctx.store.read_json("export", "quantize.json")
     if "skipped" in report:
         return None, f"quantization was skipped: {report['skipped']}"
+    if report.get("task", "causal_lm") != task:
+        return None, f"export/quantize.json holds a {report.get('task', 'causal_lm')} model"
     if report.get("device") == "cuda" and not torch.cuda.is_available():
         return None, f"{report['backend']} needs a CUDA device"
     return report, f"{report['mode']} via {report['backend']} ({report['device']})"
@@ -89,7 +106,7 @@ def causal_variants(ctx: StageContext) -> tuple[list[ModelVariant], str]:
     return variants, why
 
 
-def classification_variants(ctx: StageContext, labels: list[str]) -> list[ModelVariant]:
+def classification_variants(ctx: StageContext, labels: list[str]) -> tuple[list[ModelVariant], str]:
     """Base: the pre-trained model with a fresh head seeded like training's (chance level)."""
     base_path = ctx.resolve_model(ctx.recipe.train.base)
     tuned_dir = ctx.store.path("train", "adapter")
@@ -99,15 +116,22 @@ def classification_variants(ctx: StageContext, labels: list[str]) -> list[ModelV
         torch.manual_seed(seed)
         return load_sequence_classifier(base_path, labels)
 
-    def tuned() -> Loaded:
-        if not (tuned_dir / "adapter_config.json").exists():
-            return load_sequence_classifier(str(tuned_dir), labels)
-        from peft import PeftModel
-
-        model, tokenizer = base()
-        return PeftModel.from_pretrained(model, str(tuned_dir)), tokenizer
-
-    return [
+    variants = [
         ModelVariant("base", base_path, base),
-        ModelVariant("tuned", str(tuned_dir), tuned),
+        ModelVariant(
+            "tuned", str(tuned_dir), lambda: load_tuned_classifier(base_path, tuned_dir, labels)
+        ),
     ]
+    report, why = quantized_status(ctx, "classification")
+    if report is not None:
+        fp32_dir = ctx.store.path("export", "model")
+        variants.append(
+            ModelVariant(
+                "quantized",
+                report["path"],
+                lambda: load_quantized(
+                    report, fp32_dir, lambda p: load_sequence_classifier(p, labels)
+                ),
+            )
+        )
+    return variants, why

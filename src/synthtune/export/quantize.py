@@ -80,7 +80,7 @@ def _device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
@@ -94,7 +94,7 @@ def measure_latency(
     pre = [prefill_seconds(model, tokenizer, p) for p in prompts]
     return {
         "p50_ms": round(1000 * statistics.median(gen), 2),
-        "p95_ms": round(1000 * _percentile(gen, 0.95), 2),
+        "p95_ms": round(1000 * percentile(gen, 0.95), 2),
         "prefill_p50_ms": round(1000 * statistics.median(pre), 3),
         "tokens_per_s": round(new_tokens * len(gen) / sum(gen), 2),
     }
@@ -103,15 +103,19 @@ def measure_latency(
 def choose_int8_backend(
     model: Any, tokenizer: Any, prompt: str, new_tokens: int = 16
 ) -> tuple[str, Any, dict[str, float]]:
-    """Quantize a copy of ``model`` with every installed backend and keep the fastest.
+    """Quantize a copy of ``model`` with every installed backend and keep the fastest at
+    batch-1 greedy generation. Returns (name, quantized model, ms per generation tried)."""
+    return fastest_int8(model, lambda m: generate_exactly(m, tokenizer, prompt, new_tokens))
 
-    Returns (name, quantized model, ms per generation for each backend tried).
-    """
+
+def fastest_int8(model: Any, workload: Callable[[Any], float]) -> tuple[str, Any, dict[str, float]]:
+    """Quantize a copy of ``model`` with every installed backend, time ``workload`` (seconds
+    it reports; best of 3 after a warm-up) on each and keep the fastest."""
     timings, best = {}, None
     for name in available_int8_backends():
         candidate = INT8_CPU.get(name)(copy.deepcopy(model)).eval()
-        generate_exactly(candidate, tokenizer, prompt, 2)  # warm-up
-        seconds = min(generate_exactly(candidate, tokenizer, prompt, new_tokens) for _ in range(3))
+        workload(candidate)  # warm-up
+        seconds = min(workload(candidate) for _ in range(3))
         timings[name] = round(1000 * seconds, 2)
         if best is None or seconds < best[1]:
             best = (name, seconds, candidate)

@@ -2,8 +2,9 @@
 
 Datasets: each split in every configured format (JSONL), plus ``export.dataset_files``
 (LLaMA-Factory ``dataset_info.json``, a ``datasets`` folder, a dataset card README.md).
-Model (causal LM runs that trained): the adapter merged into the base and verified
+Model (causal LM and classifier runs): the adapter merged into the base and verified
 (``export/model``), then ``export.quantize`` measured against fp32 (``export/quantize.json``).
+Export runs before evaluate, so evaluation compares base / tuned / quantized in one run.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from synthtune.classify import labelled
 from synthtune.config import Recipe
 from synthtune.context import StageContext
+from synthtune.export.classifier import merge_classifier, quantize_classifier_int8
 from synthtune.export.dataset_files import dataset_card, dataset_info, save_to_disk
 from synthtune.export.formats import FORMATS
 from synthtune.export.merge import merge_adapter, save_full_model
@@ -65,9 +68,15 @@ class ExportStage:
         cfg, store = ctx.recipe.export, ctx.store
         adapter = store.path("train", "adapter")
         metrics_path = store.path("train", "metrics.json")
-        trained = metrics_path.exists() and adapter.is_dir()
-        if not trained or store.read_json("train", "metrics.json").get("task") != "causal_lm":
-            return {"model": {"skipped": "no trained causal LM in train/adapter"}}
+        train = store.read_json("train", "metrics.json") if metrics_path.exists() else {}
+        if adapter.is_dir() and train.get("task") == "clip":
+            from synthtune.vision.clip_export import export_clip
+
+            return export_clip(ctx, test)
+        if not adapter.is_dir() or train.get("task") not in ("causal_lm", "classification"):
+            return {"model": {"skipped": "no trained causal LM or classifier in train/adapter"}}
+        if train["task"] == "classification":
+            return self._classifier(ctx, test, train["labels"])
         out = store.stage_dir(self.name) / "model"
         if (adapter / "adapter_config.json").exists():
             if not cfg.merge:
@@ -121,6 +130,50 @@ class ExportStage:
         return {
             k: v for k, v in report.items() if k in ("mode", "backend", "comparison", "skipped")
         }
+
+    def _classifier(
+        self, ctx: StageContext, test: list[Record], labels: list[str]
+    ) -> dict[str, Any]:
+        """Merged classifier in export/model and, with ``export.quantize: int8``, the int8
+        model measured against it (``export/quantize.json``, ``task: classification``)."""
+        cfg, store = ctx.recipe.export, ctx.store
+        if not cfg.merge:
+            return {"model": {"skipped": "export.merge is false"}}
+        texts, truth = labelled(test, labels)
+        out = store.stage_dir(self.name) / "model"
+        base = ctx.resolve_model(ctx.recipe.train.base)
+        model = merge_classifier(
+            base,
+            store.path("train", "adapter"),
+            labels,
+            out,
+            texts[: cfg.verify_prompts],
+            cfg.merge_tolerance,
+        )
+        result: dict[str, Any] = {"model": model}
+        if cfg.quantize == "int8":
+            n = cfg.quality_samples
+            report = quantize_classifier_int8(
+                out,
+                labels,
+                store.stage_dir(self.name) / "model-int8",
+                texts[:n],
+                truth[:n],
+                cfg.latency_prompts,
+            )
+            store.write_json(self.name, "quantize.json", report)
+            if "comparison" in report:
+                c = report["comparison"]
+                ctx.log(
+                    f"export: int8 classifier {c['latency_speedup']}x batch-1 latency, "
+                    f"accuracy {c['accuracy_change']:+.4f}"
+                )
+            result["quantize"] = {
+                k: v for k, v in report.items() if k in ("mode", "backend", "comparison", "skipped")
+            }
+        elif cfg.quantize:
+            result["quantize"] = {"skipped": f"{cfg.quantize} is for causal LMs; use int8"}
+        return result
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         splits = {split: ctx.store.read_table("mix", split) for split in SPLITS}

@@ -53,9 +53,18 @@ def build_report(run_dir: Path | str) -> Path:
     """Write ``<run_dir>/report.html`` and return its path."""
     store = RunStore(Path(run_dir))
     state = store.state()["stages"]
-    if not state:
+    federated = store.path("federated", "summary.json")
+    if not state and not federated.exists():
         raise StageError(f"no completed stage in {run_dir}: run the recipe first")
-    stages = [{"name": k, "status": v["status"], "summary": v["summary"]} for k, v in state.items()]
+    from synthtune.pipeline import ORDER
+
+    def position(name: str) -> int:  # pipeline order; stages a plug-in added go last
+        return ORDER.index(name) if name in ORDER else len(ORDER)
+
+    stages = [
+        {"name": k, "status": v["status"], "summary": v["summary"]}
+        for k, v in sorted(state.items(), key=lambda item: position(item[0]))
+    ]
     context: dict[str, Any] = {
         "name": store.root.name,
         "run_dir": str(store.root),
@@ -63,6 +72,12 @@ def build_report(run_dir: Path | str) -> Path:
         "stages": stages,
         "plots": {},
     }
+    if "generate" in state:
+        context["usage"] = state["generate"]["summary"].get("usage")
+    quantize = store.path("export", "quantize.json")
+    if "export" in state and quantize.exists():
+        found = store.read_json("export", "quantize.json")
+        context["quantize"] = None if "skipped" in found else found
     if "quality" in state:
         records = store.read_table("quality", "dataset")
         summary = state["quality"]["summary"]
@@ -104,6 +119,13 @@ def build_report(run_dir: Path | str) -> Path:
         context["evaluate"] = store.read_json("evaluate", "metrics.json")
         context["ppl"] = context["evaluate"]["suites"].get("perplexity")
         context["cls"] = context["evaluate"]["suites"].get("classification")
+        context["images"] = found_images = context["evaluate"]["suites"].get("images")
+        if found_images and found_images.get("n"):
+            context["plots"]["confusion"] = plots.confusion_matrices(found_images)
+    if federated.exists():  # synthtune federated (docs/federated.md)
+        context["federated"] = found = store.read_json("federated", "summary.json")
+        if found["rounds"]:
+            context["plots"]["federated"] = plots.federated_rounds(found["rounds"])
     path = store.root / "report.html"
     atomic_write_text(path, _ENV.get_template("report.html").render(**context))
     return path

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 
 def _to_uri(fig: Any) -> str:
@@ -20,13 +23,24 @@ def _to_uri(fig: Any) -> str:
 
 
 def perplexity_histogram(values: list[float], threshold: float) -> str:
+    """Histogram of the scored records with the threshold. The x axis spans the bulk of the
+    data (up to the 99th percentile, the rest counted in the last bin): a far threshold or a
+    few huge outliers would otherwise squash every bar against the left edge."""
     fig, ax = plt.subplots(figsize=(6, 3))
-    finite = [v for v in values if v != float("inf")]
-    ax.hist(finite, bins=30, color="#4c78a8")
-    ax.axvline(threshold, color="#e45756", linestyle="--", label=f"threshold {threshold:g}")
+    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+    top = float(np.percentile(finite, 99)) if finite.size else threshold
+    right = max(top, threshold) if threshold <= 1.5 * top else top
+    ax.hist(np.minimum(finite, right), bins=30, range=(0, right * 1.02), color="#4c78a8")
+    label = f"threshold {threshold:g}"
+    if threshold <= right:
+        ax.axvline(threshold, color="#e45756", linestyle="--", label=label)
+    else:
+        ax.plot([], [], color="#e45756", linestyle="--", label=f"{label} (right of the axis)")
+    if (finite > right).any():
+        ax.plot([], [], " ", label=f"last bar: {int((finite > right).sum())} records > {right:.3g}")
     ax.set_xlabel("perplexity")
     ax.set_ylabel("records")
-    ax.legend()
+    ax.legend(fontsize=8)
     return _to_uri(fig)
 
 
@@ -82,17 +96,26 @@ def distance_rounds(rounds: list[dict[str, Any]], threshold: float, title: str) 
     ax.set_xlabel("round")
     ax.set_ylabel("distance to real (std)")
     ax.set_title(title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
     count_key = "synthetic" if rounds and "synthetic" in rounds[0] else "pool"
+    found, labels = ax.get_legend_handles_labels()
+    handles: list[Any] = list(found)
     if rounds and count_key in rounds[0]:
         twin = ax.twinx()
-        twin.bar(
+        bars = twin.bar(
             [r["round"] for r in rounds],
             [r[count_key] for r in rounds],
-            alpha=0.15,
+            width=0.3,
+            alpha=0.35,
             color="#54a24b",
+            hatch="//",
         )
-        twin.set_ylabel(f"{count_key} records")
-    ax.legend(loc="upper right", fontsize=8)
+        twin.set_ylabel(f"{count_key} records (bars)")
+        handles.append(bars)
+        labels.append(f"{count_key} records (right axis)")
+        ax.set_zorder(twin.get_zorder() + 1)  # the line and interval above the bars
+        ax.patch.set_visible(False)
+    ax.legend(handles, labels, loc="upper right", fontsize=8)
     return _to_uri(fig)
 
 
@@ -109,4 +132,42 @@ def arm_allocations(rounds: list[dict[str, Any]]) -> str:
     ax.set_xlabel("round")
     ax.set_ylabel("requests")
     ax.legend(fontsize=7, ncol=2)
+    return _to_uri(fig)
+
+
+def federated_rounds(rounds: list[dict[str, Any]]) -> str:
+    """Union val loss and mean train loss per federated round, bytes sent up as bars."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for key, label, color in (
+        ("val_loss", "union val loss", "#f58518"),
+        ("train_loss", "train loss", "#4c78a8"),
+    ):
+        points = [(r["round"], r[key]) for r in rounds if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=label, color=color)
+    ax.set_xlabel("round")
+    ax.set_ylabel("loss")
+    twin = ax.twinx()
+    twin.bar([r["round"] for r in rounds], [r.get("bytes_up", 0) for r in rounds], alpha=0.15)
+    twin.set_ylabel("bytes sent up")
+    ax.legend(loc="upper right", fontsize=8)
+    return _to_uri(fig)
+
+
+def confusion_matrices(suite: dict[str, Any]) -> str:
+    """One confusion matrix per model of the images suite (rows: true, columns: predicted)."""
+    names = [n for n in ("base", "tuned") if n in suite]
+    labels = suite["labels"]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        matrix = suite[name]["confusion_matrix"]
+        ax.imshow(matrix, cmap="Blues")
+        for i, row in enumerate(matrix):
+            for j, count in enumerate(row):
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_title(f"{name}: macro-F1 {suite[name]['macro_f1']}")
+    axes[0][0].set_ylabel("true")
     return _to_uri(fig)

@@ -1,0 +1,54 @@
+"""Batched prediction with a sequence classifier, shared by evaluation and export (both score
+the same models the same way: right padding, truncation at 256 tokens, argmax of the logits)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+
+from synthtune.records import Record
+
+
+@torch.inference_mode()
+def class_logits(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32) -> Any:
+    """fp32 logits, one row per text (``batch_size=1`` avoids padding altogether)."""
+    model.eval()
+    tokenizer.padding_side = "right"
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(
+            list(texts[start : start + batch_size]),
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=256,
+        ).to(device)
+        out.append(model(**enc).logits.float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def predict(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    """Predicted class ids."""
+    if not texts:
+        return np.zeros(0, dtype=int)
+    return class_logits(model, tokenizer, texts, batch_size).argmax(dim=-1).numpy()
+
+
+def scores(truth: Sequence[int], predicted: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 (scikit-learn), rounded for reports."""
+    return {
+        "accuracy": round(float(accuracy_score(truth, predicted)), 4),
+        "macro_f1": round(float(f1_score(truth, predicted, average="macro")), 4),
+    }
+
+
+def labelled(test: list[Record], labels: list[str]) -> tuple[list[str], list[int]]:
+    """Texts and label ids of the test records whose label the model knows."""
+    ids = {label: i for i, label in enumerate(labels)}
+    usable = [r for r in test if r.payload.label in ids]
+    return [r.payload.input_text() for r in usable], [ids[str(r.payload.label)] for r in usable]
