@@ -26,7 +26,7 @@ def write_federated_recipe(
     small = {
         **TINY_TRAINING,
         "train": {"base": str(base), "batch_size": 8, "epochs": 1},
-        "federated": {"rounds": 3, "round_timeout": 120},
+        "federated": {"rounds": 3, "local_epochs": 1, "round_timeout": 120},
     }
     for source in (small, overrides or {}):
         _merge(recipe, source)

@@ -93,7 +93,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         local = ", ".join(f"{k} {v:.4f}" for k, v in baselines["local"].items())
         out.print(
             f"union val loss: initial {baselines['initial']:.4f}, local-only {local}, "
-            f"federated {baselines['federated']:.4f}, centralised {baselines['centralised']:.4f}"
+            f"federated {baselines['federated']:.4f}, centralised {baselines['centralised']:.4f} "
+            f"(same steps as one client: {baselines['centralised_same_steps']:.4f})"
         )
 
 

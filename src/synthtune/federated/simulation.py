@@ -131,7 +131,11 @@ def compare_baselines(
     recipe: Recipe, root: Path, dirs: list[Path], base: str, log: Log = print
 ) -> dict[str, Any]:
     """Union-val loss of: the initial adapter, each client alone, all data pooled, and the
-    federated adapter; local and pooled runs get the federation's epochs (rounds x E)."""
+    federated adapter. Local and pooled runs get the federation's epochs (rounds x E: the
+    same total compute); ``centralised_same_steps`` gets the optimiser steps one client
+    takes in the federation (rounds x E epochs of a 1/N share: the same wall-clock when
+    clients train in parallel), since FedAvg averages N updates where pooled training
+    would take them one after the other."""
     from synthtune.federated.params import adapter_arrays
     from synthtune.federated.server import latest_checkpoint
 
@@ -160,6 +164,10 @@ def compare_baselines(
         local[folder.name] = score(arrays)
     result["centralised"] = local.pop("centralised")
     result["local"] = local
+    same_steps = round_recipe(recipe, base, epochs / len(dirs))
+    arrays, _ = train_round(same_steps, pooled, 0, start, label="baseline-same-steps")
+    result["centralised_same_steps"] = score(arrays)
+    result["same_steps_epochs"] = round(epochs / len(dirs), 3)
     _, final = latest_checkpoint(RunStore(root).path("federated", "global"))
     result["federated"] = score(final) if final is not None else None
     return result
