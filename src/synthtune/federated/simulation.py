@@ -21,7 +21,12 @@ from synthtune.federated.client import TRAINING_LOCK, AdapterClient, client_app
 from synthtune.federated.local_round import train_round, validation_loss
 from synthtune.federated.partition import partition
 from synthtune.federated.privacy import local_dp_mod
-from synthtune.federated.server import fresh_adapter, serve_federation, shared_token
+from synthtune.federated.server import (
+    fresh_adapter,
+    serve_federation,
+    shared_token,
+    tls_certificates,
+)
 from synthtune.federated.transport import run_client
 from synthtune.federated.workspace import (
     check_recipe,
@@ -63,10 +68,12 @@ def _run_clients(
     recipe: Recipe, dirs: list[Path], base: str, address: str, mods: list[Any]
 ) -> list[threading.Thread]:
     token = shared_token(recipe)
+    certificates = tls_certificates(recipe)
+    root = certificates[0] if certificates else None  # the CA: clients verify the server
     threads = []
     for folder in dirs:
         app = client_app(AdapterClient(recipe, folder, base, token), mods)
-        thread = threading.Thread(target=run_client, args=(app, address), daemon=True)
+        thread = threading.Thread(target=run_client, args=(app, address, root), daemon=True)
         thread.start()
         threads.append(thread)
     return threads
