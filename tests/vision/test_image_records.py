@@ -168,6 +168,38 @@ def test_review_app_serves_sampled_images_and_nothing_else(image_run: Path) -> N
         assert "showMedia" in page and "<svg" not in page.split("<script>")[0]
 
 
+def test_review_page_draws_the_boxes_over_the_image(image_run: Path) -> None:
+    """In headless Chromium: the image loads through /media and each box is an SVG rect in
+    the image's pixel coordinates, scaled with it."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.review.test_review_browser import ARGS, CHROMIUM
+
+    assert CHROMIUM, "Chromium is missing: apt-get install chromium"
+    with (
+        ReviewServer(create_app(image_run, TOKEN, ["template"], 0.2)) as server,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        page.goto(f"{server.url}/?token={TOKEN}")
+        page.wait_for_function("(document.querySelector('#media img') || {}).naturalWidth > 0")
+        item = httpx.get(f"{server.url}/api/items", headers={"X-Review-Token": TOKEN}).json()[0]
+        (box,) = item["media"][0]["boxes"]
+        rect = page.locator("#media rect")
+        assert rect.count() == 1 and page.text_content("#media text") == box["label"]
+        assert [rect.get_attribute(k) for k in ("x", "y", "width", "height")] == [
+            str(box["x0"]),
+            str(box["y0"]),
+            str(box["x1"] - box["x0"]),
+            str(box["y1"] - box["y0"]),
+        ]
+        shown = page.locator("#media img").bounding_box()
+        overlay = page.locator("#media svg").bounding_box()
+        assert shown is not None and shown == overlay  # the boxes scale with the image
+        browser.close()
+
+
 def _image_records(n: int, seed: int, materials: list[str], folder: Path) -> list[Record]:
     from synthtune.vision.procedural import generate_dataset
 
