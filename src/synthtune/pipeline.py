@@ -186,11 +186,13 @@ def run_recipe(
     if console is not None:
         ctx.console = console
     redo = ORDER.index(from_stage) if from_stage else (0 if force else len(ORDER))
-    outcomes = []
-    for position, name in enumerate(ORDER):
-        stage = STAGE_REGISTRY.get(name)
-        if main and position >= redo:
+    if main:
+        # every stage from `from_stage` on, even past `until`: they read what is redone
+        for name in ORDER[redo:]:
             store.invalidate(name)
+    outcomes = []
+    for name in ORDER:
+        stage = STAGE_REGISTRY.get(name)
         distributed.barrier()  # every process sees the same state before deciding
         if store.is_complete(name, prints[name]):
             done = store.stage_state(name) or {}

@@ -396,7 +396,9 @@ class ExportConfig(StrictModel):
     latency_prompts: int = Field(8, gt=0, description="Prompts timed for the latency report.")
     latency_new_tokens: int = Field(32, gt=0, description="New tokens per timed generation.")
     quality_samples: int = Field(
-        200, gt=0, description="Real test records scored for the perplexity delta."
+        200,
+        gt=0,
+        description="Test records scored for the quality delta (perplexity; accuracy/F1 for classifiers).",
     )
     vision: VisionExportConfig = Field(default_factory=VisionExportConfig)
 

@@ -74,7 +74,7 @@ def quantized_status(
     here, else None."""
     report_path = ctx.store.path("export", "quantize.json")
     if not report_path.exists():
-        return None, "no export/quantize.json yet (set export.quantize, run export, re-evaluate)"
+        return None, "no export/quantize.json (export.quantize unset, or export.merge false)"
     report = ctx.store.read_json("export", "quantize.json")
     if "skipped" in report:
         return None, f"quantization was skipped: {report['skipped']}"

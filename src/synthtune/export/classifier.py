@@ -20,7 +20,7 @@ import torch
 
 from synthtune.classify import class_logits, predict, scores
 from synthtune.errors import StageError
-from synthtune.export.quantize import fastest_int8, folder_bytes, percentile
+from synthtune.export.quantize import fastest_int8, percentile
 from synthtune.models import load_sequence_classifier, load_tuned_classifier
 
 
@@ -35,10 +35,12 @@ def merge_classifier(
     """Save the tuned classifier as one model folder after checking the merged logits equal
     base+adapter's within ``tolerance`` (batch 1, fp32). Raises ``StageError`` otherwise."""
     model, tokenizer = load_tuned_classifier(base_path, tuned_dir, labels)
-    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    is_adapter = hasattr(model, "merge_and_unload")
     diff = 0.0
-    if merged is not model:
+    if is_adapter:
+        # reference first: merge_and_unload folds the adapter into these same modules in place
         reference = class_logits(model, tokenizer, texts, batch_size=1)
+        merged = model.merge_and_unload()
         diff = float((reference - class_logits(merged, tokenizer, texts, batch_size=1)).abs().max())
         if diff > tolerance:
             raise StageError(
@@ -46,12 +48,14 @@ def merge_classifier(
                 f"(> export.merge_tolerance {tolerance:g}) on {len(texts)} texts; check that "
                 f"train.base is the model {tuned_dir} was trained on"
             )
+    else:
+        merged = model
     if out_dir.exists():
         shutil.rmtree(out_dir)
     merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return {
-        "merged": merged is not model,
+        "merged": is_adapter,
         "texts": len(texts),
         "max_abs_logit_diff": diff,
         "tolerance": tolerance,
@@ -105,7 +109,7 @@ def quantize_classifier_int8(
     # same storage as causal LMs: fp32 folder + backend + this int8 state dict
     torch.save(quantized.state_dict(), out_dir / "int8_state_dict.pt")
     tokenizer.save_pretrained(out_dir)
-    fp32["size_bytes"] = folder_bytes(model_dir)
+    fp32["size_bytes"] = sum(f.stat().st_size for f in model_dir.glob("*.safetensors"))
     result["size_bytes"] = (out_dir / "int8_state_dict.pt").stat().st_size
     return {
         "task": "classification",

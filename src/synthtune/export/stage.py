@@ -139,12 +139,21 @@ class ExportStage:
         cfg, store = ctx.recipe.export, ctx.store
         if not cfg.merge:
             return {"model": {"skipped": "export.merge is false"}}
+        adapter = store.path("train", "adapter")
+        if (adapter / "adapter_config.json").exists():
+            from peft import PeftConfig
+
+            if PeftConfig.from_pretrained(str(adapter)).is_prompt_learning:
+                reason = "prompt-learning adapters (prefix/prompt/ptuning) have no weights to merge"
+                return {"model": {"skipped": reason + "; use train/adapter with its base"}}
         texts, truth = labelled(test, labels)
+        if not texts:
+            return {"model": {"skipped": "no test record carries a label the classifier knows"}}
         out = store.stage_dir(self.name) / "model"
         base = ctx.resolve_model(ctx.recipe.train.base)
         model = merge_classifier(
             base,
-            store.path("train", "adapter"),
+            adapter,
             labels,
             out,
             texts[: cfg.verify_prompts],

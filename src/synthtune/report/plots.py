@@ -28,8 +28,12 @@ def perplexity_histogram(values: list[float], threshold: float) -> str:
     few huge outliers would otherwise squash every bar against the left edge."""
     fig, ax = plt.subplots(figsize=(6, 3))
     finite = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
-    top = float(np.percentile(finite, 99)) if finite.size else threshold
-    right = max(top, threshold) if threshold <= 1.5 * top else top
+    if not finite.size:  # nothing to draw but the count of unscorable records
+        ax.text(0.5, 0.5, f"{len(values)} records, none with a finite perplexity", ha="center")
+        ax.set_axis_off()
+        return _to_uri(fig)
+    top = float(np.percentile(finite, 99))
+    right = max(top, threshold) if math.isfinite(threshold) and threshold <= 1.5 * top else top
     ax.hist(np.minimum(finite, right), bins=30, range=(0, right * 1.02), color="#4c78a8")
     label = f"threshold {threshold:g}"
     if threshold <= right:
