@@ -39,3 +39,25 @@ def test_a_client_round_trains_the_adapter_state_only(
     assert base_fingerprint(model) == before  # only the adapter travelled
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert sum(a.size for a in arrays) == trainable
+
+
+@pytest.mark.slow
+def test_fedprox_term_holds_the_client_near_the_global_adapter(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """The proximal gradient mu (w - w_global) pulls back: a large mu moves the adapter
+    much less from the received weights than plain local training does."""
+    recipe = load_recipe(write_federated_recipe(tmp_path, tiny_model_dir))
+    run_dir = tmp_path / "client"
+    records = client_records(recipe, tmp_path / "data" / "hospital-a.jsonl")
+    write_client_tables(recipe, records, run_dir)
+    model, _ = fresh_adapter(recipe, str(tiny_model_dir))
+    start = adapter_arrays(model)
+    # three epochs: the first step is warm-up (learning rate 0), so w moves from step 2 on
+    per_round = round_recipe(recipe, str(tiny_model_dir), 3.0)
+
+    def moved(mu: float) -> float:
+        arrays, _ = train_round(per_round, run_dir, 1, start, mu, label=f"mu-{mu}")
+        return float(sum(((a - s) ** 2).sum() for a, s in zip(arrays, start, strict=True)))
+
+    assert moved(500.0) < 0.5 * moved(0.0)
