@@ -126,3 +126,22 @@ def test_saved_classifier_reloads_with_the_same_scores(clip_dir: Path, tmp_path:
     with torch.no_grad():
         assert torch.allclose(model.eval()(pixels).logits, again(pixels).logits, atol=1e-6)
     assert isinstance(again, ClipClassifier) and again.labels == LABELS
+
+
+def test_adversarial_training_with_the_clip_task_is_refused_before_any_work(
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    from synthtune.config import load_recipe
+    from synthtune.errors import RecipeError
+    from synthtune.pipeline import check_recipe
+    from tests.conftest import ROOT
+
+    recipe = yaml.safe_load((ROOT / "examples/defect-inspection/recipe.yaml").read_text())
+    recipe["train"]["adversarial"] = {"method": "fgm"}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(RecipeError, match="train.adversarial"):
+        check_recipe(load_recipe(path))
+    assert not (tmp_path / "runs").exists()

@@ -149,3 +149,27 @@ def test_each_image_has_its_own_seed(pipelines: dict[str, Path]) -> None:
     pixels = [np.asarray(r.image, dtype=float) for r in together]
     assert np.abs(pixels[1] - np.asarray(alone[0].image, dtype=float)).max() <= 2
     assert np.abs(pixels[0] - pixels[1]).mean() > 1  # other seed, other image
+
+
+def test_an_inpainting_request_that_cannot_be_prepared_fails_alone(
+    pipelines: dict[str, Path],
+) -> None:
+    from synthtune.config import DiffusersBackendConfig
+    from synthtune.vision.diffusion import DiffusersBackend
+    from synthtune.vision.image_backends import ImageRequest
+
+    cfg = DiffusersBackendConfig(
+        type="diffusers",
+        model=str(pipelines["inpaint"]),
+        mode="inpaint",
+        width=32,
+        height=32,
+        steps=2,
+    )
+    backend = DiffusersBackend(cfg, lambda name: name)
+    good = ImageRequest("good", "a crack on brick", {"defect": "crack", "material": "brick"}, 1)
+    bad = ImageRequest("bad", "a burn on brick", {"defect": "burn", "material": "brick"}, 2)
+    results = backend.render([good, bad, good])
+    assert [r.image is not None for r in results] == [True, False, True]
+    assert "burn" in (results[1].error or "")
+    assert results[0].label == "crack" and results[0].mask is not None

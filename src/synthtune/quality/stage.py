@@ -97,7 +97,7 @@ def decontam_tier(ctx: StageContext, records: list[Record]) -> None:
     if mix.real is None:
         return
     index = decontam.build_index(real_texts(recipe, test=True), cfg.ngram)
-    pool = _accepted(records)
+    pool = _text_only(records)  # an image's caption is shared by many distinct images
     shared = decontam.contaminated(
         [r.payload.text("all") for r in pool], index, cfg.ngram, cfg.min_overlap
     )

@@ -20,7 +20,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from synthtune.config import Recipe
 from synthtune.context import StageContext
-from synthtune.errors import StageError
+from synthtune.errors import RecipeError, StageError
 from synthtune.models import load_causal_lm, seed_everything
 from synthtune.train.augment import PromptNoiseDataset
 from synthtune.train.data import EDGE_FLAG, PackedCollator
@@ -93,6 +93,15 @@ class TrainStage:
 
     def check(self, recipe: Recipe) -> None:
         METHODS.get(recipe.train.method)
+        if recipe.train.adversarial is not None and recipe.train.task == "clip":
+            # FGM/PGD perturb token embeddings; a CLIP classifier reads pixels
+            raise RecipeError(
+                str(recipe.source),
+                [
+                    "train.adversarial: not supported with train.task clip (FGM/PGD perturb "
+                    "token embeddings); remove it or use a text task"
+                ],
+            )
         import importlib.util
 
         for logger, module in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):

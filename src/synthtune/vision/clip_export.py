@@ -97,7 +97,7 @@ def export_clip(ctx: StageContext, test: list[Record]) -> dict[str, Any]:
         pixels = pixels.astype(np.float32)
     report = check_and_time(scorer, paths, pixels, truth, cfg)
     diff = report["agreement"]["ort_fp32"]["max_abs_diff"]
-    if diff > cfg.tolerance:
+    if not diff <= cfg.tolerance:  # NaN fails too
         raise StageError(
             f"export.vision: the ONNX model's logits differ from PyTorch's by {diff:.3g} "
             f"(> export.vision.tolerance {cfg.tolerance:g}) on {len(pixels)} images"

@@ -106,45 +106,59 @@ class DiffusersBackend:
         return out
 
     def _batch(self, requests: list[ImageRequest]) -> list[ImageResult]:
-        import torch
-
-        cfg = self.config
-        pipe = self._pipeline()
-        generators = [torch.Generator(self._device).manual_seed(r.seed) for r in requests]
-        common = {
-            "prompt": [r.caption for r in requests],
-            "negative_prompt": [cfg.negative_prompt] * len(requests)
-            if cfg.negative_prompt
-            else None,
-            "num_inference_steps": cfg.steps,
-            "guidance_scale": cfg.guidance_scale,
-            "width": cfg.width,
-            "height": cfg.height,
-            "generator": generators,
-            "output_type": "pil",
-        }
-        if cfg.mode == "text2img":
-            images = pipe(**common).images
+        if self.config.mode == "text2img":
+            images = self._call(requests, {})
             return [ImageResult(im.convert("RGB")) for im in images]
-        try:
-            inputs = [inpaint_inputs(r, cfg.width, cfg.height) for r in requests]
-        except (ValueError, TypeError, SynthtuneError) as exc:
-            return [ImageResult(None, error=f"diffusers: {exc}") for _ in requests]
-        masks = [Image.fromarray(mask.astype(np.uint8) * 255, mode="L") for _, mask, _ in inputs]
-        images = pipe(**common, image=[clean for clean, _, _ in inputs], mask_image=masks).images
-        results = []
-        for image, (_, mask, defect) in zip(images, inputs, strict=True):
-            box = box_of(mask, defect)
-            results.append(
-                ImageResult(
+        # a request the inpainting cannot prepare fails alone, not with its whole batch
+        results: list[ImageResult | None] = [None] * len(requests)
+        prepared = []
+        for i, request in enumerate(requests):
+            try:
+                prepared.append((i, inpaint_inputs(request, self.config.width, self.config.height)))
+            except (ValueError, TypeError, SynthtuneError) as exc:
+                results[i] = ImageResult(None, error=f"diffusers: {exc}")
+        if prepared:
+            masks = [
+                Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+                for _, (_, mask, _) in prepared
+            ]
+            images = self._call(
+                [requests[i] for i, _ in prepared],
+                {"image": [clean for _, (clean, _, _) in prepared], "mask_image": masks},
+            )
+            for image, (i, (_, mask, defect)) in zip(images, prepared, strict=True):
+                box = box_of(mask, defect)
+                results[i] = ImageResult(
                     image.convert("RGB"),
                     (box,) if box else (),
                     mask,
                     defect,
                     lineage={"inpainted_pixels": int(mask.sum())},
                 )
-            )
-        return results
+        return [r for r in results if r is not None]
+
+    def _call(self, requests: list[ImageRequest], extra: dict[str, Any]) -> list[Any]:
+        """One pipeline call for ``requests``, each with its own seeded generator."""
+        import torch
+
+        cfg = self.config
+        pipe = self._pipeline()
+        generators = [torch.Generator(self._device).manual_seed(r.seed) for r in requests]
+        return list(
+            pipe(
+                prompt=[r.caption for r in requests],
+                negative_prompt=[cfg.negative_prompt] * len(requests)
+                if cfg.negative_prompt
+                else None,
+                num_inference_steps=cfg.steps,
+                guidance_scale=cfg.guidance_scale,
+                width=cfg.width,
+                height=cfg.height,
+                generator=generators,
+                output_type="pil",
+                **extra,
+            ).images
+        )
 
 
 IMAGE_BACKENDS.register("diffusers", DiffusersBackend)
