@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from synthtune.config import RealDataConfig
 from synthtune.errors import StageError
-from synthtune.records import Media, Message, Payload, Record, Role, split_of
+from synthtune.records import Media, Message, Payload, Record, Role, payload_id, split_of
 
 _SUFFIXES = {
     ".jsonl": "jsonl",
@@ -275,7 +275,18 @@ def _record(row: dict[str, Any], cfg: RealDataConfig, where: str, lineage: dict)
     if cfg.slots:
         lineage = {**lineage, "slots": slots}
     payload = Payload(messages=messages, label=text.get("label_field"), media=media)
-    return Record.create("real", payload, lineage=lineage)
+    if not media:
+        return Record.create("real", payload, lineage=lineage)
+    # the id (hence the held-out split) must not depend on where the data folder sits: hash
+    # the payload with the image named as the data file names it
+    named = payload.model_copy(
+        update={"media": (media[0].model_copy(update={"path": _image_name(row, cfg)}),)}
+    )
+    return Record(id=payload_id(named), source="real", payload=payload, lineage=lineage)
+
+
+def _image_name(row: dict[str, Any], cfg: RealDataConfig) -> str:
+    return str(row[cfg.image_field]).strip() if cfg.image_field else ""
 
 
 def load_real(cfg: RealDataConfig) -> list[Record]:

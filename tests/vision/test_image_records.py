@@ -289,3 +289,31 @@ def test_mix_injects_image_records_by_image_distance(tmp_path: Path) -> None:
         synthetic
     )
     assert {r.source for r in store.read_table("mix", "test")} == {"real"}
+
+
+def test_real_image_ids_do_not_depend_on_where_the_data_folder_is(tmp_path: Path) -> None:
+    """The id decides the held-out split: moving the data must not move records across it."""
+    import json
+    import shutil
+
+    from PIL import Image
+
+    from synthtune.config import RealDataConfig
+    from synthtune.realdata import load_real
+
+    first = tmp_path / "a"
+    first.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(first / f"{i}.png")
+    rows = [{"caption": f"a photo {i}", "file": f"{i}.png"} for i in range(3)]
+    (first / "real.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    shutil.copytree(first, tmp_path / "b")
+
+    def ids(folder: Path) -> list[str]:
+        cfg = RealDataConfig(
+            path=str(folder / "real.jsonl"), text_field="caption", image_field="file"
+        )
+        return [r.id for r in load_real(cfg)]
+
+    assert ids(first) == ids(tmp_path / "b")
+    assert len(set(ids(first))) == 3
