@@ -39,8 +39,8 @@ class Decision(BaseModel):
 
 
 def apply_decisions(records: list[Record], decisions: dict[str, Decision]) -> list[Record]:
-    """Records with reviews applied: rejects rejected, edits replace the reply (new id, the
-    original id kept in lineage), accepts marked. Records without a decision are unchanged."""
+    """Records with reviews applied: rejects rejected, edits replace the reply (an image
+    record's caption; new id, the original id kept in lineage), accepts marked. Records without a decision are unchanged."""
     out = []
     for record in records:
         decision = decisions.get(record.id)
@@ -54,8 +54,16 @@ def apply_decisions(records: list[Record], decisions: dict[str, Decision]) -> li
             out.append(record)
         elif decision.decision == "edit":
             assert decision.edited_reply is not None
-            messages = [m for m in record.payload.messages if m.role != "assistant"]
-            messages.append(Message(role="assistant", content=decision.edited_reply.strip()))
+            text = decision.edited_reply.strip()
+            payload = record.payload
+            if payload.media and not any(m.role == "assistant" for m in payload.messages):
+                # an image record's text is its caption (the user turn the review page shows
+                # as the reply): the edit corrects the caption
+                messages = [m for m in payload.messages if m.role != "user"]
+                messages.append(Message(role="user", content=text))
+            else:
+                messages = [m for m in payload.messages if m.role != "assistant"]
+                messages.append(Message(role="assistant", content=text))
             edited = Record.create(
                 record.source,
                 record.payload.model_copy(update={"messages": messages}),  # label, media kept

@@ -233,7 +233,7 @@ def test_image_distance_with_the_pixel_space(tmp_path: Path) -> None:
         probe.measure([text] * 10)
 
 
-def test_a_review_edit_keeps_the_image() -> None:
+def test_a_review_edit_of_an_image_record_corrects_its_caption_and_keeps_the_image() -> None:
     from synthtune.decisions import Decision, apply_decisions
 
     record = Record.create("synthetic", _image_payload())
@@ -241,6 +241,10 @@ def test_a_review_edit_keeps_the_image() -> None:
     (edited,) = apply_decisions([record], {record.id: edit})
     assert edited.payload.media == record.payload.media and edited.payload.label == "crack"
     assert edited.payload.text("response") == "a crack" and edited.id != record.id
+    # the caption is what the CLIP task trains on (the user turn): the edit replaced it,
+    # no second copy of the caption and no assistant turn appeared
+    assert [m.role for m in edited.payload.messages] == ["user"]
+    assert edited.payload.input_text() == "a crack"
 
 
 def test_mix_injects_image_records_by_image_distance(tmp_path: Path) -> None:
