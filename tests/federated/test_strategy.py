@@ -63,3 +63,28 @@ def test_unsigned_results_are_dropped_and_a_thin_round_keeps_the_adapter(tmp_pat
     assert parameters is None  # one signed result < min_clients: no new global adapter
     assert strategy.rounds[0]["clients_rejected"] == 2
     assert latest_checkpoint(tmp_path / "global") == (0, None)
+
+
+def test_a_signed_result_with_another_averaging_weight_is_rejected(tmp_path: Path) -> None:
+    """The signature covers the example count; Flower weights by FitRes.num_examples."""
+    strategy = _strategy(tmp_path, FederatedConfig(min_clients=1), token="s3cret")
+    honest = _fit_res(*UPDATES[0], {"signature": sign("s3cret", 1, 10)})
+    inflated = _fit_res(*UPDATES[1], {"signature": sign("s3cret", 1, 30)})
+    inflated.num_examples = 10**6  # the signed metric still says 30
+    parameters, _ = strategy.aggregate_fit(1, [(object(), honest), (object(), inflated)], [])  # type: ignore[list-item]
+    assert parameters is not None
+    assert np.allclose(parameters_to_ndarrays(parameters)[1], [3.0])  # the honest client only
+    assert strategy.rounds[0]["clients_rejected"] == 1
+
+
+def test_a_round_without_enough_connected_clients_is_skipped_not_awaited(tmp_path: Path) -> None:
+    """Flower's own sampling would wait 24 h for min_clients; the round is skipped after
+    round_timeout instead, for training and for evaluation."""
+    from flwr.server.client_manager import SimpleClientManager
+
+    strategy = _strategy(tmp_path, FederatedConfig(min_clients=2, round_timeout=0.01))
+    start = ndarrays_to_parameters([np.zeros((1, 2)), np.zeros(1)])
+    manager = SimpleClientManager()  # nobody connected
+    assert strategy.configure_fit(2, start, manager) == []
+    assert strategy.configure_evaluate(2, start, manager) == []
+    assert strategy.rounds[-1] == {"round": 2, "clients_sampled": 0, "aggregated": False}

@@ -24,9 +24,10 @@ class LocalDPConfig(StrictModel):
     """Local differential privacy on every client update (Flower's ``LocalDpMod``).
 
     The update (new minus received adapter) is clipped to ``clipping_norm`` in L2 and
-    Gaussian noise of std ``clipping_norm * sqrt(2 ln(1.25/delta)) / epsilon`` is added
-    (the Gaussian mechanism, sensitivity = the clipping norm). Each round spends
-    (epsilon, delta); the report states the total by basic composition.
+    Gaussian noise of std ``2 * clipping_norm * sqrt(2 ln(1.25/delta)) / epsilon`` is added
+    (the Gaussian mechanism; sensitivity 2C, as a clipped update lies anywhere in the C-ball).
+    Each round spends (epsilon, delta); the report states the total by basic composition.
+    The calibration is a guarantee only for epsilon < 1.
     """
 
     clipping_norm: float = Field(1.0, gt=0, description="L2 bound of one client's update.")
@@ -55,7 +56,10 @@ class FederatedConfig(StrictModel):
         "later rounds run with whoever of them is still connected (>= min_clients).",
     )
     round_timeout: float | None = Field(
-        None, gt=0, description="Seconds a round waits for client results (None: forever)."
+        None,
+        gt=0,
+        description="Seconds a round waits for client results (None: forever) and for "
+        "min_clients connected clients (None: 600 s; then the round is skipped).",
     )
     address: str = Field("0.0.0.0:9092", description="Server listen address (host:port).")
     token_env: str | None = Field(

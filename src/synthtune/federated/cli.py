@@ -191,7 +191,11 @@ def client(
 
         party = AdapterClient(loaded, run_dir, base, shared_token(loaded), announce)
         mods = [local_dp_mod(loaded.federated.local_dp)] if loaded.federated.local_dp else []
-        certificate = root_cert.read_bytes() if root_cert else None
+        # the recipe's CA unless --root-cert names another: a TLS federation never falls back
+        # to plaintext because a flag was forgotten
+        tls = loaded.federated.tls_certificates
+        ca = root_cert or (Path(tls[0]) if tls else None)
+        certificate = ca.read_bytes() if ca else None
         run_client(client_app(party, mods), server_address, certificate)
         out.print("federated: the server ended the federation")
     except (SynthtuneError, KeyboardInterrupt) as exc:

@@ -42,11 +42,14 @@ class RoundTrainStage(TrainStage):
         if self.start is not None:
             load_adapter_arrays(model, self.start)
         if self.mu > 0:
+            # the Trainer divides the data loss by the accumulation steps per micro-batch and
+            # the hook runs on every micro-batch: divide the proximal gradient alike
+            mu = self.mu / ctx.recipe.train.gradient_accumulation
             for param in model.parameters():
                 if param.requires_grad:
                     anchor = param.detach().clone()
                     param.register_hook(
-                        lambda grad, p=param, a=anchor: grad + self.mu * (p.detach() - a)
+                        lambda grad, p=param, a=anchor: grad + mu * (p.detach() - a)
                     )
         self.model = model
         return model, tokenizer, base_path, groups

@@ -2,11 +2,16 @@
 
 Differential privacy is Flower's ``LocalDpMod`` (client side): it clips the update to the
 configured L2 norm and adds Gaussian noise calibrated to (epsilon, delta) with sensitivity =
-the clipping norm, before the message leaves the client. Over R rounds a client spends
-(R * epsilon, R * delta) by basic composition, the bound :func:`privacy_spent` reports.
+twice the clipping norm, before the message leaves the client. Over R rounds a client spends
+(R * epsilon, R * delta) by basic composition, the bound :func:`privacy_spent` reports; the
+classic Gaussian calibration is a proof only for epsilon < 1 (larger values are accepted,
+e.g. for tests, and documented as not a guarantee).
 
 The shared token is a check on who contributes, not encryption (TLS is): a client signs
-``round:examples`` with HMAC-SHA256 under the token and the server drops unsigned results.
+``round:examples`` with HMAC-SHA256 under the token and the server drops unsigned results and
+results whose weight differs from the signed example count. It does not sign the arrays (the
+DP mod changes them after the client signs), so without TLS a man in the middle could swap
+them; and anyone who can connect receives the global adapter.
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ def signature_ok(token: str, round_number: int, metrics: dict[str, Any]) -> bool
 
 
 def local_dp_mod(cfg: LocalDPConfig) -> Any:
-    """Flower's LocalDpMod with sensitivity equal to the clipping norm (L2, clipped)."""
+    """Flower's LocalDpMod with sensitivity twice the clipping norm: a clipped update lies
+    anywhere in the L2 ball of radius C, so two neighbouring inputs can differ by 2C."""
     from flwr.client.mod import LocalDpMod
 
-    return LocalDpMod(cfg.clipping_norm, cfg.clipping_norm, cfg.epsilon, cfg.delta)
+    return LocalDpMod(cfg.clipping_norm, 2 * cfg.clipping_norm, cfg.epsilon, cfg.delta)
 
 
 def privacy_spent(cfg: LocalDPConfig | None, rounds: int) -> dict[str, Any] | None:

@@ -117,6 +117,21 @@ class FederationStrategy(Strategy):
     ) -> tuple[float, dict[str, Scalar]] | None:
         return self.inner.evaluate(server_round, parameters)
 
+    def _enough_clients(self, server_round: int, client_manager: ClientManager) -> bool:
+        """Wait at most ``round_timeout`` for ``min_clients`` connected clients. Without this
+        Flower's sampling waits for them with its own 24 h timeout, so a federation that lost
+        clients would hang instead of skipping the round."""
+        timeout = int(self.cfg.round_timeout or 600)
+        if client_manager.wait_for(self.cfg.min_clients, timeout=timeout):
+            return True
+        number = server_round + self.offset
+        self.log(
+            f"federated: round {number}: fewer than min_clients={self.cfg.min_clients} "
+            f"connected after {timeout} s; round skipped, the global adapter is kept"
+        )
+        self._row(server_round).update({"clients_sampled": 0, "aggregated": False})
+        return False
+
     # ---- fit
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
@@ -126,6 +141,8 @@ class FederationStrategy(Strategy):
             self.log(f"federated: waiting for {wanted} clients")
             client_manager.wait_for(wanted, timeout=int(self.cfg.round_timeout or 86400))
         self._started = time.perf_counter()
+        if not self._enough_clients(server_round, client_manager):
+            return []
         instructions = self.inner.configure_fit(server_round, parameters, client_manager)
         row = self._row(server_round)
         row["clients_sampled"] = len(instructions)
@@ -142,7 +159,12 @@ class FederationStrategy(Strategy):
         signed = [
             (proxy, res)
             for proxy, res in results
-            if self.token is None or signature_ok(self.token, number, res.metrics)
+            # the signed example count must be the one Flower weights the average with
+            if self.token is None
+            or (
+                signature_ok(self.token, number, res.metrics)
+                and res.num_examples == res.metrics.get("train_examples")
+            )
         ]
         row = self._row(server_round)
         row.update(
@@ -158,8 +180,8 @@ class FederationStrategy(Strategy):
         )
         if len(signed) < self.cfg.min_clients:
             self.log(
-                f"[yellow]federated: round {number} got {len(signed)} usable results, "
-                f"fewer than min_clients={self.cfg.min_clients}; the global adapter is kept[/]"
+                f"federated: round {number} got {len(signed)} usable results, "
+                f"fewer than min_clients={self.cfg.min_clients}; the global adapter is kept"
             )
             row["aggregated"] = False
             return None, {}
@@ -179,6 +201,8 @@ class FederationStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
+        if not self._enough_clients(server_round, client_manager):
+            return []
         return self.inner.configure_evaluate(server_round, parameters, client_manager)
 
     def aggregate_evaluate(
