@@ -19,25 +19,36 @@ def _turns(record: Record) -> tuple[str, str, str]:
     return system, user, reply
 
 
+def with_media(row: dict[str, Any], record: Record) -> dict[str, Any]:
+    """Image records keep their images: ``images`` (paths relative to the run directory, the
+    column LLaMA-Factory's multimodal datasets read), ``boxes`` and the class ``label``."""
+    media = record.payload.media
+    if not media:
+        return row
+    return {
+        **row,
+        "images": [m.path for m in media],
+        "boxes": [[b.model_dump() for b in m.boxes] for m in media],
+        "label": record.payload.label,
+    }
+
+
 @FORMATS.decorator("openai")
 def openai_messages(record: Record) -> dict[str, Any] | None:
     """OpenAI fine-tuning chat format: {"messages": [{"role", "content"}, ...]}."""
-    return {"messages": [m.model_dump() for m in record.payload.messages]}
+    return with_media({"messages": [m.model_dump() for m in record.payload.messages]}, record)
 
 
 @FORMATS.decorator("alpaca")
 def alpaca(record: Record) -> dict[str, Any] | None:
     """Alpaca: instruction / input / output (+ system); plain texts have no instruction."""
     system, user, reply = _turns(record)
-    return {"instruction": user, "input": "", "output": reply, "system": system}
+    return with_media({"instruction": user, "input": "", "output": reply, "system": system}, record)
 
 
 @FORMATS.decorator("sharegpt")
 def sharegpt(record: Record) -> dict[str, Any] | None:
     """ShareGPT: {"conversations": [{"from": human|gpt|system, "value"}]}."""
     names = {"system": "system", "user": "human", "assistant": "gpt"}
-    return {
-        "conversations": [
-            {"from": names[m.role], "value": m.content} for m in record.payload.messages
-        ]
-    }
+    turns = [{"from": names[m.role], "value": m.content} for m in record.payload.messages]
+    return with_media({"conversations": turns}, record)
