@@ -88,3 +88,17 @@ def test_a_round_without_enough_connected_clients_is_skipped_not_awaited(tmp_pat
     assert strategy.configure_fit(2, start, manager) == []
     assert strategy.configure_evaluate(2, start, manager) == []
     assert strategy.rounds[-1] == {"round": 2, "clients_sampled": 0, "aggregated": False}
+
+
+def test_resume_continues_after_rounds_that_ran_without_aggregating() -> None:
+    from synthtune.federated.server import resume_point
+
+    rows = [
+        {"round": 1, "clients_sampled": 3, "clients_ok": 3, "aggregated": True},
+        {"round": 2, "clients_sampled": 3, "clients_ok": 1, "aggregated": False},
+        {"round": 3, "clients_sampled": 0, "aggregated": False},  # skipped: nobody connected
+        {"round": 4, "clients_sampled": 3},  # crashed before its results came back
+    ]
+    done, earlier = resume_point(1, rows)  # the newest checkpoint is round 1's
+    assert done == 3 and [r["round"] for r in earlier] == [1, 2, 3]
+    assert resume_point(0, []) == (0, [])

@@ -47,11 +47,20 @@ def fresh_adapter(recipe: Recipe, base: str) -> tuple[Any, Any]:
 
 def latest_checkpoint(folder: Path) -> tuple[int, list[np.ndarray] | None]:
     """(round, arrays) of the newest complete checkpoint, or (0, None)."""
-    done = sorted(folder.glob("round-*.json"))
+    done = sorted(folder.glob("round-*.json"), key=lambda p: int(p.stem.split("-")[1]))
     if not done:
         return 0, None
     newest = done[-1].with_suffix(".npz")
     return int(newest.stem.split("-")[1]), load_arrays(newest)
+
+
+def resume_point(checkpointed: int, rows: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+    """(last finished round, the summary rows up to it). A round that ran but did not
+    aggregate (too few results, or skipped for lack of clients) is finished too: a restart
+    continues after it, from the newest checkpoint (the adapter that round kept)."""
+    finished = [r["round"] for r in rows if "clients_ok" in r or r.get("clients_sampled") == 0]
+    done = max([checkpointed, *finished])
+    return done, [r for r in rows if r["round"] <= done]
 
 
 def shared_token(recipe: Recipe) -> str | None:
@@ -100,16 +109,17 @@ def serve_federation(
     checkpoints = store.path("federated", "global")
     done, arrays = latest_checkpoint(checkpoints)
     earlier: list[dict[str, Any]] = []
+    summary_path = store.path("federated", "summary.json")
+    if summary_path.exists():
+        rows = store.read_json("federated", "summary.json")["rounds"]
+        done, earlier = resume_point(done, rows)
     if done:
         log(f"federated: resuming after round {done} from {checkpoints}")
-        summary_path = store.path("federated", "summary.json")
-        if summary_path.exists():
-            earlier = [r for r in store.read_json("federated", "summary.json")["rounds"]]
-            earlier = [r for r in earlier if r["round"] <= done]
     start = arrays if arrays is not None else adapter_arrays(model)
 
     def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        complete = [r for r in rows if r.get("aggregated")]
+        # every round whose instructions went out spent privacy, aggregated or not
+        complete = [r for r in rows if r.get("clients_sampled")]
         return {
             "strategy": cfg.strategy,
             "method": recipe.train.method,
