@@ -23,7 +23,8 @@ ALLOWED_METRICS = {"train_examples", "train_loss", "seconds", "signature"}
 
 
 class SentMessages:
-    """A client mod that keeps every reply a client sends (after every other mod ran)."""
+    """A client mod that keeps every reply a client sends. Extra mods sit inside the DP mod;
+    this recipe has none, so what it keeps is exactly what leaves the client."""
 
     def __init__(self) -> None:
         self.fits: list[Any] = []
