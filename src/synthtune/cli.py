@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from synthtune import __version__
+from synthtune.cli_common import console, out
+from synthtune.cli_common import fail as _fail
 from synthtune.errors import SynthtuneError
 from synthtune.federated.cli import federated_app
 
@@ -26,8 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console(stderr=True)
-out = Console()
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder holding run directories.")]
@@ -49,15 +48,6 @@ def _quiet_libraries() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    if isinstance(exc, KeyboardInterrupt):
-        console.print("[yellow]interrupted[/]: run the same command again to resume")
-        return typer.Exit(130)
-    assert isinstance(exc, SynthtuneError)
-    console.print(f"[bold red]error[/]: {escape(str(exc))}")
-    return typer.Exit(exc.exit_code)
 
 
 def _summary_table(result: Any) -> Table:

@@ -40,7 +40,8 @@ class Decision(BaseModel):
 
 def apply_decisions(records: list[Record], decisions: dict[str, Decision]) -> list[Record]:
     """Records with reviews applied: rejects rejected, edits replace the reply (an image
-    record's caption; new id, the original id kept in lineage), accepts marked. Records without a decision are unchanged."""
+    record's caption; new id, the original id kept in lineage), accepts marked. Records
+    without a decision are unchanged."""
     out = []
     for record in records:
         decision = decisions.get(record.id)

@@ -108,21 +108,32 @@ def load_tuned_classifier(base_path: str, tuned_dir: Path, labels: list[str]) ->
     return PeftModel.from_pretrained(model, str(tuned_dir)).eval(), tokenizer
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
-    """Byte-level BPE trained on ``texts`` (any script: unseen bytes still encode)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def train_bpe(
+    texts: Sequence[str], vocab_size: int, special_tokens: Sequence[str] = SPECIAL_TOKENS
+) -> Any:
+    """A ``tokenizers`` byte-level BPE trained on ``texts`` (any script: unseen bytes still
+    encode); callers add the post-processor their model needs."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
+    """Byte-level BPE trained on ``texts`` for the local causal LM (BOS-prefixed)."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = train_bpe(texts, vocab_size)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
     )

@@ -142,6 +142,6 @@ def test_adversarial_training_with_the_clip_task_is_refused_before_any_work(
     recipe["train"]["adversarial"] = {"method": "fgm"}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    with pytest.raises(RecipeError, match="train.adversarial"):
+    with pytest.raises(RecipeError, match=r"train\.adversarial"):
         check_recipe(load_recipe(path))
     assert not (tmp_path / "runs").exists()

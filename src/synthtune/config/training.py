@@ -398,7 +398,8 @@ class ExportConfig(StrictModel):
     quality_samples: int = Field(
         200,
         gt=0,
-        description="Test records scored for the quality delta (perplexity; accuracy/F1 for classifiers).",
+        description="Test records scored for the quality delta (perplexity; accuracy/F1 "
+        "for classifiers).",
     )
     vision: VisionExportConfig = Field(default_factory=VisionExportConfig)
 

@@ -12,18 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from synthtune.cli_common import console, out
+from synthtune.cli_common import fail as _fail
 from synthtune.errors import SynthtuneError
 
 federated_app = typer.Typer(
     help="Federated fine-tuning on Flower: parties tune one adapter, records stay local.",
     no_args_is_help=True,
 )
-console = Console(stderr=True)
-out = Console()
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder holding run directories.")]
@@ -45,15 +43,6 @@ def _setup(recipe_path: Path, verbose: bool) -> Any:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     return recipe
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    if isinstance(exc, KeyboardInterrupt):
-        console.print("[yellow]interrupted[/]: run the same command again to resume")
-        return typer.Exit(130)
-    assert isinstance(exc, SynthtuneError)
-    console.print(f"[bold red]error[/]: {escape(str(exc))}")
-    return typer.Exit(exc.exit_code)
 
 
 def _log(message: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from synthtune.models import LOCAL_MODELS, seed_everything
+from synthtune.models import LOCAL_MODELS, seed_everything, train_bpe
 
 LOCAL_TINY_CLIP = "local-tiny-clip"
 # CLIP's text tower pools at the first end-of-text token, unless eos_token_id is 2, which
@@ -46,19 +46,10 @@ class TinyClipShape:
 def train_caption_tokenizer(texts: Sequence[str], vocab_size: int, max_length: int) -> Any:
     """Byte-level BPE trained on ``texts`` that wraps every text in start/end-of-text tokens
     (CLIP's layout; unseen words still encode byte by byte)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok = train_bpe(texts, vocab_size, SPECIAL_TOKENS)
     bos, eos = SPECIAL_TOKENS[2], SPECIAL_TOKENS[3]
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A {eos}",
