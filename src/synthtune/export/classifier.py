@@ -42,7 +42,7 @@ def merge_classifier(
         reference = class_logits(model, tokenizer, texts, batch_size=1)
         merged = model.merge_and_unload()
         diff = float((reference - class_logits(merged, tokenizer, texts, batch_size=1)).abs().max())
-        if diff > tolerance:
+        if not diff <= tolerance:  # NaN fails too
             raise StageError(
                 f"export.merge: merged classifier differs from base+adapter by {diff:.3g} "
                 f"(> export.merge_tolerance {tolerance:g}) on {len(texts)} texts; check that "

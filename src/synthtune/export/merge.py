@@ -59,7 +59,7 @@ def merge_adapter(
         float((a - b).abs().max())
         for a, b in zip(reference, prompt_logits(merged, tokenizer, prompts), strict=True)
     )
-    if diff > tolerance:
+    if not diff <= tolerance:  # NaN fails too
         raise StageError(
             f"export.merge: merged model differs from base+adapter by {diff:.3g} "
             f"(> export.merge_tolerance {tolerance:g}) on {len(prompts)} prompts; check that "
