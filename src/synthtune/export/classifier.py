@@ -9,18 +9,15 @@ texts/s at batch 32 (what a bulk job gets), size on disk, accuracy and macro-F1 
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from synthtune.classify import class_logits, predict, scores
-from synthtune.errors import StageError
-from synthtune.export.quantize import fastest_int8, percentile
+from synthtune.export.merge import check_merge, save_model_folder
+from synthtune.export.quantize import fastest_int8, percentile, save_int8_state, weights_bytes
 from synthtune.models import load_sequence_classifier, load_tuned_classifier
 
 
@@ -42,18 +39,10 @@ def merge_classifier(
         reference = class_logits(model, tokenizer, texts, batch_size=1)
         merged = model.merge_and_unload()
         diff = float((reference - class_logits(merged, tokenizer, texts, batch_size=1)).abs().max())
-        if not diff <= tolerance:  # NaN fails too
-            raise StageError(
-                f"export.merge: merged classifier differs from base+adapter by {diff:.3g} "
-                f"(> export.merge_tolerance {tolerance:g}) on {len(texts)} texts; check that "
-                f"train.base is the model {tuned_dir} was trained on"
-            )
+        check_merge(diff, tolerance, "classifier", f"{len(texts)} texts", tuned_dir)
     else:
         merged = model
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    merged.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    save_model_folder(merged, tokenizer, out_dir)
     return {
         "merged": is_adapter,
         "texts": len(texts),
@@ -105,12 +94,8 @@ def quantize_classifier_int8(
     fp32 = measured(model)
     backend, quantized, tried = fastest_int8(model, lambda m: _classify_one(m, tokenizer, texts[0]))
     result = measured(quantized)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # same storage as causal LMs: fp32 folder + backend + this int8 state dict
-    torch.save(quantized.state_dict(), out_dir / "int8_state_dict.pt")
-    tokenizer.save_pretrained(out_dir)
-    fp32["size_bytes"] = sum(f.stat().st_size for f in model_dir.glob("*.safetensors"))
-    result["size_bytes"] = (out_dir / "int8_state_dict.pt").stat().st_size
+    result["size_bytes"] = save_int8_state(quantized, tokenizer, out_dir)
+    fp32["size_bytes"] = weights_bytes(model_dir)
     return {
         "task": "classification",
         "mode": "int8",

@@ -37,6 +37,24 @@ def set_generation_defaults(model: Any, tokenizer: Any) -> None:
             cfg.bos_token_id = tokenizer.bos_token_id
 
 
+def check_merge(diff: float, tolerance: float, what: str, checked: str, adapter: Path) -> None:
+    """Raise ``StageError`` unless max |logit diff| <= ``tolerance`` (NaN fails too)."""
+    if not diff <= tolerance:
+        raise StageError(
+            f"export.merge: merged {what} differs from base+adapter by {diff:.3g} "
+            f"(> export.merge_tolerance {tolerance:g}) on {checked}; check that "
+            f"train.base is the model {adapter} was trained on"
+        )
+
+
+def save_model_folder(model: Any, tokenizer: Any, out_dir: Path) -> None:
+    """``out_dir`` replaced by the model (safetensors) and its tokenizer."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
 def merge_adapter(
     base_path: str,
     adapter_dir: Path,
@@ -59,17 +77,9 @@ def merge_adapter(
         float((a - b).abs().max())
         for a, b in zip(reference, prompt_logits(merged, tokenizer, prompts), strict=True)
     )
-    if not diff <= tolerance:  # NaN fails too
-        raise StageError(
-            f"export.merge: merged model differs from base+adapter by {diff:.3g} "
-            f"(> export.merge_tolerance {tolerance:g}) on {len(prompts)} prompts; check that "
-            f"train.base is the model {adapter_dir} was trained on"
-        )
+    check_merge(diff, tolerance, "model", f"{len(prompts)} prompts", adapter_dir)
     set_generation_defaults(merged, tokenizer)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    merged.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    save_model_folder(merged, tokenizer, out_dir)
     return {
         "merged": True,
         "prompts": len(prompts),
@@ -83,8 +93,5 @@ def save_full_model(model_dir: Path, out_dir: Path) -> dict[str, Any]:
     """A full fine-tune has nothing to merge: re-save it with EOS/pad generation defaults."""
     model, tokenizer = load_causal_lm(str(model_dir), device=torch.device("cpu"), dtype="float32")
     set_generation_defaults(model, tokenizer)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    save_model_folder(model, tokenizer, out_dir)
     return {"merged": False, "reason": "full fine-tune (no adapter)", "path": str(out_dir)}

@@ -123,8 +123,21 @@ def fastest_int8(model: Any, workload: Callable[[Any], float]) -> tuple[str, Any
     return best[0], best[2], timings
 
 
-def folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+def weights_bytes(folder: Path) -> int:
+    """Bytes of a model folder's weights (``*.safetensors``; tokenizer and config left out)."""
+    return sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+
+
+def save_int8_state(quantized: Any, tokenizer: Any, out_dir: Path) -> int:
+    """Save a CPU int8 model as its state dict (+ tokenizer); returns the state dict's bytes.
+
+    Quantized modules are not save_pretrained-able: loaders take the fp32 folder, apply the
+    same backend, then ``load_state_dict(torch.load(...))``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "int8_state_dict.pt"
+    torch.save(quantized.state_dict(), path)
+    tokenizer.save_pretrained(out_dir)
+    return path.stat().st_size
 
 
 def perplexity(model: Any, tokenizer: Any, texts: Sequence[str]) -> float:
@@ -166,13 +179,8 @@ def quantize_cpu_int8(
     fp32 = quality_and_speed(model, tokenizer, texts, prompts, new_tokens)
     backend, quantized, tried = choose_int8_backend(model, tokenizer, prompts[0])
     result = quality_and_speed(quantized, tokenizer, texts, prompts, new_tokens)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # quantized modules are not save_pretrained-able: load the fp32 folder, apply the same
-    # backend, then load_state_dict(torch.load(...)) to restore
-    torch.save(quantized.state_dict(), out_dir / "int8_state_dict.pt")
-    tokenizer.save_pretrained(out_dir)
-    fp32["size_bytes"] = sum(f.stat().st_size for f in model_dir.glob("*.safetensors"))
-    result["size_bytes"] = (out_dir / "int8_state_dict.pt").stat().st_size
+    result["size_bytes"] = save_int8_state(quantized, tokenizer, out_dir)
+    fp32["size_bytes"] = weights_bytes(model_dir)
     return {
         "mode": "int8",
         "device": "cpu",
@@ -208,7 +216,7 @@ def quantize_bnb(
     cuda = torch.device("cuda")
     model, tokenizer = load_causal_lm(str(model_dir), device=cuda, dtype="float32")
     fp32 = quality_and_speed(model, tokenizer, texts, prompts, new_tokens)
-    fp32["size_bytes"] = sum(f.stat().st_size for f in model_dir.glob("*.safetensors"))
+    fp32["size_bytes"] = weights_bytes(model_dir)
     del model
     quantized, _ = load_causal_lm(
         str(model_dir), device=cuda, quantization_config=bnb, device_map={"": 0}
@@ -216,7 +224,7 @@ def quantize_bnb(
     result = quality_and_speed(quantized, tokenizer, texts, prompts, new_tokens)
     quantized.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    result["size_bytes"] = sum(f.stat().st_size for f in out_dir.glob("*.safetensors"))
+    result["size_bytes"] = weights_bytes(out_dir)
     return {
         "mode": mode,
         "device": "cuda",
