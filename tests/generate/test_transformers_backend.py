@@ -93,3 +93,22 @@ def test_vllm_without_gpu_fails_clearly() -> None:
     cfg = VLLMBackendConfig(type="vllm", model="Qwen/Qwen2.5-0.5B-Instruct")
     with pytest.raises(BackendError, match="vllm"):
         create_backend(cfg, lambda name: name)
+
+
+def test_a_wordpiece_vocabulary_decoder_generates(tmp_path: Path) -> None:
+    # BERT-style tokenizers also return token_type_ids, which a causal LM's generate() rejects
+    from transformers import AutoTokenizer
+
+    from synthtune.config import LocalTinyConfig
+    from synthtune.embeddings import resolve_embedder
+    from synthtune.models import build_tiny_llama
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_embedder("all-MiniLM-L6-v2"))
+    tokenizer.bos_token, tokenizer.eos_token = tokenizer.cls_token, tokenizer.sep_token
+    assert "token_type_ids" in tokenizer("a cough")
+    model = build_tiny_llama(tokenizer, LocalTinyConfig(hidden_size=32, layers=1, heads=2), 0)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    results = _backend(tmp_path, batch_size=2).generate(_requests())
+    assert len(results) == len(PROMPTS)
+    assert all(r.tokens_in > 0 and (r.text or r.error) for r in results)

@@ -35,6 +35,61 @@ class LocalDPConfig(StrictModel):
     delta: float = Field(1e-5, gt=0, lt=1, description="Failure probability per round.")
 
 
+class SecureAggregationConfig(StrictModel):
+    """SecAgg+ (Flower's ``SecAggPlusWorkflow`` + ``secaggplus_mod``): the server learns only
+    the weighted sum of the round's updates, never one client's.
+
+    Each client masks ``[w, w * update]`` (w: its example count over ``max_weight``) with
+    pairwise masks agreed with its neighbours and a private mask, and Shamir-shares its keys
+    so the masks of a client that drops out mid-round can still be removed. Runs in
+    ``synthtune federated simulate``; see docs/federated.md for deployments.
+    """
+
+    shares: int | float = Field(
+        1.0,
+        gt=0,
+        description="Neighbours each client's keys are shared with: an int > 2, or a fraction "
+        "of the round's clients (Flower's num_shares).",
+    )
+    threshold: int | float = Field(
+        0.67,
+        gt=0,
+        description="Shares needed to rebuild a key: an int < shares, or a fraction of "
+        "shares. More than half keeps a curious server from rebuilding a live client's mask; "
+        "shares - threshold is how many dropouts a round survives.",
+    )
+    clipping_range: float = Field(
+        8.0, gt=0, description="Update entries are clipped to +-this before quantisation."
+    )
+    quantization_range: int = Field(
+        2**22, gt=0, description="Integer levels of the quantised update (precision)."
+    )
+    max_weight: float | None = Field(
+        None,
+        gt=0,
+        description="Largest example count a client may weigh in with (Flower caps larger "
+        "ones); unset: the largest simulated client's.",
+    )
+
+    @model_validator(mode="after")
+    def _flower_rules(self) -> SecureAggregationConfig:
+        # Flower's own checks, here so a bad recipe fails before any work starts
+        if isinstance(self.shares, int) and self.shares == 2:
+            raise ValueError("secure_aggregation.shares: an integer must be greater than 2")
+        if isinstance(self.threshold, float) and self.threshold > 1:
+            raise ValueError("secure_aggregation.threshold: a fraction must be <= 1")
+        if (
+            isinstance(self.shares, int)
+            and isinstance(self.threshold, int)
+            and self.shares > 1
+            and self.threshold >= self.shares
+        ):
+            raise ValueError("secure_aggregation.threshold must be less than shares")
+        if self.quantization_range >= 2**32:
+            raise ValueError("secure_aggregation.quantization_range must be below 2**32")
+        return self
+
+
 class FederatedConfig(StrictModel):
     """Clients tune one adapter together; only adapter weights leave a client."""
 
@@ -76,6 +131,9 @@ class FederatedConfig(StrictModel):
     )
     local_dp: LocalDPConfig | None = Field(
         None, description="Local differential privacy on client updates (unset: off)."
+    )
+    secure_aggregation: SecureAggregationConfig | None = Field(
+        None, description="SecAgg+ secure aggregation of client updates (unset: off)."
     )
     clients: list[RecipePath] = Field(
         default_factory=list,

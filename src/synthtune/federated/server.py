@@ -33,6 +33,8 @@ from synthtune.models import seed_everything
 from synthtune.store import RunStore
 
 Log = Callable[[str], None]
+# Runs (strategy, rounds): the gRPC server by default; SecAgg+ simulation passes its own.
+Transport = Callable[[Any, int], None]
 
 
 def fresh_adapter(recipe: Recipe, base: str) -> tuple[Any, Any]:
@@ -90,8 +92,11 @@ def serve_federation(
     address: str | None = None,
     on_ready: Callable[[str], None] | None = None,
     log: Log = print,
+    transport: Transport | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the federation of ``recipe`` as its server; returns the summary."""
+    """Run (or resume) the federation of ``recipe`` as its server; returns the summary.
+
+    ``transport`` runs the rounds; unset, Flower's gRPC server at ``address``."""
     from flwr.common import ndarrays_to_parameters
 
     from synthtune.federated.strategy import (
@@ -130,6 +135,9 @@ def serve_federation(
             "adapter_bytes": parameter_bytes(ndarrays_to_parameters(start)),
             "full_ft_bytes": full_bytes,
             "privacy": privacy_spent(cfg.local_dp, len(complete)),
+            "secure_aggregation": (
+                cfg.secure_aggregation.model_dump() if cfg.secure_aggregation else None
+            ),
             "rounds": rows,
         }
 
@@ -145,14 +153,17 @@ def serve_federation(
         strategy = FederationStrategy(
             inner, cfg, checkpoints, done + 1, full_bytes, shared_token(recipe), log, write
         )
-        run_server(
-            strategy,
-            address or cfg.address,
-            cfg.rounds - done,
-            cfg.round_timeout,
-            tls_certificates(recipe),
-            on_ready,
-        )
+        if transport is not None:
+            transport(strategy, cfg.rounds - done)
+        else:
+            run_server(
+                strategy,
+                address or cfg.address,
+                cfg.rounds - done,
+                cfg.round_timeout,
+                tls_certificates(recipe),
+                on_ready,
+            )
         result = summary(earlier + strategy.rounds)
         store.write_json("federated", "summary.json", result)
     final_round, final = latest_checkpoint(checkpoints)

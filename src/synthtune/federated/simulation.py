@@ -97,6 +97,43 @@ def simulate(
     base = shared_base(recipe, root, log)
     mods = [local_dp_mod(cfg.local_dp)] if cfg.local_dp else []
     mods += extra_mods or []
+    if cfg.secure_aggregation is not None:
+        summary = _simulate_secure(recipe, root, dirs, base, mods, log)
+    else:
+        summary = _simulate_grpc(recipe, root, dirs, base, mods, log)
+    summary["clients"] = [
+        {"client": d.name, "train": len(RunStore(d).read_table("mix", "train"))} for d in dirs
+    ]
+    if baselines:
+        summary["baselines"] = compare_baselines(recipe, root, dirs, base, log)
+    RunStore(root).write_json("federated", "summary.json", summary)
+    return summary
+
+
+def _simulate_secure(
+    recipe: Recipe, root: Path, dirs: list[Path], base: str, mods: list[Any], log: Log
+) -> dict[str, Any]:
+    """SecAgg+: Flower's message-API workflow over in-process ClientApps (secure.py)."""
+    from synthtune.federated.secure import run_secure, secure_client_mods
+
+    cfg = recipe.federated
+    assert cfg.secure_aggregation is not None
+    token = shared_token(recipe)
+    parties = [AdapterClient(recipe, folder, base, token) for folder in dirs]
+    apps = [client_app(party, secure_client_mods(mods)) for party in parties]
+    largest = max(party.train_size for party in parties)
+    secure = cfg.secure_aggregation
+
+    def transport(strategy: Any, rounds: int) -> None:
+        run_secure(strategy, apps, rounds, cfg.round_timeout, secure, largest)
+
+    return serve_federation(recipe, root, log=log, transport=transport)
+
+
+def _simulate_grpc(
+    recipe: Recipe, root: Path, dirs: list[Path], base: str, mods: list[Any], log: Log
+) -> dict[str, Any]:
+    """Flower's gRPC server and one gRPC client per party on loopback, as threads."""
     ready = threading.Event()
     bound: list[str] = []
 
@@ -125,12 +162,6 @@ def simulate(
     if "error" in outcome:
         raise outcome["error"]
     summary: dict[str, Any] = outcome["summary"]
-    summary["clients"] = [
-        {"client": d.name, "train": len(RunStore(d).read_table("mix", "train"))} for d in dirs
-    ]
-    if baselines:
-        summary["baselines"] = compare_baselines(recipe, root, dirs, base, log)
-    RunStore(root).write_json("federated", "summary.json", summary)
     return summary
 
 

@@ -170,7 +170,9 @@ class FederationStrategy(Strategy):
         row.update(
             {
                 "clients_ok": len(signed),
-                "clients_failed": len(failures),
+                # a sampled client that sent no result failed or timed out (Flower's SecAgg+
+                # workflow lists one failure twice, so ``failures`` is not a count)
+                "clients_failed": max(0, row.get("clients_sampled", len(results)) - len(results)),
                 "clients_rejected": len(results) - len(signed),
                 "bytes_up": sum(parameter_bytes(res.parameters) for _, res in signed),
                 "adapter_bytes": parameter_bytes(signed[0][1].parameters) if signed else 0,
@@ -178,6 +180,16 @@ class FederationStrategy(Strategy):
                 "examples": sum(res.num_examples for _, res in signed),
             }
         )
+        if self.cfg.secure_aggregation is not None and len(signed) < len(results):
+            # SecAgg+ hands every result the one unmasked sum, which includes the rejected
+            # client's update: the only safe answer is to keep the global adapter
+            self.log(
+                f"federated: round {number}: {len(results) - len(signed)} result(s) failed the "
+                "token check and secure aggregation cannot take them out; the global "
+                "adapter is kept"
+            )
+            row["aggregated"] = False
+            return None, {}
         if len(signed) < self.cfg.min_clients:
             self.log(
                 f"federated: round {number} got {len(signed)} usable results, "

@@ -47,7 +47,11 @@ class TransformersBackend:
         self.tokenizer.padding_side = "left"
 
     def _generate_batch(self, prompts: list[str]) -> list[tuple[str, int, int]]:
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
+        # Only ids and mask go to generate(): some tokenizers (BERT-style vocabularies reused
+        # for a decoder) also return token_type_ids, which a causal LM's generate() rejects.
+        enc = self.tokenizer(
+            prompts, return_tensors="pt", padding=True, return_token_type_ids=False
+        ).to(self.device)
         sampling = self.config.temperature > 0
         stops = (
             {"stop_strings": self.config.stop, "tokenizer": self.tokenizer}
