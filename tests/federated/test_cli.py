@@ -36,3 +36,25 @@ def test_simulate_command_writes_baselines_and_report(tmp_path: Path, tiny_model
     assert b["same_steps_epochs"] == 0.5
     html = (run_dir / "report.html").read_text()
     assert "client-0 alone" in html and "centralised" in html
+
+
+@pytest.mark.parametrize("command", ["server", "client"])
+def test_deployment_refuses_secure_aggregation_before_starting(
+    tmp_path: Path, tiny_model_dir: Path, command: str
+) -> None:
+    # the gRPC transport cannot carry SecAgg+: refusing beats sending updates in the clear
+    recipe = write_federated_recipe(
+        tmp_path, tiny_model_dir, overrides={"federated": {"secure_aggregation": {}}}
+    )
+    runs = tmp_path / "runs"
+    extra = (
+        ["--server", "127.0.0.1:9", "--data", str(tmp_path / "data" / "hospital-a.jsonl")]
+        if command == "client"
+        else ["--address", "127.0.0.1:0"]
+    )
+    result = CliRunner().invoke(
+        app, ["federated", command, str(recipe), "--out", str(runs), *extra]
+    )
+    assert result.exit_code != 0
+    assert "federated.secure_aggregation" in result.output and "simulate" in result.output
+    assert not runs.exists()  # nothing started, nothing written

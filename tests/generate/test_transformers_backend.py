@@ -112,3 +112,30 @@ def test_a_wordpiece_vocabulary_decoder_generates(tmp_path: Path) -> None:
     results = _backend(tmp_path, batch_size=2).generate(_requests())
     assert len(results) == len(PROMPTS)
     assert all(r.tokens_in > 0 and (r.text or r.error) for r in results)
+
+
+def test_static_kv_cache_gives_the_dynamic_cache_outputs(chatty_model_dir: Path) -> None:
+    cfg = TransformersBackendConfig(
+        type="transformers", model=str(chatty_model_dir), max_new_tokens=6, batch_size=4
+    )
+    static = create_backend(cfg, lambda name: name).generate(_requests())
+    dynamic_cfg = cfg.model_copy(update={"kv_cache": "dynamic"})
+    dynamic = create_backend(dynamic_cfg, lambda name: name).generate(_requests())
+    assert [r.text for r in static] == [r.text for r in dynamic]
+
+
+def test_a_model_without_static_cache_falls_back_to_dynamic(chatty_model_dir: Path) -> None:
+    backend = _backend(chatty_model_dir, batch_size=4)
+    real = backend.lm.generate
+    asked: list[str] = []
+
+    def generate(**kwargs):
+        asked.append(kwargs["cache_implementation"])
+        if kwargs["cache_implementation"] == "static":
+            raise ValueError("This model does not support `cache_implementation='static'`")
+        return real(**kwargs)
+
+    backend.lm.generate = generate
+    results = backend.generate(_requests())
+    assert all(r.tokens_out == 6 for r in results)
+    assert asked[:2] == ["static", "dynamic"] and set(asked[2:]) == {"dynamic"}  # remembered

@@ -77,6 +77,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         out.print(
             f"local DP: epsilon {p['epsilon']:g}, delta {p['delta']:g} ({p['rounds']} rounds)"
         )
+    if summary.get("secure_aggregation"):
+        out.print("secure aggregation (SecAgg+): the server saw only each round's weighted sum")
     baselines = summary.get("baselines")
     if baselines:
         local = ", ".join(f"{k} {v:.4f}" for k, v in baselines["local"].items())
@@ -126,9 +128,11 @@ def server(
 ) -> None:
     """Run the federation's server; resumes after the last checkpointed round."""
     from synthtune.federated.server import serve_federation
+    from synthtune.federated.workspace import check_deployment
 
     try:
         loaded = _setup(recipe, verbose)
+        check_deployment(loaded)
         run_dir = runs / loaded.name
 
         def ready(bound: str) -> None:
@@ -165,10 +169,16 @@ def client(
     from synthtune.federated.privacy import local_dp_mod
     from synthtune.federated.server import shared_token
     from synthtune.federated.transport import run_client
-    from synthtune.federated.workspace import client_records, shared_base, write_client_tables
+    from synthtune.federated.workspace import (
+        check_deployment,
+        client_records,
+        shared_base,
+        write_client_tables,
+    )
 
     try:
         loaded = _setup(recipe, verbose)
+        check_deployment(loaded)
         run_dir = runs / f"{loaded.name}-{name or data.stem}"
         sizes = write_client_tables(loaded, client_records(loaded, data), run_dir)
         _log(f"federated: client data {sizes} in {run_dir}")

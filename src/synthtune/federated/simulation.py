@@ -2,10 +2,12 @@
 
 Flower's own simulation engine needs Ray (``flwr[simulation]``); we run the real server and
 client nodes instead, as threads of this process talking gRPC on 127.0.0.1 - the same code
-path as a deployment, no Ray. Clients come from ``federated.clients`` (one data source each)
-or from a partition of ``mix.real`` (IID, or non-IID by a slot / the label). With
-``baselines`` the same budget (rounds x local epochs) also trains each client alone and all
-data pooled (centralised), every adapter scored on the union of the clients' val splits.
+path as a deployment, no Ray. With ``federated.secure_aggregation`` the rounds run Flower's
+SecAgg+ workflow over in-process ClientApps instead (``secure.py``). Clients come from
+``federated.clients`` (one data source each) or from a partition of ``mix.real`` (IID, or
+non-IID by a slot / the label). With ``baselines`` the same budget (rounds x local epochs)
+also trains each client alone and all data pooled (centralised), every adapter scored on the
+union of the clients' val splits.
 """
 
 from __future__ import annotations

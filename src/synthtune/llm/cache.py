@@ -30,6 +30,7 @@ OPERATIONAL = frozenset(
         "api_key_env",
         "batch_size",
         "device",
+        "kv_cache",
     }
 )
 

@@ -45,6 +45,7 @@ class TransformersBackend:
         self.device = pick_device(config.device)
         self.lm, self.tokenizer = load_causal_lm(path, device=self.device, dtype=config.dtype)
         self.tokenizer.padding_side = "left"
+        self.kv_cache = config.kv_cache
 
     def _generate_batch(self, prompts: list[str]) -> list[tuple[str, int, int]]:
         # Only ids and mask go to generate(): some tokenizers (BERT-style vocabularies reused
@@ -58,17 +59,24 @@ class TransformersBackend:
             if self.config.stop
             else {}
         )
+        settings = {
+            **enc,
+            **stops,
+            "max_new_tokens": self.config.max_new_tokens,
+            "do_sample": sampling,
+            "temperature": self.config.temperature if sampling else None,
+            "top_p": self.config.top_p if sampling else None,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+        }
         with torch.inference_mode():
-            out = self.lm.generate(
-                **enc,
-                **stops,
-                max_new_tokens=self.config.max_new_tokens,
-                do_sample=sampling,
-                temperature=self.config.temperature if sampling else None,
-                top_p=self.config.top_p if sampling else None,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id,
-            )
+            try:
+                out = self.lm.generate(**settings, cache_implementation=self.kv_cache)
+            except ValueError as exc:
+                if self.kv_cache != "static" or "static" not in str(exc).lower():
+                    raise
+                self.kv_cache = "dynamic"  # this architecture has no static cache
+                out = self.lm.generate(**settings, cache_implementation="dynamic")
         new = out[:, enc["input_ids"].shape[1] :].tolist()
         results = []
         eos = self.tokenizer.eos_token_id
