@@ -102,6 +102,8 @@ def test_generate_then_quality_on_an_image_recipe(image_run: Path) -> None:
         assert "drawn" in record.lineage and record.lineage["backend"] == "procedural"
     files = sorted(p.name for p in (image_run / "generate" / "images").iterdir())
     assert len(files) == 48  # an image and a mask per record, nothing else
+    usage = store.read_json("generate", "manifest.json")["usage"]
+    assert usage["requests"] == 24 and usage["failed"] == 0  # images count as requests
 
 
 def test_kill_9_mid_generation_then_resume_gives_the_same_records(

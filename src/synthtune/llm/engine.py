@@ -136,8 +136,13 @@ class GenerationEngine:
                 self.cache.put_many([(k, res) for (k, _), res in zip(misses, priced, strict=True)])
             results.update({k: res for (k, _), res in zip(misses, priced, strict=True)})
         ordered = [results[k] for k in keys]
-        for result in ordered:
+        self.account(ordered)
+        return ordered
+
+    def account(self, results: list[GenerationResult]) -> None:
+        """Count finished requests (also those a strategy sends to a non-text backend, such
+        as images) in the usage and tell the listeners (the progress bar)."""
+        for result in results:
             self.usage.add(result)
         for listener in self.listeners:
             listener(self.usage)
-        return ordered

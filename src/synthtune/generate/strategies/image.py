@@ -21,6 +21,7 @@ from synthtune.generate.strategies.base import (
     plan_template_items,
 )
 from synthtune.generate.templates import request_rng
+from synthtune.llm.backends.base import GenerationResult
 from synthtune.llm.engine import GenerationEngine
 from synthtune.records import Record
 
@@ -66,6 +67,12 @@ class ImageSynthesis:
             for it in items
         ]
         results = self._backend_for(engine).render(requests)
+        engine.account(
+            [
+                GenerationResult(text=None, error=r.error or (None if r.image else "no image"))
+                for r in results
+            ]
+        )
         return [
             [self._output(item, request.seed, result)]
             for item, request, result in zip(items, requests, results, strict=True)
