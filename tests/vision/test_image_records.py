@@ -249,9 +249,8 @@ def test_a_review_edit_of_an_image_record_corrects_its_caption_and_keeps_the_ima
     assert edited.payload.input_text() == "a crack"
 
 
-def test_mix_injects_image_records_by_image_distance(tmp_path: Path) -> None:
-    """Real images (JSONL: caption, label, image path) and generated ones through mix with
-    the pixel-statistics space: the same distances and schedule as text."""
+def _real_image_recipe(tmp_path: Path, features: dict, quality: dict | None = None) -> Path:
+    """Real images (JSONL: caption, label, image path) next to a generated image recipe."""
     import json
 
     import yaml
@@ -276,11 +275,35 @@ def test_mix_injects_image_records_by_image_distance(tmp_path: Path) -> None:
             "label_field": "defect",
             "image_field": "file",
         },
-        "features": {"space": "pixels"},
+        "features": features,
         "distance": {"bootstrap": 0},
         "schedule": {"max_rounds": 2},
     }
+    raw["quality"].update(quality or {})
     recipe.write_text(yaml.safe_dump(raw))
+    return recipe
+
+
+def test_offline_clip_model_names_resolve_in_quality_and_mix(tmp_path: Path) -> None:
+    # local-tiny-clip is built by the run (like local-tiny), not looked up on the hub
+    recipe = _real_image_recipe(
+        tmp_path,
+        {"space": "clip", "model": "local-tiny-clip"},
+        {"image": {"caption_score": {"model": "local-tiny-clip", "min_score": -1.0}}},
+    )
+    result = run_recipe(load_recipe(recipe), tmp_path / "runs", until="mix", quiet=True)
+    store = RunStore(result.run_dir)
+    scores = [r.quality["image"]["caption_score"] for r in store.read_table("quality", "dataset")]
+    assert len(scores) == 24 and all(-1.0 <= s <= 1.0 for s in scores)
+    assert (result.run_dir / "models" / "local-tiny-clip" / "config.json").exists()
+    rounds = store.read_json("mix", "rounds.json")
+    assert rounds and all(r["wasserstein"] is not None for r in rounds)
+
+
+def test_mix_injects_image_records_by_image_distance(tmp_path: Path) -> None:
+    """Real images and generated ones through mix with the pixel-statistics space: the same
+    distances and schedule as text."""
+    recipe = _real_image_recipe(tmp_path, {"space": "pixels"})
     result = run_recipe(load_recipe(recipe), tmp_path / "runs", until="mix", quiet=True)
     store = RunStore(result.run_dir)
     train = store.read_table("mix", "train")

@@ -91,6 +91,11 @@ class MixStage:
         if not pool:
             ctx.log("[yellow]mix: no accepted synthetic records to inject[/]")
             return [], {"stopped": "no synthetic records", "rounds": []}
+        if mix.features.space == "clip":  # an offline name (local-tiny-clip) is built first
+            features = mix.features.model_copy(
+                update={"model": ctx.resolve_model(mix.features.model)}
+            )
+            mix = mix.model_copy(update={"features": features})
         probe = DistributionProbe(
             real_train, mix, recipe.seed, declared_domains(recipe), media_root=ctx.store.root
         )

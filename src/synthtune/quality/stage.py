@@ -68,7 +68,12 @@ def image_tier(ctx: StageContext, records: list[Record]) -> None:
         with Image.open(ctx.store.media_path(relative)) as image:
             return image.convert("RGB")
 
-    check_images(records, load, ctx.recipe.quality.image)
+    cfg = ctx.recipe.quality.image
+    if cfg.caption_score is not None:  # an offline name (local-tiny-clip) is built first
+        model = ctx.resolve_model(cfg.caption_score.model)
+        score = cfg.caption_score.model_copy(update={"model": model})
+        cfg = cfg.model_copy(update={"caption_score": score})
+    check_images(records, load, cfg)
 
 
 def dedup_tier(ctx: StageContext, records: list[Record]) -> None:
