@@ -114,17 +114,35 @@ def test_a_wordpiece_vocabulary_decoder_generates(tmp_path: Path) -> None:
     assert all(r.tokens_in > 0 and (r.text or r.error) for r in results)
 
 
+def _spy(backend) -> list[dict]:
+    real, calls = backend.lm.generate, []
+
+    def generate(**kwargs):
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    backend.lm.generate = generate
+    return calls
+
+
 def test_static_kv_cache_gives_the_dynamic_cache_outputs(chatty_model_dir: Path) -> None:
     cfg = TransformersBackendConfig(
         type="transformers", model=str(chatty_model_dir), max_new_tokens=6, batch_size=4
     )
-    static = create_backend(cfg, lambda name: name).generate(_requests())
+    static_backend = create_backend(cfg, lambda name: name)
+    static_calls = _spy(static_backend)
+    static = static_backend.generate(_requests())
     dynamic_cfg = cfg.model_copy(update={"kv_cache": "dynamic"})
-    dynamic = create_backend(dynamic_cfg, lambda name: name).generate(_requests())
-    assert [r.text for r in static] == [r.text for r in dynamic]
+    dynamic_backend = create_backend(dynamic_cfg, lambda name: name)
+    dynamic_calls = _spy(dynamic_backend)
+    dynamic = dynamic_backend.generate(_requests())
+    assert all(r.text for r in static) and [r.text for r in static] == [r.text for r in dynamic]
+    assert {c["cache_implementation"] for c in static_calls} == {"static"}
+    assert all(c["disable_compile"] for c in static_calls)  # no torch.compile on GPU
+    assert {c["cache_implementation"] for c in dynamic_calls} == {"dynamic"}
 
 
-def test_a_model_without_static_cache_falls_back_to_dynamic(chatty_model_dir: Path) -> None:
+def test_a_failing_static_cache_falls_back_to_dynamic_once(chatty_model_dir: Path) -> None:
     backend = _backend(chatty_model_dir, batch_size=4)
     real = backend.lm.generate
     asked: list[str] = []
@@ -132,10 +150,11 @@ def test_a_model_without_static_cache_falls_back_to_dynamic(chatty_model_dir: Pa
     def generate(**kwargs):
         asked.append(kwargs["cache_implementation"])
         if kwargs["cache_implementation"] == "static":
-            raise ValueError("This model does not support `cache_implementation='static'`")
+            raise KeyError("sliding_attention")  # e.g. a layer type without a static layer
         return real(**kwargs)
 
     backend.lm.generate = generate
     results = backend.generate(_requests())
     assert all(r.tokens_out == 6 for r in results)
     assert asked[:2] == ["static", "dynamic"] and set(asked[2:]) == {"dynamic"}  # remembered
+    assert "sliding_attention" in (backend.static_error or "")

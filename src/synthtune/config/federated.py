@@ -54,9 +54,9 @@ class SecureAggregationConfig(StrictModel):
     threshold: int | float = Field(
         0.67,
         gt=0,
-        description="Shares needed to rebuild a key: an int < shares, or a fraction of "
-        "shares. More than half keeps a curious server from rebuilding a live client's mask; "
-        "shares - threshold is how many dropouts a round survives.",
+        description="Shares needed to rebuild a key: an int < shares (1 means all of them), "
+        "or a fraction of shares. More than half keeps a curious server from rebuilding a "
+        "live client's mask; shares - threshold is how many dropouts a round survives.",
     )
     clipping_range: float = Field(
         8.0, gt=0, description="Update entries are clipped to +-this before quantisation."
@@ -78,6 +78,12 @@ class SecureAggregationConfig(StrictModel):
             raise ValueError("secure_aggregation.shares: an integer must be greater than 2")
         if isinstance(self.threshold, float) and self.threshold > 1:
             raise ValueError("secure_aggregation.threshold: a fraction must be <= 1")
+        if isinstance(self.shares, float) and self.shares > 1:
+            # Flower reads a float as a fraction of the clients: 3.0 would mean 3x them
+            raise ValueError(
+                "secure_aggregation.shares: a fraction must be <= 1 (write 3, not 3.0, "
+                "for three shares)"
+            )
         if (
             isinstance(self.shares, int)
             and isinstance(self.threshold, int)
@@ -85,8 +91,8 @@ class SecureAggregationConfig(StrictModel):
             and self.threshold >= self.shares
         ):
             raise ValueError("secure_aggregation.threshold must be less than shares")
-        if self.quantization_range >= 2**32:
-            raise ValueError("secure_aggregation.quantization_range must be below 2**32")
+        if self.quantization_range >= 2**31:  # Flower quantises into int32
+            raise ValueError("secure_aggregation.quantization_range must be below 2**31")
         return self
 
 
@@ -148,6 +154,11 @@ class FederatedConfig(StrictModel):
             raise ValueError("federated.wait_for_clients must be >= min_clients")
         if len(self.clients) == 1:
             raise ValueError("federated.clients: list at least two data sources")
+        if self.secure_aggregation is not None and self.min_clients < 2:
+            raise ValueError(
+                "federated.min_clients must be >= 2 with secure_aggregation (SecAgg+ needs "
+                "two live clients to hide either)"
+            )
         return self
 
     def initial_clients(self) -> int:

@@ -193,8 +193,9 @@ class TransformersBackendConfig(StrictModel):
         "static",
         description="static: the KV cache of a batch is allocated once (prompt + "
         "max_new_tokens), no per-step concatenation (measured +4-7 % records/s on CPU at 64 "
-        "new tokens, same outputs); dynamic: transformers' growable cache. A model without "
-        "static-cache support falls back to dynamic.",
+        "new tokens, same outputs; no torch.compile on GPU); dynamic: transformers' growable "
+        "cache. If a model's static cache fails, the backend retries the batch with dynamic "
+        "and keeps it.",
     )
 
 

@@ -36,9 +36,11 @@ class LocalGrid(Grid):
     """Flower's ``Grid`` over in-process ClientApps, one per node id (2, 3, ...).
 
     Each node keeps one ``Context`` for the whole run (secaggplus_mod keeps its keys and
-    stage there between messages). A node's app that raises answers with an error message,
-    which Flower's workflows count as a failure (a dropped client), as the SuperLink would.
-    ``drop(node)`` removes a node from the federation (its messages are never answered).
+    stage there between messages) and handles its messages one at a time, in order, on its
+    own thread, like a SuperNode: a straggler that misses a timeout finishes before its node
+    takes the next message. Replies a ``send_and_receive`` gave up on are dropped when they
+    come, as the SuperLink drops expired messages. A node's app that raises answers with an
+    error message, which Flower's workflows count as a failure (a dropped client).
     """
 
     def __init__(self, apps: list[Any], run_id: int = 1) -> None:
@@ -52,10 +54,12 @@ class LocalGrid(Grid):
             )
             for node in self._apps
         }
-        self._dropped: set[int] = set()
-        self._pending: dict[str, Future[Message | None]] = {}
+        self._workers = {
+            node: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"node-{node}")
+            for node in self._apps
+        }
+        self._pending: dict[str, Future[Message]] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(apps)), thread_name_prefix="node")
 
     def set_run(self, run: Any) -> None:
         self._run = run
@@ -75,15 +79,10 @@ class LocalGrid(Grid):
         return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
 
     def get_node_ids(self) -> Iterable[int]:
-        return [node for node in self._apps if node not in self._dropped]
+        return list(self._apps)
 
-    def drop(self, node: int) -> None:
-        self._dropped.add(node)
-
-    def _deliver(self, message: Message) -> Message | None:
+    def _deliver(self, message: Message) -> Message:
         node = message.metadata.dst_node_id
-        if node in self._dropped or node not in self._apps:
-            return None
         # A node gets its own copy, as over a wire: Flower's workflows send one content
         # object to every node, and secaggplus_mod consumes (pops) its entries.
         message = copy.deepcopy(message)
@@ -95,6 +94,12 @@ class LocalGrid(Grid):
         reply.metadata.__dict__["_message_id"] = uuid.uuid4().hex
         return reply
 
+    def _unknown(self, message: Message) -> Future[Message]:
+        done: Future[Message] = Future()
+        error = Error(code=ErrorCode.NODE_UNAVAILABLE, reason="no such node")
+        done.set_result(Message(error, reply_to=message))
+        return done
+
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         ids = []
         for message in messages:
@@ -102,8 +107,10 @@ class LocalGrid(Grid):
             message.metadata.__dict__["_message_id"] = message_id
             message.metadata.__dict__["_src_node_id"] = SUPERLINK_NODE
             message.metadata.__dict__["_run_id"] = self._run.run_id
+            worker = self._workers.get(message.metadata.dst_node_id)
+            future = worker.submit(self._deliver, message) if worker else self._unknown(message)
             with self._lock:
-                self._pending[message_id] = self._pool.submit(self._deliver, message)
+                self._pending[message_id] = future
             ids.append(message_id)
         return ids
 
@@ -114,9 +121,7 @@ class LocalGrid(Grid):
                 future = self._pending.get(message_id)
                 if future is not None and future.done():
                     del self._pending[message_id]
-                    reply = future.result()
-                    if reply is not None:
-                        replies.append(reply)
+                    replies.append(future.result())
         return replies
 
     def send_and_receive(
@@ -126,10 +131,33 @@ class LocalGrid(Grid):
         with self._lock:
             futures = [self._pending[i] for i in ids]
         wait_futures(futures, timeout=timeout)
-        return self.pull_messages(ids)
+        replies = self.pull_messages(ids)
+        with self._lock:  # given up on: a late reply is dropped, not delivered later
+            for message_id in ids:
+                self._pending.pop(message_id, None)
+        return replies
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for worker in self._workers.values():
+            worker.shutdown(wait=False, cancel_futures=True)
+
+
+class _RecordedSecAgg:
+    """Flower's SecAgg+ fit workflow, plus a row for rounds it halts (too few live clients
+    or key shares: it returns without calling ``aggregate_fit``)."""
+
+    def __init__(self, workflow: Any, strategy: Any) -> None:
+        self.workflow = workflow
+        self.strategy = strategy
+
+    def __call__(self, grid: Grid, context: Any) -> None:
+        from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, Key
+
+        self.workflow(grid, context)
+        current = int(context.state.config_records[MAIN_CONFIGS_RECORD][Key.CURRENT_ROUND])
+        self.strategy.round_halted(
+            current, "secure aggregation halted (too few live clients or key shares)"
+        )
 
 
 def secure_client_mods(mods: list[Any]) -> list[Any]:
@@ -164,16 +192,15 @@ def run_secure(
         config=ServerConfig(num_rounds=rounds, round_timeout=round_timeout),
         strategy=strategy,
     )
-    workflow = DefaultWorkflow(
-        fit_workflow=SecAggPlusWorkflow(
-            num_shares=cfg.shares,
-            reconstruction_threshold=cfg.threshold,
-            max_weight=cfg.max_weight or max_weight,
-            clipping_range=cfg.clipping_range,
-            quantization_range=cfg.quantization_range,
-            timeout=round_timeout,
-        )
+    secagg = SecAggPlusWorkflow(
+        num_shares=cfg.shares,
+        reconstruction_threshold=cfg.threshold,
+        max_weight=cfg.max_weight or max_weight,
+        clipping_range=cfg.clipping_range,
+        quantization_range=cfg.quantization_range,
+        timeout=round_timeout,
     )
+    workflow = DefaultWorkflow(fit_workflow=_RecordedSecAgg(secagg, strategy))
     with _server_identity(grid.run.run_id):
         try:
             workflow(grid, context)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from synthtune.config import Recipe
-from synthtune.errors import StageError
+from synthtune.errors import RecipeError, StageError
 from synthtune.federated.client import TRAINING_LOCK, AdapterClient, client_app
 from synthtune.federated.local_round import train_round, validation_loss
 from synthtune.federated.partition import partition
@@ -93,6 +93,8 @@ def simulate(
     root = Path(runs) / recipe.name
     dirs = client_dirs(recipe, root)
     cfg = recipe.federated
+    if cfg.secure_aggregation is not None:
+        check_secure(recipe, dirs)
     if cfg.wait_for_clients is None:  # a simulation knows its clients: start with all of them
         federated = cfg.model_copy(update={"wait_for_clients": len(dirs)})
         recipe = recipe.model_copy(update={"federated": federated})
@@ -110,6 +112,33 @@ def simulate(
         summary["baselines"] = compare_baselines(recipe, root, dirs, base, log)
     RunStore(root).write_json("federated", "summary.json", summary)
     return summary
+
+
+def check_secure(recipe: Recipe, dirs: list[Path]) -> None:
+    """What SecAgg+ needs of this federation, checked before any training: Flower would
+    halt every round, or wrap the integer sum around, only once the rounds run."""
+    secure = recipe.federated.secure_aggregation
+    assert secure is not None
+    clients = len(dirs)
+    largest = max(len(RunStore(d).read_table("mix", "train")) for d in dirs)
+    problems = []
+    if isinstance(secure.shares, int) and secure.shares > clients:
+        problems.append(
+            f"federated.secure_aggregation.shares: {secure.shares} > the {clients} clients"
+        )
+    if clients * secure.quantization_range >= 2**32:
+        problems.append(
+            "federated.secure_aggregation.quantization_range: clients x range must stay "
+            f"below 2**32 (the masked sum's modulus); {clients} clients allow < "
+            f"{2**32 // clients}"
+        )
+    if secure.max_weight is not None and secure.max_weight < largest:
+        problems.append(
+            f"federated.secure_aggregation.max_weight: {secure.max_weight:g} < {largest}, the "
+            "largest client's training records (Flower would cap its weight)"
+        )
+    if problems:
+        raise RecipeError(str(recipe.source), problems)
 
 
 def _simulate_secure(

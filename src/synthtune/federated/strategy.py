@@ -108,6 +108,17 @@ class FederationStrategy(Strategy):
             self.rounds.append({"round": number})
         return self.rounds[-1]
 
+    def round_halted(self, server_round: int, why: str) -> None:
+        """A round whose instructions went out but that never reached ``aggregate_fit`` (the
+        SecAgg+ workflow stops a round with too few live clients or shares): recorded as
+        finished without aggregation, so the table, the report and resume see it."""
+        row = self._row(server_round)
+        if "aggregated" in row:
+            return
+        sampled = row.get("clients_sampled", 0)
+        row.update({"clients_ok": 0, "clients_failed": sampled, "aggregated": False})
+        self.log(f"federated: round {row['round']}: {why}; the global adapter is kept")
+
     # ---- delegated
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
         return self.inner.initialize_parameters(client_manager)
