@@ -39,10 +39,10 @@ def test_simulate_command_writes_baselines_and_report(tmp_path: Path, tiny_model
 
 
 @pytest.mark.parametrize("command", ["server", "client"])
-def test_deployment_refuses_secure_aggregation_before_starting(
+def test_secagg_deployment_without_max_weight_is_refused_before_starting(
     tmp_path: Path, tiny_model_dir: Path, command: str
 ) -> None:
-    # the gRPC transport cannot carry SecAgg+: refusing beats sending updates in the clear
+    # across machines the server cannot see the parties' sizes: the weight cap must be given
     recipe = write_federated_recipe(
         tmp_path, tiny_model_dir, overrides={"federated": {"secure_aggregation": {}}}
     )
@@ -56,5 +56,5 @@ def test_deployment_refuses_secure_aggregation_before_starting(
         app, ["federated", command, str(recipe), "--out", str(runs), *extra]
     )
     assert result.exit_code != 0
-    assert "federated.secure_aggregation" in result.output and "simulate" in result.output
+    assert "secure_aggregation.max_weight: required" in result.output
     assert not runs.exists()  # nothing started, nothing written

@@ -27,11 +27,7 @@ class LoadedModelBackend(TransformersBackend):
     quantized), so evaluation generates exactly the way the generate stage does."""
 
     def __init__(self, lm: Any, tokenizer: Any, config: TransformersBackendConfig) -> None:
-        self.config = config
-        self.model = config.model
-        self.lm, self.tokenizer = lm, tokenizer
-        self.device = next(lm.parameters()).device
-        self.tokenizer.padding_side = "left"
+        self._attach(config, lm, tokenizer, next(lm.parameters()).device)
 
 
 def generate_replies(model: Any, tokenizer: Any, inputs: EvalInputs, variant: str) -> list[str]:

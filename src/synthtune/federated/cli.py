@@ -126,19 +126,26 @@ def server(
     ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the federation's server; resumes after the last checkpointed round."""
+    """Run the federation's server; resumes after the last checkpointed round.
+
+    With federated.secure_aggregation: a Flower SuperLink and one `flwr run` (SecAgg+)."""
     from synthtune.federated.server import serve_federation
-    from synthtune.federated.workspace import check_deployment
 
     try:
         loaded = _setup(recipe, verbose)
-        check_deployment(loaded)
         run_dir = runs / loaded.name
+        if loaded.federated.secure_aggregation is not None:
+            from synthtune.federated.deployment import check_secure_deployment, serve_secure
 
-        def ready(bound: str) -> None:
-            _log(f"federated: server listening on {bound}")
+            check_secure_deployment(loaded, [recipe.resolve(), run_dir.resolve()])
+            where = address or loaded.federated.address
+            summary = serve_secure(loaded, recipe, run_dir, where, _log)
+        else:
 
-        summary = serve_federation(loaded, run_dir, address, ready, _log)
+            def ready(bound: str) -> None:
+                _log(f"federated: server listening on {bound}")
+
+            summary = serve_federation(loaded, run_dir, address, ready, _log)
         _print_summary(summary)
         _report(run_dir)
     except (SynthtuneError, KeyboardInterrupt) as exc:
@@ -169,17 +176,16 @@ def client(
     from synthtune.federated.privacy import local_dp_mod
     from synthtune.federated.server import shared_token
     from synthtune.federated.transport import run_client
-    from synthtune.federated.workspace import (
-        check_deployment,
-        client_records,
-        shared_base,
-        write_client_tables,
-    )
+    from synthtune.federated.workspace import client_records, shared_base, write_client_tables
 
     try:
         loaded = _setup(recipe, verbose)
-        check_deployment(loaded)
         run_dir = runs / f"{loaded.name}-{name or data.stem}"
+        secure = loaded.federated.secure_aggregation is not None
+        if secure:
+            from synthtune.federated.deployment import check_secure_deployment
+
+            check_secure_deployment(loaded, [recipe.resolve(), run_dir.resolve()])
         sizes = write_client_tables(loaded, client_records(loaded, data), run_dir)
         _log(f"federated: client data {sizes} in {run_dir}")
         base = shared_base(loaded, run_dir, _log)
@@ -188,6 +194,9 @@ def client(
             out.print(f"round {round_number}: training on {sizes['train']} records")
             out.file.flush()
 
+        if secure:
+            _supernode(loaded, recipe, run_dir, base, server_address, root_cert)
+            return
         party = AdapterClient(loaded, run_dir, base, shared_token(loaded), announce)
         mods = [local_dp_mod(loaded.federated.local_dp)] if loaded.federated.local_dp else []
         # the recipe's CA unless --root-cert names another: a TLS federation never falls back
@@ -199,3 +208,28 @@ def client(
         out.print("federated: the server ended the federation")
     except (SynthtuneError, KeyboardInterrupt) as exc:
         raise _fail(exc) from None
+
+
+def _supernode(
+    loaded: Any, recipe: Path, run_dir: Path, base: str, server: str, root_cert: Path | None
+) -> None:
+    """SecAgg+: this party as a Flower SuperNode, until the operator stops it (Ctrl-C)."""
+    from synthtune.federated.deployment import (
+        start_supernode,
+        stop_supernode,
+        supernode_command,
+    )
+
+    tls = loaded.federated.tls_certificates
+    ca = root_cert or (Path(tls[0]) if tls else None)
+    node = start_supernode(supernode_command(loaded, recipe, run_dir, base, server, ca), run_dir)
+    _log(
+        f"federated: SuperNode (SecAgg+) connected to {server}; it trains when the server's "
+        f"rounds reach it; log in {run_dir / 'federated' / 'flower'}; Ctrl-C to leave"
+    )
+    try:
+        code = node.wait()
+    finally:
+        stop_supernode(node)
+    if code not in (0, -2, 130):
+        raise SynthtuneError(f"federated: flower-supernode exited with {code}")

@@ -174,21 +174,39 @@ def run_secure(
     round_timeout: float | None,
     cfg: SecureAggregationConfig,
     max_weight: float,
-    grid: LocalGrid | None = None,
 ) -> None:
     """Run ``rounds`` rounds of ``strategy`` with SecAgg+ over in-process ``apps``."""
+    grid = LocalGrid(apps)
+    context = Context(
+        run_id=grid.run.run_id,
+        node_id=SUPERLINK_NODE,
+        node_config={},
+        state=RecordDict(),
+        run_config={},
+    )
+    with _server_identity(grid.run.run_id):
+        try:
+            secure_rounds(grid, context, strategy, rounds, round_timeout, cfg, max_weight)
+        finally:
+            grid.close()
+
+
+def secure_rounds(
+    grid: Grid,
+    context: Context,
+    strategy: Any,
+    rounds: int,
+    round_timeout: float | None,
+    cfg: SecureAggregationConfig,
+    max_weight: float,
+) -> None:
+    """Flower's DefaultWorkflow with SecAgg+ fit rounds, over any ``grid``: the in-process
+    one above, or the SuperLink's in a deployment (``flower_app.py``)."""
     from flwr.server import LegacyContext, ServerConfig
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
-    grid = grid or LocalGrid(apps)
-    context = LegacyContext(
-        context=Context(
-            run_id=grid.run.run_id,
-            node_id=SUPERLINK_NODE,
-            node_config={},
-            state=RecordDict(),
-            run_config={},
-        ),
+    legacy = LegacyContext(
+        context=context,
         config=ServerConfig(num_rounds=rounds, round_timeout=round_timeout),
         strategy=strategy,
     )
@@ -200,12 +218,7 @@ def run_secure(
         quantization_range=cfg.quantization_range,
         timeout=round_timeout,
     )
-    workflow = DefaultWorkflow(fit_workflow=_RecordedSecAgg(secagg, strategy))
-    with _server_identity(grid.run.run_id):
-        try:
-            workflow(grid, context)
-        finally:
-            grid.close()
+    DefaultWorkflow(fit_workflow=_RecordedSecAgg(secagg, strategy))(grid, legacy)
 
 
 @contextmanager

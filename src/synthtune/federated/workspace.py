@@ -35,22 +35,6 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError(str(recipe.source), problems)
 
 
-def check_deployment(recipe: Recipe) -> None:
-    """What ``federated server`` / ``client`` cannot do: SecAgg+ needs Flower's Message API,
-    which their gRPC transport does not carry. Refused before anything starts, rather than
-    sending updates in the clear to a server the recipe meant to keep blind."""
-    if recipe.federated.secure_aggregation is not None:
-        raise RecipeError(
-            str(recipe.source),
-            [
-                "federated.secure_aggregation: SecAgg+ runs in `synthtune federated simulate` "
-                "only; `federated server`/`client` use Flower's gRPC transport, which cannot "
-                "carry it (docs/federated.md, Secure aggregation). Remove it to deploy "
-                "with TLS + token + local_dp."
-            ],
-        )
-
-
 def shared_base(recipe: Recipe, root: Path, log: object = print) -> str:
     """Path or id of the base every party trains on (built under ``root`` for local-tiny)."""
     if recipe.train.base != LOCAL_TINY:

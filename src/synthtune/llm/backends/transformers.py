@@ -40,10 +40,18 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, config: TransformersBackendConfig, path: str) -> None:
+        device = pick_device(config.device)
+        lm, tokenizer = load_causal_lm(path, device=device, dtype=config.dtype)
+        self._attach(config, lm, tokenizer, device)
+
+    def _attach(
+        self, config: TransformersBackendConfig, lm: Any, tokenizer: Any, device: Any
+    ) -> None:
+        """Use ``lm`` (already loaded, on ``device``) to generate with ``config``."""
         self.config = config
         self.model = config.model
-        self.device = pick_device(config.device)
-        self.lm, self.tokenizer = load_causal_lm(path, device=self.device, dtype=config.dtype)
+        self.device = device
+        self.lm, self.tokenizer = lm, tokenizer
         self.tokenizer.padding_side = "left"
         self.kv_cache = config.kv_cache
         self.static_error: str | None = None  # why static was given up, if it was
