@@ -42,7 +42,8 @@ class SecureAggregationConfig(StrictModel):
     Each client masks ``[w, w * update]`` (w: its example count over ``max_weight``) with
     pairwise masks agreed with its neighbours and a private mask, and Shamir-shares its keys
     so the masks of a client that drops out mid-round can still be removed. Runs in
-    ``synthtune federated simulate``; see docs/federated.md for deployments.
+    ``federated simulate`` and, on Flower's Deployment Engine, in ``federated server`` /
+    ``client`` (docs/federated.md).
     """
 
     shares: int | float = Field(
@@ -68,7 +69,7 @@ class SecureAggregationConfig(StrictModel):
         None,
         gt=0,
         description="Largest example count a client may weigh in with (Flower caps larger "
-        "ones); unset: the largest simulated client's.",
+        "ones); unset: the largest simulated client's (required across machines).",
     )
 
     @model_validator(mode="after")

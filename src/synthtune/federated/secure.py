@@ -3,11 +3,12 @@
 Flower 1.42 runs SecAgg+ only through its message API (a ServerApp workflow sending messages
 over a ``Grid``); the gRPC server/client pair of ``transport.py`` carries plain fit/evaluate
 instructions and cannot. Flower's own Grids are the SuperLink's (separate processes driven
-by ``flwr run``) and the Ray simulation engine's; neither runs in-process and offline.
-``LocalGrid`` is the one piece written here (no library has it): Flower's abstract ``Grid``,
-delivering each message to the destination node's ``ClientApp`` in a thread of this
-process. Everything of the protocol (key agreement, Shamir shares, masking, quantisation,
-dropout recovery, unmasking) is Flower's code, and the server-side rounds are Flower's
+by ``flwr run``; used across machines, see ``deployment.py``) and the Ray simulation
+engine's; neither runs in-process and offline. ``LocalGrid`` is the one piece written here
+for the simulation (no library has it): Flower's abstract ``Grid``, delivering each message
+to the destination node's ``ClientApp`` in a thread of this process. Everything of the
+protocol (key agreement, Shamir shares, masking, quantisation, dropout recovery, unmasking)
+is Flower's code, and the server-side rounds are Flower's
 ``DefaultWorkflow`` driving the same ``FederationStrategy`` as the gRPC path (checkpoints,
 resume, signatures, the per-round table).
 """
