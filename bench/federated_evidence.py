@@ -6,7 +6,10 @@ and all records pooled, each for the federation's budget (rounds x local epochs)
 adapter scored by token-level loss on the union of the hospitals' validation splits. Prints
 that table and the bytes one round sends (adapter vs a full fine-tuning update).
 
-    .venv/bin/python bench/federated_evidence.py [--rounds N] [--out DIR]
+    .venv/bin/python bench/federated_evidence.py [--rounds N] [--out DIR] [--secure]
+
+``--secure`` runs the federation with SecAgg+ (the server sees only each round's weighted
+sum); the baselines do not depend on it, so the federated rows of two runs compare directly.
 """
 
 from __future__ import annotations
@@ -28,11 +31,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--out", type=Path, default=None, help="runs folder (default: temp)")
+    parser.add_argument("--secure", action="store_true", help="SecAgg+ secure aggregation")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     recipe = load_recipe(RECIPE)
-    if args.rounds:
-        federated = recipe.federated.model_copy(update={"rounds": args.rounds})
+    update: dict = {"rounds": args.rounds} if args.rounds else {}
+    if args.secure:
+        from synthtune.config.federated import SecureAggregationConfig
+
+        update["secure_aggregation"] = SecureAggregationConfig()
+    if update:
+        federated = recipe.federated.model_copy(update=update)
         recipe = recipe.model_copy(update={"federated": federated})
     out = args.out or Path(tempfile.mkdtemp(prefix="federated-evidence-"))
     started = time.perf_counter()
