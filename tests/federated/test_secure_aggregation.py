@@ -101,6 +101,9 @@ def test_secagg_aggregates_the_weighted_average_without_seeing_an_update(
 
     assert [r["clients_ok"] for r in summary["rounds"]] == [3, 3]
     assert summary["secure_aggregation"]["threshold"] == 0.67
+    # the dequantised float64 sum goes back to the clients as the float32 they sent
+    first, second = summary["rounds"]
+    assert second["bytes_down"] == first["bytes_down"]
     global_dir = runs / "federated-hospitals" / "federated" / "global"
     for round_number in (1, 2):
         updates = trained.updates[round_number]
@@ -111,6 +114,7 @@ def test_secagg_aggregates_the_weighted_average_without_seeing_an_update(
         layers = zip(*(a for a, _ in updates.values()), strict=True)
         plain_mean = [sum(layer) / 3 for layer in layers]
         got = load_arrays(global_dir / f"round-{round_number:03d}.npz")
+        assert {g.dtype for g in got} == {np.dtype(np.float32)}
         for g, e in zip(got, expected, strict=True):
             np.testing.assert_allclose(g, e, atol=2e-5)  # quantisation: 16/2**22 per entry
         # the weighting matters: an unweighted mean is measurably elsewhere

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.common import (
     EvaluateIns,
     EvaluateRes,
@@ -23,6 +24,7 @@ from flwr.common import (
     FitRes,
     Parameters,
     Scalar,
+    ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
 from flwr.server.client_manager import ClientManager
@@ -213,9 +215,16 @@ class FederationStrategy(Strategy):
             row["train_loss"] = metrics["train_loss"]
         row["aggregated"] = parameters is not None
         if parameters is not None:
+            # SecAgg+ dequantises into float64; the adapter travels (and is stored) as the
+            # float32 the clients send, or every later round would move twice the bytes
+            arrays = [
+                a.astype(np.float32) if a.dtype == np.float64 else a
+                for a in parameters_to_ndarrays(parameters)
+            ]
+            parameters = ndarrays_to_parameters(arrays)
             save_arrays(
                 self.checkpoints / f"round-{number:03d}.npz",
-                parameters_to_ndarrays(parameters),
+                arrays,
                 {"round": number, "clients": len(signed), "examples": row["examples"]},
             )
         return parameters, metrics
