@@ -129,7 +129,7 @@ def server(
     """Run the federation's server; resumes after the last checkpointed round.
 
     With federated.secure_aggregation: a Flower SuperLink and one `flwr run` (SecAgg+)."""
-    from synthtune.federated.server import serve_federation
+    from synthtune.federated.server import serve_federation, shared_token
 
     try:
         loaded = _setup(recipe, verbose)
@@ -138,6 +138,7 @@ def server(
             from synthtune.federated.deployment import check_secure_deployment, serve_secure
 
             check_secure_deployment(loaded, [recipe.resolve(), run_dir.resolve()])
+            shared_token(loaded)  # a missing token variable fails here, not in a Flower process
             where = address or loaded.federated.address
             summary = serve_secure(loaded, recipe, run_dir, where, _log)
         else:
@@ -186,6 +187,7 @@ def client(
             from synthtune.federated.deployment import check_secure_deployment
 
             check_secure_deployment(loaded, [recipe.resolve(), run_dir.resolve()])
+            shared_token(loaded)  # a missing token variable fails here, not in a Flower process
         sizes = write_client_tables(loaded, client_records(loaded, data), run_dir)
         _log(f"federated: client data {sizes} in {run_dir}")
         base = shared_base(loaded, run_dir, _log)
@@ -215,21 +217,28 @@ def _supernode(
 ) -> None:
     """SecAgg+: this party as a Flower SuperNode, until the operator stops it (Ctrl-C)."""
     from synthtune.federated.deployment import (
+        log_tail,
         start_supernode,
         stop_supernode,
+        stopped_by_signals,
         supernode_command,
     )
 
     tls = loaded.federated.tls_certificates
     ca = root_cert or (Path(tls[0]) if tls else None)
-    node = start_supernode(supernode_command(loaded, recipe, run_dir, base, server, ca), run_dir)
-    _log(
-        f"federated: SuperNode (SecAgg+) connected to {server}; it trains when the server's "
-        f"rounds reach it; log in {run_dir / 'federated' / 'flower'}; Ctrl-C to leave"
-    )
-    try:
-        code = node.wait()
-    finally:
-        stop_supernode(node)
-    if code not in (0, -2, 130):
-        raise SynthtuneError(f"federated: flower-supernode exited with {code}")
+    command = supernode_command(loaded, recipe, run_dir, base, server, ca)
+    log = run_dir / "federated" / "flower" / "supernode.log"
+    with stopped_by_signals():
+        node = start_supernode(command, run_dir)
+        _log(
+            f"federated: SuperNode (SecAgg+) connecting to {server}; it trains when the "
+            f"server's rounds reach it; log {log}; Ctrl-C to leave"
+        )
+        try:
+            code = node.wait()
+        except KeyboardInterrupt:
+            out.print("federated: left the federation")
+            return
+        finally:
+            stop_supernode(node)
+    raise SynthtuneError(f"federated: flower-supernode exited with {code}: {log_tail(log)}")

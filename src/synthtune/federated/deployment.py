@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +83,31 @@ def check_secure_deployment(recipe: Recipe, paths: list[Path]) -> None:
 def flower_bin(name: str) -> str:
     """A Flower command of this interpreter's environment (an installed venv may not be on
     PATH; the SuperLink also looks its helper ``flower-superexec`` up on PATH)."""
-    return str(Path(sys.executable).parent / name)
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise StageError(f"federated: `{name}` not found; install synthtune[federated]")
+    return found
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGTERM/SIGHUP (kill, systemctl stop, a closed terminal) raise KeyboardInterrupt while
+    Flower processes run, so the ``finally`` that stops them runs too: they live in their own
+    session and would otherwise outlive synthtune, keeping the port and the rounds going."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may take signals (an embedding program's own business)
+        return
+    saved = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def flower_env(home: Path) -> dict[str, str]:
@@ -97,20 +124,26 @@ def _host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _wait_listening(port: int, process: subprocess.Popen[Any], log_path: Path) -> None:
+def local_host(host: str) -> str:
+    """Where this machine reaches a server bound to ``host`` (a wildcard: loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def _wait_listening(host: str, port: int, process: subprocess.Popen[Any], log_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise StageError(f"federated: flower-superlink exited: {_tail(log_path)}")
-        with socket.socket() as probe:
-            probe.settimeout(0.5)
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise StageError(f"federated: flower-superlink exited: {log_tail(log_path)}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
                 return
+        except OSError:
+            pass
         time.sleep(0.2)  # polling a port another process opens; no event to wait on
-    raise StageError(f"federated: flower-superlink not listening after 60 s: {_tail(log_path)}")
+    raise StageError(f"federated: flower-superlink not listening after 60 s: {log_tail(log_path)}")
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
     text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
     return "\n".join(text.splitlines()[-lines:])
 
@@ -133,12 +166,15 @@ def _tls_args(recipe: Recipe) -> list[str]:
     return ["--ssl-ca-certfile", ca, "--ssl-certfile", cert, "--ssl-keyfile", key]
 
 
-def _write_home(home: Path, port: int, ca: str | None) -> None:
+def _write_home(home: Path, host: str, port: int, ca: str | None) -> None:
+    """Flower's CLI config: one connection to our SuperLink (TOML strings written as JSON
+    strings, which TOML reads the same, so a path needs no escaping by hand)."""
     home.mkdir(parents=True, exist_ok=True)
-    security = f'root-certificates = "{ca}"' if ca else "insecure = true"
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    security = f"root-certificates = {json.dumps(ca)}" if ca else "insecure = true"
     (home / "config.toml").write_text(
         f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-        f'address = "127.0.0.1:{port}"\n{security}\n',
+        f"address = {json.dumps(where)}\n{security}\n",
         encoding="utf-8",
     )
 
@@ -157,45 +193,44 @@ def serve_secure(
         folder.mkdir(parents=True, exist_ok=True)
     (app / "pyproject.toml").write_text(APP_TOML, encoding="utf-8")
     host, port = _host_port(address)
+    reach = local_host(host)
     paths = recipe.federated.tls_certificates
-    _write_home(home, port, str(Path(paths[0]).resolve()) if paths else None)
+    _write_home(home, reach, port, str(Path(paths[0]).resolve()) if paths else None)
     env = flower_env(home)
     link_log = logs / "superlink.log"
-    with link_log.open("ab") as sink:
+    command = [
+        flower_bin("flower-superlink"),
+        *("--host", host, "--port", str(port)),
+        "--disable-runtime-dependency-installation",
+        *_tls_args(recipe),
+    ]
+    run_config = f"recipe='{recipe_path}' run-dir='{run_dir}'"
+    submit = [flower_bin("flwr"), "run", str(app), CONNECTION, "--stream"]
+    log(f"federated: starting a Flower SuperLink (SecAgg+) on {host}:{port}; log {link_log}")
+    with stopped_by_signals(), link_log.open("ab") as sink:
         superlink = subprocess.Popen(
-            [
-                flower_bin("flower-superlink"),
-                "--host",
-                host,
-                "--port",
-                str(port),
-                "--disable-runtime-dependency-installation",
-                *_tls_args(recipe),
-            ],
+            command,
             env=env,
             cwd=flower,
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    try:
-        _wait_listening(port, superlink, link_log)
-        log(f"federated: SuperLink (SecAgg+) listening on {host}:{port}")
-        run_config = f"recipe='{recipe_path}' run-dir='{run_dir}'"
-        command = [flower_bin("flwr"), "run", str(app), CONNECTION, "--stream"]
-        subprocess.run(
-            [*command, "--run-config", run_config],
-            env=env,
-            cwd=flower,
-            check=True,
-        )
-        status = _last_run_status(env, flower)
-    finally:
-        _stop(superlink)
+        try:
+            _wait_listening(reach, port, superlink, link_log)
+            submitted = subprocess.run(
+                [*submit, "--run-config", run_config], env=env, cwd=flower, check=False
+            )
+            if submitted.returncode != 0:
+                code, tail = submitted.returncode, log_tail(link_log)
+                raise StageError(f"federated: `flwr run` failed (exit {code}): {tail}")
+            status = _last_run_status(env, flower)
+        finally:
+            _stop(superlink)
     if status.get("status") != "finished:completed":
         raise StageError(
             f"federated: the Flower run ended {status.get('status')!r}: "
-            f"{status.get('status-details') or _tail(link_log)}"
+            f"{status.get('status-details') or log_tail(link_log)}"
         )
     summary: dict[str, Any] = RunStore(run_dir).read_json("federated", "summary.json")
     return summary
@@ -214,7 +249,8 @@ def _last_run_status(env: dict[str, str], cwd: Path) -> dict[str, Any]:
         runs = json.loads(listed.stdout).get("runs", [])
     except json.JSONDecodeError:
         return {"status": "unknown", "status-details": listed.stdout + listed.stderr}
-    return dict(runs[-1]) if runs else {"status": "unknown", "status-details": "no run listed"}
+    # newest first; this SuperLink's in-memory state only ever holds our one run
+    return dict(runs[0]) if runs else {"status": "unknown", "status-details": "no run listed"}
 
 
 def free_port() -> int:

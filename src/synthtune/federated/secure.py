@@ -159,6 +159,7 @@ class _RecordedSecAgg:
         self.strategy.round_halted(
             current, "secure aggregation halted (too few live clients or key shares)"
         )
+        self.strategy.round_row(current)["secure_aggregation"] = "secagg+"
 
 
 def secure_client_mods(mods: list[Any]) -> list[Any]:

@@ -110,6 +110,10 @@ class FederationStrategy(Strategy):
             self.rounds.append({"round": number})
         return self.rounds[-1]
 
+    def round_row(self, server_round: int) -> dict[str, Any]:
+        """The table row of Flower's round ``server_round`` (created if new)."""
+        return self._row(server_round)
+
     def round_halted(self, server_round: int, why: str) -> None:
         """A round whose instructions went out but that never reached ``aggregate_fit`` (the
         SecAgg+ workflow stops a round with too few live clients or shares): recorded as
