@@ -77,6 +77,11 @@ def _recipe(tmp_path: Path, base: Path, rounds: int) -> Path:
     return path
 
 
+def _two_rounds(tmp_path: Path, base: Path, runs: Path, trained: Trained) -> dict[str, Any]:
+    recipe = load_recipe(_recipe(tmp_path, base, rounds=2))
+    return simulate(recipe, runs, log=lambda m: None, extra_mods=[trained])
+
+
 @pytest.mark.slow
 def test_secagg_aggregates_the_weighted_average_without_seeing_an_update(
     tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
@@ -92,12 +97,7 @@ def test_secagg_aggregates_the_weighted_average_without_seeing_an_update(
     monkeypatch.setattr(secure.LocalGrid, "_deliver", recording)
     trained = Trained()
     runs = tmp_path / "runs"
-    summary = simulate(
-        load_recipe(_recipe(tmp_path, tiny_model_dir, rounds=2)),
-        runs,
-        log=lambda m: None,
-        extra_mods=[trained],
-    )
+    summary = _two_rounds(tmp_path, tiny_model_dir, runs, trained)
 
     assert [r["clients_ok"] for r in summary["rounds"]] == [3, 3]
     assert summary["secure_aggregation"]["threshold"] == 0.67
@@ -145,12 +145,7 @@ def test_secagg_recovers_a_client_lost_mid_round(tmp_path: Path, tiny_model_dir:
     # 3 clients, shares 3, threshold 2: one client may drop after the keys are shared
     trained = Trained(fail={(2, 2)})
     runs = tmp_path / "runs"
-    summary = simulate(
-        load_recipe(_recipe(tmp_path, tiny_model_dir, rounds=2)),
-        runs,
-        log=lambda m: None,
-        extra_mods=[trained],
-    )
+    summary = _two_rounds(tmp_path, tiny_model_dir, runs, trained)
 
     rounds = summary["rounds"]
     assert [r["clients_ok"] for r in rounds] == [3, 2] and rounds[1]["clients_failed"] == 1
@@ -200,12 +195,7 @@ def test_a_round_secagg_halts_is_recorded_and_the_next_one_runs(
     # two of three clients lost in round 1: one live client cannot be hidden, Flower halts
     trained = Trained(fail={(1, 1), (1, 2)})
     runs = tmp_path / "runs"
-    summary = simulate(
-        load_recipe(_recipe(tmp_path, tiny_model_dir, rounds=2)),
-        runs,
-        log=lambda m: None,
-        extra_mods=[trained],
-    )
+    summary = _two_rounds(tmp_path, tiny_model_dir, runs, trained)
     first, second = summary["rounds"]
     assert first["aggregated"] is False and first["clients_ok"] == 0
     assert first["clients_failed"] == first["clients_sampled"] == 3
