@@ -104,6 +104,7 @@ def test_secagg_aggregates_the_weighted_average_without_seeing_an_update(
     # the dequantised float64 sum goes back to the clients as the float32 they sent
     first, second = summary["rounds"]
     assert second["bytes_down"] == first["bytes_down"]
+    assert first["bytes_up"] == second["bytes_up"] == 3 * summary["adapter_bytes"]
     global_dir = runs / "federated-hospitals" / "federated" / "global"
     for round_number in (1, 2):
         updates = trained.updates[round_number]

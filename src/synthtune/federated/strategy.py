@@ -74,6 +74,15 @@ def parameter_bytes(parameters: Parameters) -> int:
     return sum(len(t) for t in parameters.tensors)
 
 
+def as_float32(parameters: Parameters) -> Parameters:
+    """SecAgg+ dequantises into float64; the adapter travels (and is stored) as the float32
+    the clients send, or every later round would move twice the bytes."""
+    arrays = parameters_to_ndarrays(parameters)
+    if all(a.dtype != np.float64 for a in arrays):
+        return parameters
+    return ndarrays_to_parameters([a.astype(np.float32) for a in arrays])
+
+
 class FederationStrategy(Strategy):
     """Delegates to ``inner``; keeps the round table and checkpoints (module docstring).
 
@@ -191,8 +200,12 @@ class FederationStrategy(Strategy):
                 # workflow lists one failure twice, so ``failures`` is not a count)
                 "clients_failed": max(0, row.get("clients_sampled", len(results)) - len(results)),
                 "clients_rejected": len(results) - len(signed),
-                "bytes_up": sum(parameter_bytes(res.parameters) for _, res in signed),
-                "adapter_bytes": parameter_bytes(signed[0][1].parameters) if signed else 0,
+                # under SecAgg+ every result holds the one (float64) aggregate: counted as
+                # the float32 adapter each client sent, before masking
+                "bytes_up": sum(parameter_bytes(as_float32(res.parameters)) for _, res in signed),
+                "adapter_bytes": (
+                    parameter_bytes(as_float32(signed[0][1].parameters)) if signed else 0
+                ),
                 "full_ft_bytes": self.full_bytes,
                 "examples": sum(res.num_examples for _, res in signed),
             }
@@ -219,16 +232,10 @@ class FederationStrategy(Strategy):
             row["train_loss"] = metrics["train_loss"]
         row["aggregated"] = parameters is not None
         if parameters is not None:
-            # SecAgg+ dequantises into float64; the adapter travels (and is stored) as the
-            # float32 the clients send, or every later round would move twice the bytes
-            arrays = [
-                a.astype(np.float32) if a.dtype == np.float64 else a
-                for a in parameters_to_ndarrays(parameters)
-            ]
-            parameters = ndarrays_to_parameters(arrays)
+            parameters = as_float32(parameters)
             save_arrays(
                 self.checkpoints / f"round-{number:03d}.npz",
-                arrays,
+                parameters_to_ndarrays(parameters),
                 {"round": number, "clients": len(signed), "examples": row["examples"]},
             )
         return parameters, metrics
