@@ -92,9 +92,10 @@ def simulate(
     check_recipe(recipe)
     root = Path(runs) / recipe.name
     dirs = client_dirs(recipe, root)
+    sizes = [len(RunStore(d).read_table("mix", "train")) for d in dirs]
     cfg = recipe.federated
     if cfg.secure_aggregation is not None:
-        check_secure(recipe, dirs)
+        check_secure(recipe, sizes)
     if cfg.wait_for_clients is None:  # a simulation knows its clients: start with all of them
         federated = cfg.model_copy(update={"wait_for_clients": len(dirs)})
         recipe = recipe.model_copy(update={"federated": federated})
@@ -106,7 +107,7 @@ def simulate(
     else:
         summary = _simulate_grpc(recipe, root, dirs, base, mods, log)
     summary["clients"] = [
-        {"client": d.name, "train": len(RunStore(d).read_table("mix", "train"))} for d in dirs
+        {"client": d.name, "train": size} for d, size in zip(dirs, sizes, strict=True)
     ]
     if baselines:
         summary["baselines"] = compare_baselines(recipe, root, dirs, base, log)
@@ -114,13 +115,13 @@ def simulate(
     return summary
 
 
-def check_secure(recipe: Recipe, dirs: list[Path]) -> None:
-    """What SecAgg+ needs of this federation, checked before any training: Flower would
-    halt every round, or wrap the integer sum around, only once the rounds run."""
+def check_secure(recipe: Recipe, sizes: list[int]) -> None:
+    """What SecAgg+ needs of this federation (``sizes``: each client's training records),
+    checked before any training: Flower would halt every round, or wrap the integer sum
+    around, only once the rounds run."""
     secure = recipe.federated.secure_aggregation
     assert secure is not None
-    clients = len(dirs)
-    largest = max(len(RunStore(d).read_table("mix", "train")) for d in dirs)
+    clients, largest = len(sizes), max(sizes)
     problems = []
     if isinstance(secure.shares, int) and secure.shares > clients:
         problems.append(
