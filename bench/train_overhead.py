@@ -79,7 +79,7 @@ def trainer_loop(model, tokenizer, data, steps: int, batch: int, cfg) -> float: 
         output_dir=tempfile.mkdtemp(),
         max_steps=steps,
         per_device_train_batch_size=batch,
-        learning_rate=cfg.lr.adapter,
+        learning_rate=cfg.learning_rates()[0],
         max_grad_norm=1.0,
         logging_steps=10_000,
         save_strategy="no",

@@ -27,7 +27,7 @@ def test_defaults_follow_the_mission(small_recipe: Path) -> None:
     assert recipe.mix.stop_when.wasserstein_below == 0.15
     lora = recipe.train.lora
     assert (lora.r, lora.alpha, lora.dropout) == (16, 32, 0.1)
-    assert (recipe.train.lr.adapter, recipe.train.lr.base) == (1e-3, 1e-5)
+    assert recipe.train.learning_rates() == (1e-3, 1e-5)  # lr auto, causal_lm
     assert recipe.train.freeze.layernorm is True
     assert recipe.train.max_grad_norm == 1.0
     assert recipe.train.early_stopping.patience == 3

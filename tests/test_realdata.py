@@ -136,11 +136,15 @@ def test_csv_keeps_numeric_looking_text_as_text_and_infers_slot_types(tmp_path: 
     assert record.lineage["slots"] == {"age": 34}
 
 
-def test_exact_duplicates_are_kept_once_with_the_first_row(tmp_path: Path) -> None:
+def test_exact_duplicates_are_kept_by_default_and_dropped_on_request(tmp_path: Path) -> None:
     rows = [ROWS[0], ROWS[1], {**ROWS[0], "age": 99}]
-    records = load_real(RealDataConfig(path=write_parquet(tmp_path, rows), slots=["age"]))
-    assert [r.lineage["row"] for r in records] == [1, 2]
-    assert records[0].lineage["slots"] == {"age": 34}
+    path = write_parquet(tmp_path, rows)
+    kept = load_real(RealDataConfig(path=path, slots=["age"]))
+    assert [r.lineage["row"] for r in kept] == [1, 2, 3]  # never dropped silently
+    assert kept[0].id == kept[2].id  # same content, same id: always the same split
+    dropped = load_real(RealDataConfig(path=path, slots=["age"], duplicates="drop"))
+    assert [r.lineage["row"] for r in dropped] == [1, 2]
+    assert dropped[0].lineage["slots"] == {"age": 34}
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet", "hf-disk"])
@@ -189,7 +193,7 @@ def test_a_missing_file_and_an_unknown_format_are_clear(tmp_path: Path) -> None:
         load_real(RealDataConfig(path=tmp_path / "nope.csv"))
     sheet = tmp_path / "real.xlsx"
     sheet.write_bytes(b"PK")
-    with pytest.raises(StageError, match=r"mix\.real\.format: cannot tell .*'\.xlsx'"):
+    with pytest.raises(StageError, match=r"mix\.real\.path: cannot tell .*'\.xlsx'"):
         load_real(RealDataConfig(path=sheet))
     with pytest.raises(ValidationError, match="format"):
         RealDataConfig.model_validate({"path": "real.xlsx", "format": "excel"})
@@ -202,7 +206,7 @@ def test_config_checks_the_mapping() -> None:
         RealDataConfig.model_validate({"path": "d", "data_files": "*.csv"})
     with pytest.raises(ValidationError, match="same slot name"):
         RealDataConfig.model_validate({"path": "d", "slots": {"age": "x", "years": "x"}})
-    with pytest.raises(ValidationError, match="set text_field, or prompt_field"):
+    with pytest.raises(ValidationError, match="set text_field, messages_field, or prompt_field"):
         RealDataConfig.model_validate({"path": "d", "text_field": None})
     cfg = RealDataConfig.model_validate({"path": "d", "slots": ["age"]})
     assert cfg.format == "auto" and cfg.split == "train" and cfg.slot_names() == {"age": "age"}

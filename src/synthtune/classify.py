@@ -3,7 +3,7 @@ the same models the same way: right padding, truncation at 256 tokens, argmax of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,30 +13,40 @@ from sklearn.metrics import accuracy_score, f1_score
 from synthtune.records import Record
 
 
-@torch.inference_mode()
-def class_logits(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32) -> Any:
-    """fp32 logits, one row per text (``batch_size=1`` avoids padding altogether)."""
-    model.eval()
+def _batches(tokenizer: Any, texts: Sequence[str], batch_size: int, device: Any) -> Iterator[Any]:
     tokenizer.padding_side = "right"
-    device = next(model.parameters()).device
-    out = []
     for start in range(0, len(texts), batch_size):
-        enc = tokenizer(
+        yield tokenizer(
             list(texts[start : start + batch_size]),
             return_tensors="pt",
             padding=True,
             truncation=True,
             max_length=256,
         ).to(device)
-        out.append(model(**enc).logits.float().cpu())
+
+
+@torch.inference_mode()
+def class_logits(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32) -> Any:
+    """fp32 logits, one row per text (``batch_size=1`` avoids padding altogether)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [
+        model(**enc).logits.float().cpu() for enc in _batches(tokenizer, texts, batch_size, device)
+    ]
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
+@torch.inference_mode()
 def predict(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-    """Predicted class ids."""
-    if not texts:
-        return np.zeros(0, dtype=int)
-    return class_logits(model, tokenizer, texts, batch_size).argmax(dim=-1).numpy()
+    """Predicted class ids. Only each batch's argmax is kept, so memory does not grow with
+    the number of texts times the number of classes."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [
+        model(**enc).logits.argmax(dim=-1).cpu().numpy()
+        for enc in _batches(tokenizer, texts, batch_size, device)
+    ]
+    return np.concatenate(out) if out else np.zeros(0, dtype=int)
 
 
 def scores(truth: Sequence[int], predicted: np.ndarray) -> dict[str, float]:

@@ -115,13 +115,13 @@ def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
     evaluate = next((o for o in result.outcomes if o.name == "evaluate"), None)
     ppl = evaluate.summary.get("perplexity") if evaluate else None
     cls = evaluate.summary.get("classification") if evaluate else None
-    if cls:
+    if cls and "base" in cls:
         b, t = cls["base"], cls["tuned"]
         out.print(
             f"classification on the test split ({cls['n']}): accuracy base {b['accuracy']:.2f} "
             f"-> tuned {t['accuracy']:.2f}, macro-F1 {b['macro_f1']:.2f} -> {t['macro_f1']:.2f}"
         )
-    if ppl:
+    if ppl and "base" in ppl:
         out.print(
             f"perplexity on the real test split: base {ppl['base']:.2f} -> tuned "
             f"{ppl['tuned']:.2f} ({ppl['change_pct']:+.1f} %)"
@@ -208,7 +208,12 @@ def validate(recipe: RecipeArg) -> None:
         check_recipe(loaded)
     except SynthtuneError as exc:
         raise _fail(exc) from None
-    out.print(f"[green]ok[/]: {recipe} (name {loaded.name!r}, {loaded.generate.n} records)")
+    data = (
+        f"{loaded.generate.n} records to generate"
+        if loaded.generate is not None
+        else "real data only"
+    )
+    out.print(f"[green]ok[/]: {recipe} (name {loaded.name!r}, {data})")
 
 
 def _stage_command(stage: str, help_text: str) -> None:

@@ -6,7 +6,8 @@ stage the same way and swap in a quiet console.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,6 +44,58 @@ class ProgressHandle:
             self._bar.update(self._task, note=text)
 
 
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class PlainProgress(ProgressHandle):
+    """Progress for a console that is not a terminal (CI, nohup, a log file): a plain line
+    (description, n/total, rate, elapsed, ETA, note) at most every ``interval`` seconds and
+    one at the end, instead of a bar that such a console cannot redraw."""
+
+    def __init__(
+        self,
+        console: Console,
+        description: str,
+        total: int,
+        interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        super().__init__(None, None)
+        self.console, self.description, self.total = console, description, total
+        self.interval, self.clock = interval, clock
+        self.done = 0
+        self.started = self.last = clock()
+        self._note = ""
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.last >= self.interval:
+            self.print_line(now)
+
+    def note(self, text: str) -> None:
+        self._note = text
+
+    def print_line(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        self.last = now
+        elapsed = now - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        remaining = max(self.total - self.done, 0)
+        eta = _duration(remaining / rate) if rate > 0 else "?"
+        line = (
+            f"{self.description}: {self.done}/{self.total}{share} {rate:.2f}/s "
+            f"elapsed {_duration(elapsed)} ETA {eta}"
+        )
+        self.console.print(
+            f"{line} {self._note}".rstrip(), markup=False, highlight=False, soft_wrap=True
+        )
+
+
 @dataclass
 class StageContext:
     recipe: Recipe
@@ -51,6 +104,9 @@ class StageContext:
     quiet: bool = False
     no_cache: bool = False
     models: ModelResolver | None = None
+    # a console that is not a terminal gets a plain progress line at most this often
+    progress_interval: float = 5.0
+    clock: Callable[[], float] = field(default=time.monotonic)
 
     def __post_init__(self) -> None:
         if self.models is None:
@@ -66,9 +122,19 @@ class StageContext:
 
     @contextmanager
     def progress(self, description: str, total: int) -> Iterator[ProgressHandle]:
-        """A rich progress bar (rate, ETA, a free-text note); silent when quiet."""
+        """A rich progress bar (rate, ETA, a free-text note) on a terminal; plain lines every
+        ``progress_interval`` seconds and at the end otherwise; silent when quiet."""
         if self.quiet:
             yield ProgressHandle(None, None)
+            return
+        if not (self.console.is_terminal or self.console.is_jupyter):
+            plain = PlainProgress(
+                self.console, description, total, self.progress_interval, self.clock
+            )
+            try:
+                yield plain
+            finally:
+                plain.print_line()
             return
         columns = (
             TextColumn("[bold]{task.description}"),

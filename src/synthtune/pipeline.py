@@ -23,6 +23,7 @@ from synthtune.evaluate.stage import EvaluateStage
 from synthtune.export.stage import ExportStage
 from synthtune.generate.stage import GenerateStage
 from synthtune.mix.stage import MixStage
+from synthtune.model_names import recipe_model_problems
 from synthtune.quality.stage import QualityStage
 from synthtune.records import content_hash
 from synthtune.registry import Registry
@@ -87,7 +88,12 @@ def _inputs(recipe: Recipe) -> dict[str, str | None]:
         # with the mapping: format, split and columns change the real texts all stages read
         "real": None
         if real is None
-        else content_hash([_file_digest(real.path), real.model_dump(exclude={"path"})]),
+        else content_hash(
+            [
+                {field: _file_digest(path) for field, path in real.files().items()},
+                real.model_dump(exclude={"path", "train", "validation", "test"}),
+            ]
+        ),
     }
 
 
@@ -110,7 +116,9 @@ def fingerprints(recipe: Recipe, runs_root: Path | str = "runs") -> dict[str, st
     )
     extra = {
         # edge cases take their thresholds from the rules: an edited rule re-plans generation
-        "generate": {"rules": files["rules"]} if recipe.generate.edge_cases else None,
+        "generate": {"rules": files["rules"]}
+        if recipe.generate is not None and recipe.generate.edge_cases
+        else None,
         "quality": {"rules": files["rules"], **shared},
         "mix": {"real": files["real"], "reviews": reviews},
         "train": shared,
@@ -128,7 +136,7 @@ def fingerprints(recipe: Recipe, runs_root: Path | str = "runs") -> dict[str, st
 
 def check_recipe(recipe: Recipe) -> None:
     """Every deep check of every stage, before any work or any folder is created."""
-    problems: list[str] = []
+    problems: list[str] = recipe_model_problems(recipe)  # every model loads offline
     for name in ORDER:
         try:
             STAGE_REGISTRY.get(name).check(recipe)
@@ -152,9 +160,10 @@ def _run_stage(ctx: StageContext, stage: Stage, fingerprint: str, main: bool) ->
     ctx.log(f"[bold cyan]{stage.name}[/]: running")
     started = time.perf_counter()
     summary = stage.run(ctx)
+    seconds = time.perf_counter() - started
     if main:
-        store.mark_complete(stage.name, fingerprint, summary)
-    return StageOutcome(stage.name, "ran", time.perf_counter() - started, summary)
+        store.mark_complete(stage.name, fingerprint, summary, seconds=seconds)
+    return StageOutcome(stage.name, "ran", seconds, summary)
 
 
 def run_recipe(

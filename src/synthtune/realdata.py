@@ -1,16 +1,23 @@
 """Import human-written data into records (``source: real``) with a column mapping.
 
-One reader per format (JSONL, CSV/TSV, Parquet, a ``save_to_disk`` folder, a folder for
-``datasets.load_dataset``) turns the source into numbered rows; one mapping turns a row into
-a record, so every format yields the same records for the same rows. CSV and Parquet are read
-with pyarrow (already a core dependency), Hugging Face folders with ``datasets``.
+One reader per format (JSONL, a JSON array, CSV/TSV, Parquet, a ``save_to_disk`` folder, a
+folder for ``datasets.load_dataset``) turns the source into numbered rows; one mapping turns a
+row into a record (plain text, prompt/response, or chat ``messages``), so every format yields
+the same records for the same rows. CSV and Parquet are read with pyarrow (already a core
+dependency), Hugging Face folders with ``datasets``.
+
+Splits (``load_real_splits``): one ``path`` is split by a hash of each record's id; with your
+own ``train`` / ``validation`` / ``test`` files each file is its split, and a split without a
+file is hash-split from ``train``. Rows are never dropped silently: duplicates within a file
+and overlaps between splits are counted (``RealSplits.stats``), and dropped only with
+``mix.real.duplicates: drop``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,7 @@ from synthtune.records import Media, Message, Payload, Record, Role, payload_id,
 _SUFFIXES = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
+    ".json": "json",
     ".csv": "csv",
     ".tsv": "csv",
     ".parquet": "parquet",
@@ -48,7 +56,7 @@ class RealRows:
 Reader = Callable[[Path, RealDataConfig], RealRows]
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path, field: str = "path") -> str:
     """``auto`` resolved: a folder written by ``save_to_disk`` is ``hf-disk``, any other
     folder ``hf``, a file is known by its suffix."""
     if path.is_dir():
@@ -56,7 +64,7 @@ def detect_format(path: Path) -> str:
     fmt = _SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise StageError(
-            f"mix.real.format: cannot tell the format of {path} from its suffix "
+            f"mix.real.{field}: cannot tell the format of {path} from its suffix "
             f"{path.suffix!r} (known: {', '.join(_SUFFIXES)}); set mix.real.format to one "
             f"of {', '.join(_READERS)}"
         )
@@ -64,21 +72,68 @@ def detect_format(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- readers
-def _read_jsonl(path: Path, cfg: RealDataConfig) -> RealRows:
+def _decode(path: Path, encoding: str) -> str:
+    """The file's text; a byte the encoding cannot read is an error naming the line."""
+    data = path.read_bytes()
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise StageError(
+            f"{path}:{line}: not valid {encoding} text (byte 0x{data[exc.start]:02x} at "
+            f"offset {exc.start}); set mix.real.encoding to the file's encoding (e.g. "
+            "latin-1, cp1252, utf-16, gb18030)"
+        ) from None
+
+
+def _object_rows(path: Path, items: Iterable[tuple[int, Any]], unit: str) -> RealRows:
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise StageError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise StageError(f"{path}:{lineno}: expected a JSON object per line")
-                yield lineno, row
+        for number, row in items:
+            if not isinstance(row, dict):
+                raise StageError(
+                    f"{path}:{number}: expected a JSON object per {unit}, got {type(row).__name__}"
+                )
+            yield number, row
 
     return RealRows(str(path), None, rows())
+
+
+def _jsonl_items(path: Path, text: str) -> Iterator[tuple[int, Any]]:
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise StageError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+
+
+def _read_jsonl(path: Path, cfg: RealDataConfig) -> RealRows:
+    return _object_rows(path, _jsonl_items(path, _decode(path, cfg.encoding)), "line")
+
+
+def _read_json(path: Path, cfg: RealDataConfig) -> RealRows:
+    """A JSON array of objects (numbered by position; messages name the item); a ``.json``
+    file holding one object per line is read as JSONL."""
+    text = _decode(path, cfg.encoding)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # several top-level values: JSON Lines named .json
+            return _object_rows(path, _jsonl_items(path, text), "line")
+        raise StageError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if isinstance(value, dict):
+        lists = [k for k, v in value.items() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise StageError(
+                f"{path}: expected a JSON array of records (or an object holding exactly "
+                f"one array), got an object with keys {', '.join(map(str, value)) or '(none)'}"
+            )
+        value = value[lists[0]]
+    if not isinstance(value, list):
+        raise StageError(f"{path}: expected a JSON array of records, got {type(value).__name__}")
+    return _object_rows(path, enumerate(value, start=1), "array item")
 
 
 def _table_rows(source: str, table: pa.Table) -> RealRows:
@@ -95,12 +150,17 @@ def _table_rows(source: str, table: pa.Table) -> RealRows:
 def _read_csv(path: Path, cfg: RealDataConfig) -> RealRows:
     # Mapped text columns are read as strings so "0"/"1" labels or numeric-looking answers
     # stay text; other columns (slots) keep pyarrow's inferred types, like JSON numbers.
-    text_columns = [column for _, column in _text_columns(cfg)]
+    text_columns = [column for _, column in _text_columns(cfg) if column]
+    utf8 = cfg.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    if utf8:
+        _decode(path, cfg.encoding)  # pyarrow names no line for bad UTF-8; this does
     try:
         table = pa_csv.read_csv(
             path,
             # single-threaded parsing makes pyarrow name the bad row ("Row #N")
-            read_options=pa_csv.ReadOptions(use_threads=False),
+            read_options=pa_csv.ReadOptions(
+                use_threads=False, encoding="utf8" if utf8 else cfg.encoding
+            ),
             parse_options=pa_csv.ParseOptions(delimiter="\t" if path.suffix == ".tsv" else ","),
             convert_options=pa_csv.ConvertOptions(
                 column_types={column: pa.string() for column in text_columns}
@@ -176,6 +236,7 @@ def _dataset_rows(path: Path, loaded: Any, cfg: RealDataConfig) -> RealRows:
 
 _READERS: dict[str, Reader] = {
     "jsonl": _read_jsonl,
+    "json": _read_json,
     "csv": _read_csv,
     "parquet": _read_parquet,
     "hf-disk": _read_hf_disk,
@@ -184,9 +245,21 @@ _READERS: dict[str, Reader] = {
 
 
 # --------------------------------------------------------------------------- mapping
+_ROLES: dict[str, Role] = {
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+}
+
+
 def _text_columns(cfg: RealDataConfig) -> list[tuple[str, str]]:
     """(recipe field, column) pairs of the text the payload is built from, and the label."""
-    if cfg.prompt_field and cfg.response_field:
+    if cfg.messages_field:
+        pairs = [("messages_field", cfg.messages_field)]
+    elif cfg.prompt_field and cfg.response_field:
         pairs = [("prompt_field", cfg.prompt_field), ("response_field", cfg.response_field)]
     else:
         assert cfg.text_field is not None  # RealDataConfig requires one mapping
@@ -201,6 +274,19 @@ def _mapped_columns(cfg: RealDataConfig) -> list[tuple[str, str]]:
     return _text_columns(cfg) + image + [("slots", column) for column in cfg.slot_names()]
 
 
+def _with_messages(cfg: RealDataConfig, columns: Iterable[str]) -> RealDataConfig:
+    """Chat data without a text column reads its ``messages`` column (auto-detection)."""
+    columns = set(columns)
+    if (
+        cfg.messages_field is None
+        and cfg.prompt_field is None
+        and cfg.text_field not in columns
+        and "messages" in columns
+    ):
+        return cfg.model_copy(update={"messages_field": "messages"})
+    return cfg
+
+
 def _missing(where: str, column: str, field: str, available: Iterable[str]) -> StageError:
     return StageError(
         f"{where}: column {column!r} (mix.real.{field}) not found; available columns: "
@@ -208,12 +294,10 @@ def _missing(where: str, column: str, field: str, available: Iterable[str]) -> S
     )
 
 
-def _check_columns(rows: RealRows, cfg: RealDataConfig) -> None:
-    if rows.columns is None:
-        return
-    for field, column in _mapped_columns(cfg):
-        if column not in rows.columns:
-            raise _missing(rows.source, column, field, rows.columns)
+def _check_columns(source: str, columns: list[str], cfg: RealDataConfig) -> None:
+    for field_name, column in _mapped_columns(cfg):
+        if column not in columns:
+            raise _missing(source, column, field_name, columns)
 
 
 def _text(row: dict[str, Any], field: str, column: str, where: str) -> str:
@@ -229,13 +313,48 @@ def _text(row: dict[str, Any], field: str, column: str, where: str) -> str:
     return value.strip()
 
 
+def _messages(row: dict[str, Any], column: str, where: str) -> list[Message]:
+    """Chat turns from ``[{role, content}, ...]`` (or ShareGPT's ``{from, value}``); a CSV
+    or Parquet cell may hold them as JSON text."""
+    if column not in row:
+        raise _missing(where, column, "messages_field", row)
+    turns = row[column]
+    if isinstance(turns, str):
+        try:
+            turns = json.loads(turns)
+        except json.JSONDecodeError:
+            turns = None
+    if not isinstance(turns, list) or not turns:
+        raise StageError(
+            f"{where}: column {column!r} (mix.real.messages_field) must be a non-empty list "
+            f"of {{role, content}} turns, got {row[column]!r:.80}"
+        )
+    messages = []
+    for number, turn in enumerate(turns, start=1):
+        if not isinstance(turn, dict):
+            raise StageError(f"{where}: {column}[{number}] is not an object: {turn!r:.80}")
+        role = _ROLES.get(str(turn.get("role", turn.get("from", ""))).lower())
+        content = turn.get("content", turn.get("value"))
+        if role is None:
+            raise StageError(
+                f"{where}: {column}[{number}] has role {turn.get('role', turn.get('from'))!r}; "
+                f"expected one of {', '.join(sorted(_ROLES))}"
+            )
+        if not isinstance(content, str) or not content.strip():
+            raise StageError(f"{where}: {column}[{number}] has empty or non-text content")
+        messages.append(Message(role=role, content=content.strip()))
+    return messages
+
+
 def _jsonable(value: Any) -> Any:
     # Slot values go to lineage, which the store writes as JSON: dates, decimals and the
     # like become their text, as they would in a JSON export of the same table.
     return json.loads(json.dumps(value, default=str))
 
 
-def _media(row: dict[str, Any], cfg: RealDataConfig, where: str) -> tuple[Media, ...] | None:
+def _media(
+    row: dict[str, Any], cfg: RealDataConfig, where: str, data: Path
+) -> tuple[Media, ...] | None:
     """The row's image (``mix.real.image_field``) as media with an absolute path: real images
     stay where the recipe points (relative names resolve against the data file's folder)."""
     if cfg.image_field is None:
@@ -243,7 +362,6 @@ def _media(row: dict[str, Any], cfg: RealDataConfig, where: str) -> tuple[Media,
     from PIL import Image, UnidentifiedImageError
 
     name = _text(row, "image_field", cfg.image_field, where)
-    data = Path(cfg.path)
     path = ((data if data.is_dir() else data.parent) / name).resolve()
     try:
         with Image.open(path) as image:
@@ -253,10 +371,18 @@ def _media(row: dict[str, Any], cfg: RealDataConfig, where: str) -> tuple[Media,
     return (Media(path=str(path), width=width, height=height),)
 
 
-def _record(row: dict[str, Any], cfg: RealDataConfig, where: str, lineage: dict) -> Record:
-    text = {field: _text(row, field, column, where) for field, column in _text_columns(cfg)}
-    media = _media(row, cfg, where)
-    if "text_field" in text:
+def _record(
+    row: dict[str, Any], cfg: RealDataConfig, where: str, lineage: dict, data: Path
+) -> Record:
+    text = {
+        field: _text(row, field, column, where)
+        for field, column in _text_columns(cfg)
+        if field != "messages_field"
+    }
+    media = _media(row, cfg, where, data)
+    if cfg.messages_field:
+        messages = _messages(row, cfg.messages_field, where)
+    elif "text_field" in text:
         # plain text is a reply; beside an image it is the caption, the user turn (as the
         # image strategy writes it), so real and generated image records compare alike
         role: Role = "user" if media else "assistant"
@@ -289,39 +415,141 @@ def _image_name(row: dict[str, Any], cfg: RealDataConfig) -> str:
     return str(row[cfg.image_field]).strip() if cfg.image_field else ""
 
 
-def load_real(cfg: RealDataConfig) -> list[Record]:
-    """Read ``cfg.path`` in ``cfg.format`` into records with ``cfg``'s column mapping.
+# --------------------------------------------------------------------------- files and splits
+@dataclass
+class FileRead:
+    """One data file's records (duplicates included unless dropped) and its counts."""
 
-    Exact duplicates (same payload id) are kept once, the first one. Lineage keeps ``file``
-    (the file or folder name), ``row`` (from 1; the line number in JSONL) and, with
-    ``cfg.slots``, ``slots``. Raises ``StageError`` naming the file, row and recipe field.
-    """
-    path = Path(cfg.path)
+    records: list[Record]
+    rows: int
+    duplicates: int  # rows whose content appeared earlier in the same file
+    dropped: int
+
+
+def read_real_file(cfg: RealDataConfig, path: Path, field: str = "path") -> FileRead:
+    """Read one data file (``field`` names the recipe field that points at it) with ``cfg``'s
+    mapping. Lineage keeps ``file`` (the file or folder name), ``row`` (from 1; the line in
+    JSONL) and, with ``cfg.slots``, ``slots``. Raises ``StageError`` naming the file, row
+    and recipe field."""
+    path = Path(path)
     if not path.exists():
         raise StageError(
-            f"real data file not found: {path} (mix.real.path, relative to the recipe)"
+            f"real data file not found: {path} (mix.real.{field}, relative to the recipe)"
         )
-    fmt = detect_format(path) if cfg.format == "auto" else cfg.format
+    fmt = detect_format(path, field) if cfg.format == "auto" else cfg.format
     rows = _READERS[fmt](path, cfg)
-    _check_columns(rows, cfg)
-    records: dict[str, Record] = {}
-    for number, row in rows.rows:
-        where = f"{rows.source}:{number}" if fmt == "jsonl" else f"{rows.source} row {number}"
-        record = _record(row, cfg, where, {"file": path.name, "row": number})
-        records.setdefault(record.id, record)
+    listed = list(rows.rows)
+    columns = rows.columns if rows.columns is not None else (listed[0][1] if listed else [])
+    cfg = _with_messages(cfg, columns)
+    if rows.columns is not None:
+        _check_columns(rows.source, rows.columns, cfg)
+    records: list[Record] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for number, row in listed:
+        where = (
+            f"{rows.source}:{number}" if fmt in ("jsonl", "json") else f"{rows.source} row {number}"
+        )
+        record = _record(row, cfg, where, {"file": path.name, "row": number}, path)
+        if record.id in seen:
+            duplicates += 1
+            if cfg.duplicates == "drop":
+                continue
+        seen.add(record.id)
+        records.append(record)
     if not records:
-        raise StageError(f"real data file is empty: {rows.source} (mix.real.path)")
-    return list(records.values())
+        raise StageError(f"mix.real.{field}: real data file is empty: {rows.source}")
+    return FileRead(records, len(listed), duplicates, len(listed) - len(records))
+
+
+def load_real(cfg: RealDataConfig) -> list[Record]:
+    """The records of ``mix.real.path`` (or of the ``train`` file), in file order;
+    duplicates are kept unless ``cfg.duplicates`` is ``drop``."""
+    field_name = "path" if cfg.path is not None else "train"
+    return read_real_file(cfg, cfg.source_path(), field_name).records
+
+
+SPLIT_FIELDS = {"train": "train", "val": "validation", "test": "test"}
+
+
+@dataclass
+class RealSplits:
+    """Real records per split (``train``, ``val``, ``test``) and what reading them found."""
+
+    splits: dict[str, list[Record]]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _overlap(a: list[Record], b: list[Record]) -> int:
+    ids = {r.id for r in b}
+    return sum(r.id in ids for r in a)
+
+
+def load_real_splits(recipe: Any) -> RealSplits:
+    """The real train/val/test records the run uses (see the module docstring).
+
+    With your own files, a test row that also appears in train or validation is leakage: it
+    is counted in ``stats["overlap"]`` and, with ``duplicates: drop``, removed from train and
+    validation (the test file is kept whole)."""
+    cfg: RealDataConfig = recipe.mix.real
+    mix = recipe.mix
+    if cfg.path is not None:
+        read = read_real_file(cfg, cfg.path, "path")
+        reads = {"path": read}
+        pool = read.records
+        own: dict[str, list[Record]] = {}
+    else:
+        reads = {
+            split: read_real_file(cfg, path, SPLIT_FIELDS[split])
+            for split, path in (("train", cfg.train), ("val", cfg.validation), ("test", cfg.test))
+            if path is not None
+        }
+        pool = reads["train"].records
+        own = {split: read.records for split, read in reads.items() if split != "train"}
+    # a split with a file of its own takes no share of the hash split
+    val_fraction = 0.0 if "val" in own else mix.val_fraction
+    test_fraction = 0.0 if "test" in own else mix.test_fraction
+    splits: dict[str, list[Record]] = {"train": [], "val": [], "test": []}
+    for record in pool:
+        splits[split_of(record.id, recipe.seed, val_fraction, test_fraction)].append(record)
+    splits.update(own)
+    for name, records in splits.items():
+        for record in records:
+            record.lineage["split"] = name
+    overlap = {
+        "train_test": _overlap(splits["train"], splits["test"]),
+        "train_validation": _overlap(splits["train"], splits["val"]),
+        "validation_test": _overlap(splits["val"], splits["test"]),
+    }
+    leaked = 0
+    if cfg.duplicates == "drop" and own:
+        test_ids = {r.id for r in splits["test"]}
+        for split in ("train", "val"):
+            kept = [r for r in splits[split] if r.id not in test_ids]
+            leaked += len(splits[split]) - len(kept)
+            splits[split] = kept
+    stats = {
+        "files": {
+            ("path" if name == "path" else SPLIT_FIELDS[name]): str(
+                cfg.path if name == "path" else getattr(cfg, SPLIT_FIELDS[name])
+            )
+            for name in reads
+        },
+        "rows_read": sum(read.rows for read in reads.values()),
+        "duplicates": sum(read.duplicates for read in reads.values()),
+        "duplicates_dropped": sum(read.dropped for read in reads.values()) + leaked,
+        "overlap": overlap,
+        "rows": {split: len(records) for split, records in splits.items()},
+        "duplicates_policy": cfg.duplicates,
+    }
+    return RealSplits(splits, stats)
 
 
 def real_texts(recipe: Any, test: bool) -> list[str]:
     """Texts of the real records in the test split (``test=True``) or outside it; empty
-    without real data. The split is ``records.split_of``, the one the mix stage uses."""
-    mix = recipe.mix
-    if mix.real is None:
+    without real data. The splits are ``load_real_splits``', the ones the mix stage uses."""
+    if recipe.mix.real is None:
         return []
-    return [
-        r.payload.text("all")
-        for r in load_real(mix.real)
-        if (split_of(r.id, recipe.seed, mix.val_fraction, mix.test_fraction) == "test") == test
-    ]
+    splits = load_real_splits(recipe).splits
+    chosen = ["test"] if test else ["train", "val"]
+    return [r.payload.text("all") for name in chosen for r in splits[name]]

@@ -253,7 +253,15 @@ class RunStore:
             and (self.stage_dir(stage) / "manifest.json").exists()
         )
 
-    def mark_complete(self, stage: str, fingerprint: str, summary: dict[str, Any]) -> None:
+    def mark_complete(
+        self,
+        stage: str,
+        fingerprint: str,
+        summary: dict[str, Any],
+        seconds: float | None = None,
+    ) -> None:
+        """Record a finished stage; ``seconds``, its wall time, goes into state.json (the
+        report's seconds per stage)."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         manifest = {"stage": stage, "fingerprint": fingerprint, "finished_at": now, **summary}
         self.write_json(stage, "manifest.json", manifest)
@@ -264,6 +272,8 @@ class RunStore:
             "finished_at": now,
             "summary": summary,
         }
+        if seconds is not None:
+            state["stages"][stage]["seconds"] = round(seconds, 2)
         atomic_write_json(self.state_path, state)
 
     def invalidate(self, stage: str) -> None:

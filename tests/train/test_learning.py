@@ -51,7 +51,13 @@ def test_prefix_tuning_lowers_validation_loss(tmp_path: Path) -> None:
     recipe = write_recipe(
         tmp_path,
         {
-            "train": {"method": "prefix", "epochs": 4, "eval_every": 5, "lr": {"adapter": 0.01}},
+            "train": {
+                "method": "prefix",
+                "epochs": 4,
+                "eval_strategy": "steps",
+                "eval_steps": 5,
+                "lr": {"adapter": 0.01},
+            },
             "local_tiny": {"pretrain_epochs": 1},
         },
     )

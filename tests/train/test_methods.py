@@ -151,6 +151,7 @@ def test_adversarial_step_perturbs_the_embedding_output(tiny_model_dir: Path) ->
 
 
 def test_schedule_and_accumulation_reach_the_trainer_arguments(tmp_path: Path) -> None:
+    from synthtune.train.schedule import resolve_schedule
     from synthtune.train.stage import training_arguments
 
     recipe = Recipe.model_validate(
@@ -166,7 +167,8 @@ def test_schedule_and_accumulation_reach_the_trainer_arguments(tmp_path: Path) -
             },
         }
     )
-    args = training_arguments(recipe, str(tmp_path), steps_per_epoch=50)
+    schedule = resolve_schedule(recipe.train, n_train=50 * 8 * 4, n_val=10)
+    args = training_arguments(recipe, str(tmp_path), schedule)
     assert args.lr_scheduler_type == "linear" and args.gradient_accumulation_steps == 4
     assert args.warmup_steps == 10 and args.neftune_noise_alpha == 5
     assert args.max_grad_norm == 1.0 and not args.bf16 and not args.gradient_checkpointing

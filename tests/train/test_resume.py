@@ -28,7 +28,8 @@ def test_kill_mid_epoch_then_resume_matches_an_uninterrupted_run(
         "train": {
             "method": method,
             "epochs": 2,
-            "eval_every": 5,
+            "eval_strategy": "steps",
+            "eval_steps": 5,
             "early_stopping": {"patience": 10},
         }
     }

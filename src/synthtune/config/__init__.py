@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from synthtune.config.base import RecipePath, StrictModel
 from synthtune.config.evolve import EvolveConfig
@@ -143,7 +143,11 @@ __all__ = [
 class Recipe(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run name.")
     seed: int = Field(0, description="Seed for sampling, splits and training.")
-    generate: GenerateConfig
+    generate: GenerateConfig | None = Field(
+        None,
+        description="Synthetic data. Optional: a recipe with real data only (mix.real) "
+        "trains and evaluates on it; adding this section adds synthetic records.",
+    )
     quality: QualityConfig = Field(default_factory=QualityConfig)
     mix: MixConfig = Field(default_factory=MixConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -153,6 +157,24 @@ class Recipe(StrictModel):
     federated: FederatedConfig = Field(default_factory=FederatedConfig)
     local_tiny: LocalTinyConfig = Field(default_factory=LocalTinyConfig)
     source: Path | None = Field(None, exclude=True, description="Recipe file (set by loader).")
+
+    @property
+    def generation(self) -> GenerateConfig:
+        """The generate section, for code that runs only when the recipe has one."""
+        if self.generate is None:
+            raise RecipeError(
+                str(self.source), ["generate: this needs a generate section (none in the recipe)"]
+            )
+        return self.generate
+
+    @model_validator(mode="after")
+    def _some_data(self) -> Recipe:
+        if self.generate is None and self.mix.real is None:
+            raise ValueError(
+                "no data: add a generate section (synthetic records), mix.real (your own "
+                "data), or both"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- loading

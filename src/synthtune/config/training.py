@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -13,20 +14,47 @@ from synthtune.config.base import RecipePath, StrictModel
 _RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
 
 
-RealFormat = Literal["auto", "jsonl", "csv", "parquet", "hf-disk", "hf"]
+RealFormat = Literal["auto", "jsonl", "json", "csv", "parquet", "hf-disk", "hf"]
+RealSplitName = Literal["train", "validation", "test"]
 
 
 class RealDataConfig(StrictModel):
-    """Human-written data and how its columns map into records (``source: real``)."""
+    """Human-written data and how its columns map into records (``source: real``).
 
-    path: RecipePath = Field(
-        description="File or folder of human-written records, relative to the recipe: JSONL, "
-        "CSV/TSV, Parquet, a `save_to_disk` folder, or a folder for `datasets.load_dataset`."
+    Either one ``path``, split by a hash of each record (``mix.val_fraction`` /
+    ``mix.test_fraction``), or your own ``train`` file with optional ``validation`` and
+    ``test`` files; a split without a file of its own is hash-split from ``train``.
+    """
+
+    path: RecipePath | None = Field(
+        None,
+        description="One file or folder of human-written records, relative to the recipe, "
+        "split by hash into train/validation/test: JSONL (flat or chat `messages`), a JSON "
+        "array, CSV/TSV, Parquet, a `save_to_disk` folder, or a folder for "
+        "`datasets.load_dataset`. Use train/validation/test instead for your own splits.",
+    )
+    train: RecipePath | None = Field(
+        None, description="Your own training file or folder (instead of path); same formats."
+    )
+    validation: RecipePath | None = Field(
+        None,
+        description="Your own validation file (with train); unset: hash-split from train "
+        "with mix.val_fraction.",
+    )
+    test: RecipePath | None = Field(
+        None,
+        description="Your own test file (with train); unset: hash-split from train with "
+        "mix.test_fraction.",
     )
     format: RealFormat = Field(
         "auto",
-        description="auto: by suffix (.jsonl/.ndjson, .csv/.tsv, .parquet/.pq); a folder "
-        "written by `save_to_disk` is hf-disk, any other folder hf (`load_dataset`).",
+        description="auto: by suffix (.jsonl/.ndjson, .json, .csv/.tsv, .parquet/.pq); a "
+        "folder written by `save_to_disk` is hf-disk, any other folder hf (`load_dataset`).",
+    )
+    encoding: str = Field(
+        "utf-8",
+        description="Text encoding of JSONL/JSON/CSV files (utf-8 also accepts a BOM); e.g. "
+        "latin-1, cp1252, utf-16, gb18030.",
     )
     data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
         None,
@@ -37,6 +65,12 @@ class RealDataConfig(StrictModel):
     text_field: str | None = Field("text", description="Column holding plain text.")
     prompt_field: str | None = Field(None, description="Column holding a prompt (QA data).")
     response_field: str | None = Field(None, description="Column holding the answer.")
+    messages_field: str | None = Field(
+        None,
+        description="Column holding chat turns ([{role, content}, ...], OpenAI/ShareGPT "
+        "style); unset: used automatically when the text column is absent and a `messages` "
+        "column is present.",
+    )
     label_field: str | None = Field(
         None, description="Column holding a class label (-> payload.label; classification)."
     )
@@ -50,15 +84,34 @@ class RealDataConfig(StrictModel):
         description="Columns kept as slot values in lineage.slots, where synthetic records "
         "keep their template slots: a list of columns, or a mapping column -> slot name.",
     )
+    duplicates: Literal["keep", "drop"] = Field(
+        "keep",
+        description="Rows with the same content: keep (counted and reported; a duplicate "
+        "always lands in the same split as its twin) or drop (all but the first, counted "
+        "and reported).",
+    )
 
     @model_validator(mode="after")
     def _mapping(self) -> RealDataConfig:
+        if (self.path is None) == (self.train is None):
+            raise ValueError(
+                "set path (one file, split by hash) or train (your own train file, with "
+                "optional validation and test files), not both"
+            )
+        if self.path is not None and (self.validation or self.test):
+            raise ValueError("validation and test files go with train, not with path")
         if (self.prompt_field is None) != (self.response_field is None):
             raise ValueError("set both prompt_field and response_field, or neither")
-        if self.prompt_field is None and self.text_field is None:
-            raise ValueError("set text_field, or prompt_field and response_field")
+        if self.prompt_field is None and self.text_field is None and not self.messages_field:
+            raise ValueError("set text_field, messages_field, or prompt_field and response_field")
         if self.data_files is not None and self.format != "hf":
             raise ValueError("data_files is read only with format: hf")
+        import codecs
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"encoding {self.encoding!r} is not a known codec") from None
         names = list(self.slot_names().values())
         if len(set(names)) != len(names):
             raise ValueError(f"slots: two columns map to the same slot name in {names}")
@@ -69,6 +122,23 @@ class RealDataConfig(StrictModel):
         if isinstance(self.slots, dict):
             return dict(self.slots)
         return {column: column for column in self.slots}
+
+    def files(self) -> dict[str, Path]:
+        """Recipe field -> data file: ``{"path": ...}`` or ``{"train": ..., "validation":
+        ..., "test": ...}`` (the ones set)."""
+        named = {
+            "path": self.path,
+            "train": self.train,
+            "validation": self.validation,
+            "test": self.test,
+        }
+        return {field: value for field, value in named.items() if value is not None}
+
+    def source_path(self) -> Path:
+        """The file every split comes from when there is one (path), else the train file."""
+        source = self.path if self.path is not None else self.train
+        assert source is not None  # checked by _mapping
+        return source
 
 
 class StopWhenConfig(StrictModel):
@@ -215,9 +285,29 @@ class AdversarialConfig(StrictModel):
     )
 
 
+Auto = Literal["auto"]
+
+
 class LearningRates(StrictModel):
-    adapter: float = Field(1.0e-3, gt=0, description="LR of adapter/new parameters.")
-    base: float = Field(1.0e-5, gt=0, description="LR of base weights that train.")
+    """``auto`` picks a rate per task and method (``TrainConfig.learning_rates``)."""
+
+    adapter: float | Auto = Field(
+        "auto",
+        description="LR of adapter/new parameters (LoRA, prompt encoders, a new head); auto: "
+        "1e-3.",
+    )
+    base: float | Auto = Field(
+        "auto",
+        description="LR of base weights that train (full, freeze); auto: 5e-5 for "
+        "classification (an encoder), 1e-5 otherwise.",
+    )
+
+    @field_validator("adapter", "base")
+    @classmethod
+    def _positive(cls, value: float | str) -> float | str:
+        if not isinstance(value, str) and value <= 0:
+            raise ValueError("a learning rate must be above 0 (or auto)")
+        return value
 
 
 class FreezeConfig(StrictModel):
@@ -274,7 +364,25 @@ class AugmentConfig(StrictModel):
 
 
 class EarlyStoppingConfig(StrictModel):
+    """Stop when the validation metric stops improving, and keep the best checkpoint."""
+
+    enabled: bool | Auto = Field(
+        "auto",
+        description="true, false, or auto: on when the validation set has at least "
+        "min_val_rows rows (a smaller one cannot tell a plateau from noise).",
+    )
+    metric: Literal["auto", "eval_loss", "accuracy", "macro_f1"] = Field(
+        "auto",
+        description="Metric watched (and that picks the checkpoint kept); auto: accuracy for "
+        "classification, eval_loss otherwise. accuracy/macro_f1: classification only.",
+    )
     patience: int = Field(3, ge=1, description="Evaluations without improvement before stop.")
+    min_val_rows: int = Field(
+        50,
+        ge=1,
+        description="enabled auto: validation rows needed to stop early (below 50 rows one "
+        "example moves accuracy by more than 2 points).",
+    )
 
 
 class ClipConfig(StrictModel):
@@ -329,25 +437,149 @@ class TrainConfig(StrictModel):
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     max_grad_norm: float = Field(1.0, gt=0)
+    weight_decay: float = Field(
+        0.01, ge=0, description="AdamW weight decay of matrices (biases, norms: none)."
+    )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
-    epochs: float = Field(3.0, gt=0)
+    epochs: float | Auto = Field(
+        "auto",
+        description="Passes over the training set; auto: 3 for causal_lm, and for "
+        "classification/clip enough passes to reach min_steps optimizer steps (3 to 20).",
+    )
+    min_steps: int = Field(
+        250,
+        ge=1,
+        description="epochs auto, classification/clip: optimizer steps a run reaches at "
+        "least (measured: bench/small_real_defaults.py).",
+    )
+    max_steps: int | None = Field(
+        None, gt=0, description="Optimizer steps to run; overrides epochs when set."
+    )
     batch_size: int = Field(8, gt=0)
     max_length: int = Field(256, gt=8, description="Tokens per training example.")
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Warmup share of all steps.")
+    warmup_steps: int | None = Field(
+        None, ge=0, description="Warmup optimizer steps; overrides warmup_ratio when set."
+    )
     scheduler: Literal["cosine", "linear", "constant_with_warmup"] = Field(
         "cosine", description="Learning-rate schedule after warmup."
     )
-    eval_every: int | None = Field(None, gt=0, description="Steps between evals (None=epoch).")
+    eval_strategy: Literal["no", "steps", "epoch"] = Field(
+        "epoch",
+        description="When to evaluate on the validation split: no (no validation split "
+        "needed, no early stopping, the last model kept), every eval_steps, or each epoch.",
+    )
+    eval_steps: int | None = Field(
+        None, gt=0, description="eval_strategy steps: optimizer steps between evaluations."
+    )
+    eval_every: int | None = Field(
+        None,
+        gt=0,
+        description="Deprecated alias: eval_strategy steps with eval_steps = this value.",
+    )
+    logging_steps: int | Auto = Field(
+        "auto",
+        description="Optimizer steps between loss logs; auto: about 25 logs per run "
+        "(1 to 50 steps apart).",
+    )
+
+    @model_validator(mode="after")
+    def _evaluation(self) -> TrainConfig:
+        if self.eval_every is not None:
+            if self.eval_steps is not None and self.eval_steps != self.eval_every:
+                raise ValueError("eval_every is an alias of eval_steps: set only eval_steps")
+            self.eval_steps = self.eval_every
+            self.eval_strategy = "steps"
+            self.eval_every = None
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            raise ValueError("eval_strategy steps needs eval_steps")
+        if self.eval_strategy == "no" and self.early_stopping.enabled is True:
+            raise ValueError(
+                "early_stopping.enabled: true needs evaluations; set eval_strategy to "
+                "steps or epoch, or turn early stopping off"
+            )
+        if self.early_stopping.metric in ("accuracy", "macro_f1") and self.task == "causal_lm":
+            raise ValueError(
+                f"early_stopping.metric {self.early_stopping.metric} is computed for "
+                "classification and clip only; use eval_loss"
+            )
+        return self
+
+    def learning_rates(self) -> tuple[float, float]:
+        """(adapter, base) with ``auto`` resolved. Base weights of an encoder classifier
+        need a larger step than a causal LM's: the issue-17 measurement (MiniLM, 25 rows per
+        class) reached 0.946 accuracy with 5e-5 where 1e-5 underfit."""
+        adapter = 1.0e-3 if self.lr.adapter == "auto" else float(self.lr.adapter)
+        base_auto = 5.0e-5 if self.task == "classification" else 1.0e-5
+        base = base_auto if self.lr.base == "auto" else float(self.lr.base)
+        return adapter, base
+
+    def early_stopping_metric(self) -> str:
+        """The metric early stopping and the best-checkpoint choice watch."""
+        metric = self.early_stopping.metric
+        if metric == "auto":
+            return "accuracy" if self.task == "classification" else "eval_loss"
+        return metric
 
 
 # --------------------------------------------------------------------------- evaluate/export
+class BootstrapConfig(StrictModel):
+    """Percentile bootstrap intervals on the headline classification metrics."""
+
+    resamples: int = Field(
+        1000, ge=0, description="Bootstrap resamples of the test set (0: no intervals)."
+    )
+    confidence: float = Field(0.95, gt=0, lt=1, description="Interval coverage, e.g. 0.95.")
+    max_half_width: float = Field(
+        0.1,
+        gt=0,
+        description="Warn when the tuned model's macro-F1 interval is wider than +/- this: "
+        "the test set is too small to tell the models apart.",
+    )
+    min_test: int = Field(
+        30, ge=1, description="Warn when fewer labelled test records than this are scored."
+    )
+
+
+class BaselineConfig(StrictModel):
+    """The TF-IDF linear baseline scored beside base and tuned (classification)."""
+
+    enabled: bool = Field(True, description="Train and score the baseline.")
+    features: Literal["auto", "word", "char"] = Field(
+        "auto",
+        description="word: word 1-2-grams; char: character 1-3-grams; auto: char when the "
+        "training texts are mostly CJK or have no spaces, else word.",
+    )
+    model: Literal["logreg", "linear_svc"] = Field(
+        "logreg", description="scikit-learn LogisticRegression or LinearSVC."
+    )
+
+
+class ForgettingConfig(StrictModel):
+    """Causal LMs: perplexity on general-domain prose, base vs tuned."""
+
+    enabled: bool = Field(True, description="Run the forgetting probe for causal LMs.")
+    samples: int = Field(
+        200, gt=0, description="Paragraphs of synthtune.models.general_corpus() scored."
+    )
+    max_ratio: float = Field(
+        1.5, gt=1, description="Warn when tuned / base general perplexity exceeds this."
+    )
+
+
 class EvaluateConfig(StrictModel):
     suites: list[
-        Literal["perplexity", "classification", "generation", "rules", "lm_eval", "images"]
+        Literal[
+            "perplexity", "classification", "generation", "rules", "lm_eval", "images", "forgetting"
+        ]
     ] = Field(
         default=["perplexity"],
         description="Evaluation suites to run (docs/evaluation.md); classification runs "
-        "on its own when train.task is classification.",
+        "on its own when train.task is classification, forgetting for causal LMs while "
+        "evaluate.forgetting.enabled.",
+    )
+    base: Literal["run", "skip"] = Field(
+        "run", description="run: score the base model beside the tuned one; skip: do not."
     )
     max_samples: int = Field(500, gt=0, description="Test records scored at most.")
     max_new_tokens: int = Field(
@@ -359,6 +591,18 @@ class EvaluateConfig(StrictModel):
     batch_size: int = Field(16, gt=0, description="generation/rules: prompts per generate call.")
     lm_eval_tasks: list[str] = Field(
         default_factory=list, description="lm_eval: lm-evaluation-harness task names."
+    )
+    bootstrap: BootstrapConfig = Field(
+        default_factory=BootstrapConfig,
+        description="classification: confidence intervals and the small-test-set warning.",
+    )
+    baseline: BaselineConfig = Field(
+        default_factory=BaselineConfig,
+        description="classification: TF-IDF + linear model trained on the real train rows.",
+    )
+    forgetting: ForgettingConfig = Field(
+        default_factory=ForgettingConfig,
+        description="causal LMs: general-domain perplexity of base and tuned.",
     )
 
 

@@ -64,7 +64,7 @@ def declared_domains(recipe: Recipe) -> dict[str, Domain]:
     """
     domains: dict[str, Domain] = {}
     conflicting: set[str] = set()
-    for template in recipe.generate.templates:
+    for template in recipe.generate.templates if recipe.generate is not None else []:
         for name, spec in template.slots.items():
             domain = _domain_of(spec)
             if domain is None:

@@ -26,23 +26,18 @@ from synthtune.distribution.distances import (
     wasserstein_1d,
 )
 from synthtune.distribution.features import FEATURE_SPACES, TextFeatures, scalar_features
-from synthtune.realdata import load_real
-from synthtune.records import Record, split_of
+from synthtune.realdata import load_real_splits
+from synthtune.records import Record
 
 SUPPORT_K = 3  # k of the k-NN balls that make up the real data's support
 SUPPORT_QUERY = 10  # real neighbours checked per vector (a ball further away rarely covers it)
 
 
 def real_train(recipe: Recipe) -> list[Record]:
-    """The real records of the train split (``records.split_of``, as the mix stage splits)."""
-    mix = recipe.mix
-    if mix.real is None:
+    """The real records of the train split (``realdata.load_real_splits``, as mix splits)."""
+    if recipe.mix.real is None:
         return []
-    return [
-        r
-        for r in load_real(mix.real)
-        if split_of(r.id, recipe.seed, mix.val_fraction, mix.test_fraction) == "train"
-    ]
+    return load_real_splits(recipe).splits["train"]
 
 
 def make_space(mix: MixConfig, seed: int, media_root: Path | None = None) -> TextFeatures:

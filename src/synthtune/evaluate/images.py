@@ -20,6 +20,7 @@ from sklearn.metrics import (
 )
 
 from synthtune.context import StageContext
+from synthtune.evaluate.caveats import classifier_caveats
 from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite
 from synthtune.evaluate.variants import Loaded, ModelVariant
 from synthtune.records import Record
@@ -118,4 +119,13 @@ def image_variants(ctx: StageContext, labels: list[str]) -> list[ModelVariant]:
     return [ModelVariant("base", base_path, base), ModelVariant("tuned", str(tuned_dir), tuned)]
 
 
-SUITES.register("images", Suite(task="images", measure=measure, summarize=summarize))
+SUITES.register(
+    "images",
+    Suite(
+        task="images",
+        measure=measure,
+        summarize=summarize,
+        auto=lambda _: True,  # a CLIP classifier is always measured by its own suite
+        caveats=lambda summary, recipe: classifier_caveats("images", summary, recipe),
+    ),
+)

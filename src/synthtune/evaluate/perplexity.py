@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from synthtune.config import Recipe
 from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite, change_pct
 from synthtune.perplexity import PerplexityScorer
 
@@ -16,12 +17,24 @@ def measure(model: Any, tokenizer: Any, inputs: EvalInputs, variant: str) -> dic
 
 
 def summarize(columns: Columns, inputs: EvalInputs) -> dict[str, Any]:
-    """Flat ``{base, tuned, change_pct[, quantized, quantized_change_pct]}``."""
+    """Flat ``{[base, change_pct,] tuned[, quantized, quantized_change_pct]}``."""
     out: dict[str, Any] = {name: col["perplexity"] for name, col in columns.items()}
-    out["change_pct"] = change_pct(out["tuned"], out["base"])
+    if "base" in out:  # absent with evaluate.base: skip
+        out["change_pct"] = change_pct(out["tuned"], out["base"])
     if "quantized" in out:
         out["quantized_change_pct"] = change_pct(out["quantized"], out["tuned"])
     return out
 
 
-SUITES.register("perplexity", Suite(task="causal", measure=measure, summarize=summarize))
+def caveats(summary: dict[str, Any], recipe: Recipe) -> list[str]:
+    if "base" not in summary or summary["tuned"] < summary["base"]:
+        return []
+    return [
+        f"perplexity: the tuned model ({summary['tuned']:g}) is no better than the base "
+        f"({summary['base']:g}) on the test split"
+    ]
+
+
+SUITES.register(
+    "perplexity", Suite(task="causal", measure=measure, summarize=summarize, caveats=caveats)
+)

@@ -36,8 +36,10 @@ def _qa_prompt(record: Record) -> EvalPrompt | None:
 def template_prompts(recipe: Recipe, n: int) -> list[EvalPrompt]:
     """``n`` prompts drawn from the templates that need nothing but their own slots
     (templates filled from examples or document chunks are left out), picked by weight."""
+    if recipe.generate is None:  # a real-data-only recipe has no templates
+        return []
     compiled: list[CompiledTemplate] = []
-    for cfg in recipe.generate.templates:
+    for cfg in recipe.generate.templates if recipe.generate is not None else []:
         try:
             compiled.append(compile_template(cfg))
         except RecipeError:

@@ -1,9 +1,10 @@
 """Evaluate stage: base vs tuned (vs quantized) on held-out data, one suite at a time.
 
 Every model variant is loaded once and measured by every requested suite of its task
-(perplexity, generation, rules, lm_eval for causal LMs; classification for classifiers);
-the suites' summaries go side by side into ``evaluate/metrics.json`` (docs/evaluation.md).
-Suites of the other task are listed under ``skipped`` with the reason.
+(perplexity, generation, rules, lm_eval, forgetting for causal LMs; classification for
+classifiers); the suites' summaries go side by side into ``evaluate/metrics.json`` with their
+warnings (docs/evaluation.md). Suites of the other task are listed under ``skipped`` with the
+reason. ``evaluate.base: skip`` leaves the base model out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from synthtune.context import StageContext
 from synthtune.evaluate import (
     classification,
     compliance,
+    forgetting,
     generation,
     harness,
     images,
@@ -26,20 +28,41 @@ from synthtune.evaluate.suites import SUITES, Columns, EvalInputs
 from synthtune.evaluate.variants import causal_variants, classification_variants
 
 # importing the suite modules registers them
-REGISTERED = (perplexity, classification, generation, compliance, harness, images)
+REGISTERED = (perplexity, classification, generation, compliance, harness, images, forgetting)
 # suite kind of the models each train.task makes (causal for the rest)
 SUITE_TASK = {"classification": "classification", "clip": "images"}
 
 
+def _runs_unlisted(name: str, recipe: Recipe) -> bool:
+    auto = SUITES.get(name).auto
+    return auto is not None and auto(recipe)
+
+
 def requested(recipe: Recipe, task: str) -> tuple[list[str], dict[str, str]]:
-    """``(suites to run, {skipped suite: why})``; classifiers always get their suite of the
-    same name (classification, images)."""
-    names: list[str] = list(dict.fromkeys(recipe.evaluate.suites))
-    if task in ("classification", "images") and task not in names:
-        names.insert(0, task)
+    """``(suites to run, {skipped suite: why})``: the listed ones, after the suites of the
+    task that run unlisted (``Suite.auto``: classification, images, forgetting)."""
+    auto = [n for n in SUITES.names() if SUITES.get(n).task == task and _runs_unlisted(n, recipe)]
+    names = list(dict.fromkeys([*recipe.evaluate.suites, *auto]))
     run = [n for n in names if SUITES.get(n).task == task]
     skipped = {n: f"needs a {SUITES.get(n).task} model; train.task is {task}" for n in names}
     return run, {n: why for n, why in skipped.items() if n not in run}
+
+
+def _no_caveats(summary: dict[str, Any], recipe: Recipe) -> list[str]:
+    return []
+
+
+def headline(suites: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The suites' summaries for state.json, without the bulky parts (samples, per-class
+    tables, confusion matrices, intervals), which stay in metrics.json."""
+    bulky = {"samples", "per_class", "confusion_matrix", "ci", "macro", "weighted", "labels", "bootstrap"}
+
+    def slim(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: slim(v) for k, v in value.items() if k not in bulky}
+        return value
+
+    return {name: slim(summary) for name, summary in suites.items()}
 
 
 class EvaluateStage:
@@ -59,7 +82,12 @@ class EvaluateStage:
         train = ctx.store.read_json("train", "metrics.json")
         task = SUITE_TASK.get(train.get("task", ""), "causal")
         names, skipped = requested(recipe, task)
-        inputs = EvalInputs(recipe=recipe, test=test, labels=train.get("labels", []))
+        inputs = EvalInputs(
+            recipe=recipe,
+            test=test,
+            labels=train.get("labels", []),
+            train=ctx.store.read_table("mix", "train"),
+        )
         if {"generation", "rules"} & set(names):
             inputs.prompt_source, inputs.prompts = eval_prompts(
                 recipe, test, cfg.generation_samples
@@ -71,6 +99,8 @@ class EvaluateStage:
             quantized = "ONNX int8: export/vision.json"
         else:
             variants, quantized = causal_variants(ctx)
+        if cfg.base == "skip":
+            variants = [v for v in variants if v.name != "base"]
         columns: dict[str, Columns] = {name: {} for name in names}
         for variant in variants:
             model, tokenizer = variant.load()
@@ -81,15 +111,21 @@ class EvaluateStage:
                 )
             del model
             gc.collect()
+        suites = {n: SUITES.get(n).summarize(columns[n], inputs) for n in names}
         results: dict[str, Any] = {
             "n_test": len(test),
             "models": {v.name: v.source for v in variants},
+            "base": cfg.base,
             "quantized": quantized,
-            "suites": {n: SUITES.get(n).summarize(columns[n], inputs) for n in names},
+            "suites": suites,
             "skipped": skipped,
+            "warnings": [
+                warning
+                for n, summary in suites.items()
+                for warning in (SUITES.get(n).caveats or _no_caveats)(summary, recipe)
+            ],
         }
+        for warning in results["warnings"]:
+            ctx.log(f"[yellow]evaluate: {warning}[/]")
         ctx.store.write_json(self.name, "metrics.json", results)
-        shown = {
-            n: {k: v for k, v in s.items() if k != "samples"} for n, s in results["suites"].items()
-        }
-        return {"records_in": len(test), "records_out": len(test), **shown}
+        return {"records_in": len(test), "records_out": len(test), **headline(suites)}

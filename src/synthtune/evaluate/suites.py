@@ -27,6 +27,7 @@ class EvalInputs:
     recipe: Recipe
     test: list[Record]
     labels: list[str] = field(default_factory=list)
+    train: list[Record] = field(default_factory=list)  # mix/train, for baselines
     prompt_source: str = ""
     prompts: list[EvalPrompt] = field(default_factory=list)
     replies: dict[str, list[str]] = field(default_factory=dict)
@@ -38,12 +39,17 @@ class Suite:
     classifiers).
     ``measure(model, tokenizer, inputs, variant)`` returns one column; ``summarize(columns,
     inputs)`` returns the suite's entry in ``evaluate/metrics.json``; ``check(recipe)`` raises
-    :class:`~synthtune.errors.RecipeError` before any work when the suite cannot run."""
+    :class:`~synthtune.errors.RecipeError` before any work when the suite cannot run;
+    ``auto(recipe)`` true runs the suite for models of its task without it being listed in
+    ``evaluate.suites``; ``caveats(summary, recipe)`` returns warnings about the summary
+    (e.g. the tuned model no better than the base)."""
 
     task: Literal["causal", "classification", "images"]
     measure: Callable[[Any, Any, EvalInputs, str], dict[str, Any]]
     summarize: Callable[[Columns, EvalInputs], dict[str, Any]]
     check: Callable[[Recipe], None] | None = None
+    auto: Callable[[Recipe], bool] | None = None
+    caveats: Callable[[dict[str, Any], Recipe], list[str]] | None = None
 
 
 SUITES: Registry[Suite] = Registry("evaluation suite")

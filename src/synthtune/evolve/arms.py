@@ -22,7 +22,7 @@ class Arm:
     temperature: float | None
 
     def recipe(self, base: Recipe, requests: int, round_number: int) -> Recipe:
-        gen = base.generate
+        gen = base.generation
         template = next(t for t in gen.templates if t.id == self.template)
         backend = gen.backend
         if self.temperature is not None:
@@ -43,7 +43,7 @@ class Arm:
 def build_arms(recipe: Recipe) -> list[Arm]:
     """Every combination the ``evolve`` section allows (templates x strategies x temperatures)."""
     cfg = recipe.evolve
-    gen = recipe.generate
+    gen = recipe.generation
     templates = cfg.templates or [t.id for t in gen.templates]
     strategies = [s.model_dump(mode="json") for s in (cfg.strategies or [gen.strategy])]
     temperatures: list[float | None] = list(cfg.temperatures) if cfg.temperatures else [None]

@@ -37,7 +37,7 @@ CROSS_ROUND_DEDUP = 0.85  # MinHash Jaccard above which a new record repeats the
 
 
 def check_evolve(recipe: Recipe) -> None:
-    cfg, gen = recipe.evolve, recipe.generate
+    cfg, gen = recipe.evolve, recipe.generation
     problems = []
     known = {t.id for t in gen.templates}
     for i, template in enumerate(cfg.templates or []):

@@ -17,7 +17,7 @@ from synthtune.store import RunStore
 
 
 def max_completion_tokens(recipe: Recipe) -> int:
-    backend = recipe.generate.backend
+    backend = recipe.generation.backend
     return int(getattr(backend, "max_tokens", getattr(backend, "max_new_tokens", 0)))
 
 
@@ -28,8 +28,8 @@ def estimate(recipe: Recipe, store: RunStore | None = None) -> dict[str, Any]:
     if store is not None:
         done = {r.lineage["request_key"] for r in store.read_shards("generate")}
     per_call = max_completion_tokens(recipe)
-    model = str(getattr(recipe.generate.backend, "model", recipe.generate.backend.type))
-    price = recipe.generate.prices.get(model)
+    model = str(getattr(recipe.generation.backend, "model", recipe.generation.backend.type))
+    price = recipe.generation.prices.get(model)
     rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for item in items:
         if item.key in done:
@@ -57,10 +57,10 @@ def estimate(recipe: Recipe, store: RunStore | None = None) -> dict[str, Any]:
     cost = cost_of(price, totals["prompt_tokens"], totals["max_completion_tokens"])
     return {
         "model": model,
-        "strategy": recipe.generate.strategy.type,
+        "strategy": recipe.generation.strategy.type,
         "already_done": len(done & {it.key for it in items}),
         "rows": table,
         "totals": {**totals, "max_cost_usd": round(cost, 4) if price else None},
         "priced": price is not None,
-        "budget_usd": recipe.generate.budget_usd,
+        "budget_usd": recipe.generation.budget_usd,
     }

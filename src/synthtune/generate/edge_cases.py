@@ -231,7 +231,7 @@ def compile_edge_cases(recipe: Recipe, templates: list[CompiledTemplate]) -> Edg
     """The planner of ``generate.edge_cases`` (None when off); raise RecipeError naming the
     field for an unknown slot, a threshold outside a slot's range, a non-numeric boundary slot,
     a ``slot_for`` entry no rule uses, or a variant no template can take."""
-    cfg = recipe.generate.edge_cases
+    cfg = recipe.generation.edge_cases
     if cfg is None:
         return None
     problems: list[str] = []

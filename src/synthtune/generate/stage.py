@@ -23,7 +23,10 @@ from synthtune.records import Payload, Record, content_hash
 
 
 def make_strategy(recipe: Recipe) -> Strategy:
-    return STRATEGIES.get(recipe.generate.strategy.type)(recipe)
+    return STRATEGIES.get(recipe.generation.strategy.type)(recipe)
+
+
+NO_GENERATE = "no generate section: real data only"
 
 
 def to_records(
@@ -35,7 +38,7 @@ def to_records(
         lineage = {
             "template": item.template.config.id,
             "slots": item.slots,
-            "strategy": recipe.generate.strategy.type,
+            "strategy": recipe.generation.strategy.type,
             "backend": engine.backend_name,
             "model": engine.model_name,
             "seed": recipe.seed,
@@ -87,9 +90,11 @@ class GenerateStage:
     sections: tuple[str, ...] = ("seed", "generate")
 
     def check(self, recipe: Recipe) -> None:
+        if recipe.generate is None:
+            return
         make_strategy(recipe).plan()  # templates compile, documents and seed tasks load
-        if isinstance(recipe.generate.backend, OpenAIBackendConfig):
-            read_api_key(recipe.generate.backend)  # a missing key fails before any work
+        if isinstance(recipe.generation.backend, OpenAIBackendConfig):
+            read_api_key(recipe.generation.backend)  # a missing key fails before any work
 
     def _existing(self, ctx: StageContext) -> list[Record]:
         records = []
@@ -103,6 +108,10 @@ class GenerateStage:
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         recipe, store = ctx.recipe, ctx.store
+        if recipe.generate is None:
+            store.write_table(self.name, "dataset", [])
+            ctx.log(f"generate: {NO_GENERATE}")
+            return {"records_in": 0, "records_out": 0, "records": 0, "skipped": NO_GENERATE}
         strategy = make_strategy(recipe)
         items = strategy.plan()
         keys = {it.key for it in items}
@@ -113,7 +122,7 @@ class GenerateStage:
         if existing:
             ctx.log(f"generate: resuming, {len(existing)} of {len(items)} items already done")
         cache = None if ctx.no_cache else ResponseCache(store.root / "cache" / "generate.sqlite")
-        engine = GenerationEngine(recipe.generate, ctx.resolve_model, cache, spent_so_far(flat))
+        engine = GenerationEngine(recipe.generation, ctx.resolve_model, cache, spent_so_far(flat))
         try:
             self._run_items(ctx, strategy, engine, todo)
         finally:
@@ -135,7 +144,7 @@ class GenerateStage:
         engine: GenerationEngine,
         todo: list[WorkItem],
     ) -> None:
-        size = ctx.recipe.generate.flush_every
+        size = ctx.recipe.generation.flush_every
         with ctx.progress("generate", len(todo)) as bar:
             engine.listeners.append(
                 lambda u: bar.note(

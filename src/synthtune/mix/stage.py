@@ -1,10 +1,12 @@
 """Mix stage: synthetic records injected into the real train split by schedule; val and test
 are real only.
 
-Real records are split by a hash of their id (``records.split_of``), so the split is
-stable across runs and agrees with the local model's pre-training corpus, which must not
-see the test split. Synthetic records go to train only: validation (early stopping) and test
-then measure what matters, the fit to human-written data.
+Real records come split by ``realdata.load_real_splits``: your own train/validation/test
+files, or one file split by a hash of each id (``records.split_of``), so the split is stable
+across runs and agrees with the local model's pre-training corpus, which must not see the
+test split. Synthetic records go to train only: validation (early stopping) and test then
+measure what matters, the fit to human-written data. Without a ``generate`` section the run
+is real data only.
 
 Injection (``mix.schedule``, docs/mixing.md): start at ``mix.ratio`` (random accepted records),
 then each round add records to the real-data clusters the synthetic ones under-cover, measure
@@ -26,9 +28,9 @@ from synthtune.context import StageContext
 from synthtune.decisions import apply_decisions
 from synthtune.distribution.coverage import declared_domains
 from synthtune.distribution.probe import DistributionProbe
-from synthtune.errors import StageError
+from synthtune.errors import RecipeError, StageError
 from synthtune.mix.schedule import Schedule, run_schedule
-from synthtune.realdata import load_real
+from synthtune.realdata import RealSplits, load_real_splits
 from synthtune.records import Record, split_of
 from synthtune.store import review_decisions
 
@@ -43,13 +45,47 @@ def split_real(records: list[Record], recipe: Recipe) -> dict[str, list[Record]]
     return out
 
 
+def label_counts(splits: dict[str, list[Record]]) -> dict[str, dict[str, dict[str, int]]]:
+    """split -> source -> label -> records (labelled records only)."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for name, records in splits.items():
+        by_source: dict[str, Counter[str]] = {}
+        for record in records:
+            if record.payload.label is not None:
+                by_source.setdefault(record.source, Counter())[record.payload.label] += 1
+        out[name] = {source: dict(sorted(c.items())) for source, c in by_source.items()}
+    return out
+
+
+def check_real_labels(recipe: Recipe, real: RealSplits) -> list[str]:
+    """Problems a classifier trained on real data alone would hit (one class, no labels)."""
+    if recipe.train.task != "classification" or recipe.generate is not None:
+        return []
+    assert recipe.mix.real is not None
+    if recipe.mix.real.label_field is None:
+        return ["mix.real.label_field: train.task classification needs a label column"]
+    labels = {r.payload.label for r in real.splits["train"]}
+    if len(labels) < 2:
+        return [
+            f"mix.real: the real train split has {len(labels)} class "
+            f"({', '.join(map(str, labels)) or 'none'}); a classifier needs at least 2 "
+            "(a one-class model scores 1.00 and means nothing)"
+        ]
+    return []
+
+
 class MixStage:
     name = "mix"
     sections: tuple[str, ...] = ("mix",)
 
     def check(self, recipe: Recipe) -> None:
-        if recipe.mix.real is not None and not recipe.mix.real.path.exists():
-            raise StageError(f"mix.real.path: file not found: {recipe.mix.real.path}")
+        """Reads the real data files now, so a bad encoding, row or column, or a one-class
+        label set, is reported by validate, before any work."""
+        if recipe.mix.real is None:
+            return
+        problems = check_real_labels(recipe, load_real_splits(recipe))
+        if problems:
+            raise RecipeError(str(recipe.source), problems)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         recipe = ctx.recipe
@@ -64,11 +100,14 @@ class MixStage:
             splits = split_real(synthetic, recipe)
             used = len(splits["train"])
         else:
-            splits = split_real(load_real(recipe.mix.real), recipe)
+            real = load_real_splits(recipe)
+            splits = real.splits
+            self._log_real(ctx, real)
             chosen, extra = self._inject(ctx, splits["train"], synthetic)
             splits["train"] = splits["train"] + chosen
             used = len(chosen)
             extra_summary.update(extra)
+            extra_summary["real"] = real.stats
         if not splits["train"] or not splits["test"]:
             raise StageError("mix: train or test split is empty; add data or change fractions")
         for name, records in splits.items():
@@ -80,8 +119,27 @@ class MixStage:
             "splits": {
                 name: dict(Counter(r.source for r in records)) for name, records in splits.items()
             },
+            "labels": label_counts(splits),
             **extra_summary,
         }
+
+    def _log_real(self, ctx: StageContext, real: RealSplits) -> None:
+        stats = real.stats
+        rows = stats["rows"]
+        ctx.log(
+            f"mix: {stats['rows_read']} real rows read ({', '.join(stats['files'])}): "
+            f"train {rows['train']}, val {rows['val']}, test {rows['test']}"
+        )
+        if stats["duplicates"]:
+            what = "dropped" if stats["duplicates_policy"] == "drop" else "kept (duplicates: keep)"
+            ctx.log(f"[yellow]mix: {stats['duplicates']} duplicate real rows, {what}[/]")
+        leaks = {k: v for k, v in stats["overlap"].items() if v}
+        if leaks:
+            ctx.log(
+                "[yellow]mix: the same rows appear in two splits "
+                f"({', '.join(f'{k} {v}' for k, v in leaks.items())}); "
+                "mix.real.duplicates: drop removes them from train/validation[/]"
+            )
 
     def _inject(
         self, ctx: StageContext, real_train: list[Record], pool: list[Record]

@@ -46,7 +46,7 @@ def _has_reply(record: Record) -> bool:
 
 def heuristics_tier(ctx: StageContext, records: list[Record]) -> None:
     cfg = ctx.recipe.quality.heuristics
-    schemas = {t.id for t in ctx.recipe.generate.templates if t.json_schema is not None}
+    schemas = {t.id for t in ctx.recipe.generation.templates if t.json_schema is not None}
     for record in _accepted(records):
         reasons = heuristic_reasons(record.payload, cfg, record.lineage.get("template") in schemas)
         record.quality["heuristics"] = reasons
@@ -174,7 +174,7 @@ def rules_tier(ctx: StageContext, records: list[Record]) -> None:
 def judge_tier(ctx: StageContext, records: list[Record]) -> None:
     cfg = ctx.recipe.quality.judge
     assert cfg is not None
-    generate_cfg = ctx.recipe.generate.model_copy(update={"backend": cfg.backend})
+    generate_cfg = ctx.recipe.generation.model_copy(update={"backend": cfg.backend})
     cache = None if ctx.no_cache else ResponseCache(ctx.store.root / "cache" / "judge.sqlite")
     engine = GenerationEngine(generate_cfg, ctx.resolve_model, cache)
     try:
@@ -192,7 +192,13 @@ def enabled_tiers(recipe: Recipe) -> list[tuple[str, Tier]]:
     dedup_on = q.dedup.exact or q.dedup.minhash_threshold is not None or q.dedup.embedding
     candidates: list[tuple[str, bool, Tier]] = [
         ("heuristics", q.heuristics.enabled, heuristics_tier),
-        ("image", q.image.enabled and recipe.generate.backend.type in IMAGE_BACKENDS, image_tier),
+        (
+            "image",
+            q.image.enabled
+            and recipe.generate is not None
+            and recipe.generate.backend.type in IMAGE_BACKENDS,
+            image_tier,
+        ),
         ("dedup", bool(dedup_on), dedup_tier),
         ("decontam", q.decontam.enabled and recipe.mix.real is not None, decontam_tier),
         ("fluency", q.perplexity.enabled, fluency_tier),
@@ -213,6 +219,9 @@ class QualityStage:
     def run(self, ctx: StageContext) -> dict[str, Any]:
         cfg = ctx.recipe.quality
         records = ctx.store.read_table("generate", "dataset")
+        if not records:  # nothing generated (real data only): no tier loads a model
+            ctx.store.write_table(self.name, "dataset", [])
+            return {"records_in": 0, "records_out": 0, "skipped": "no generated records"}
         funnel = [{"tier": "generated", "remaining": len(_accepted(records))}]
         for name, tier in enabled_tiers(ctx.recipe):
             tier(ctx, records)

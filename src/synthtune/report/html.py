@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 
 from synthtune.errors import StageError
-from synthtune.report import plots
+from synthtune.report import plots, sections
 from synthtune.review.stats import review_settings, review_stats
 from synthtune.store import RunStore, atomic_write_text, review_decisions
 
@@ -49,6 +49,52 @@ def coverage_rows(start: dict[str, Any], final: dict[str, Any]) -> list[tuple[st
     return [(key, before.get(key), value) for key, value in after.items()]
 
 
+def _evaluation(metrics: dict[str, Any], figures: dict[str, str]) -> dict[str, Any]:
+    """Template context of ``evaluate/metrics.json``; adds the confusion-matrix plots."""
+    suites = metrics["suites"]
+    cls, found_images = suites.get("classification"), suites.get("images")
+    if cls and cls.get("n"):
+        # tuned beside the TF-IDF baseline (and the base when scored), colour = row share
+        figures["cls_confusion"] = plots.confusion_matrices(
+            cls, ("base", "tuned", "baseline"), normalize=True
+        )
+        cls["tick_names"] = plots.tick_labels(list(cls["labels"]))[1]
+    if found_images and found_images.get("n"):
+        figures["confusion"] = plots.confusion_matrices(found_images)
+    return {
+        "evaluate": metrics,
+        "ppl": suites.get("perplexity"),
+        "cls": cls,
+        "images": found_images,
+        "forgetting": suites.get("forgetting"),
+    }
+
+
+def _data(
+    store: RunStore,
+    state: dict[str, Any],
+    train: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Label counts per split and source, sample records per source with their decisions,
+    and the run's warnings."""
+    tables = {
+        split: store.read_table("mix", split)
+        for split in sections.SPLITS
+        if "mix" in state and store.path("mix", f"{split}.parquet").exists()
+    }
+    sampled = [r for records in tables.values() for r in records if r.source == "real"]
+    if store.path("quality", "dataset.parquet").exists():  # every synthetic record, rejects too
+        sampled += store.read_table("quality", "dataset")
+    else:
+        sampled += [r for records in tables.values() for r in records if r.source != "real"]
+    return {
+        "label_counts": sections.label_counts(tables),
+        "samples": sections.sample_records(sampled, review_decisions(store.root)),
+        "warnings": sections.run_warnings(state, train, metrics, tables),
+    }
+
+
 def build_report(run_dir: Path | str) -> Path:
     """Write ``<run_dir>/report.html`` and return its path."""
     store = RunStore(Path(run_dir))
@@ -62,7 +108,7 @@ def build_report(run_dir: Path | str) -> Path:
         return ORDER.index(name) if name in ORDER else len(ORDER)
 
     stages = [
-        {"name": k, "status": v["status"], "summary": v["summary"]}
+        {"name": k, "status": v["status"], "summary": v["summary"], "seconds": v.get("seconds")}
         for k, v in sorted(state.items(), key=lambda item: position(item[0]))
     ]
     context: dict[str, Any] = {
@@ -116,12 +162,8 @@ def build_report(run_dir: Path | str) -> Path:
         context["train"] = store.read_json("train", "metrics.json")
         context["plots"]["loss"] = plots.loss_curves(context["train"]["log_history"])
     if "evaluate" in state:
-        context["evaluate"] = store.read_json("evaluate", "metrics.json")
-        context["ppl"] = context["evaluate"]["suites"].get("perplexity")
-        context["cls"] = context["evaluate"]["suites"].get("classification")
-        context["images"] = found_images = context["evaluate"]["suites"].get("images")
-        if found_images and found_images.get("n"):
-            context["plots"]["confusion"] = plots.confusion_matrices(found_images)
+        context.update(_evaluation(store.read_json("evaluate", "metrics.json"), context["plots"]))
+    context.update(_data(store, state, context.get("train"), context.get("evaluate")))
     if federated.exists():  # synthtune federated (docs/federated.md)
         context["federated"] = found = store.read_json("federated", "summary.json")
         if found["rounds"]:

@@ -158,20 +158,78 @@ def federated_rounds(rounds: list[dict[str, Any]]) -> str:
     return _to_uri(fig)
 
 
-def confusion_matrices(suite: dict[str, Any]) -> str:
-    """One confusion matrix per model of the images suite (rows: true, columns: predicted)."""
-    names = [n for n in ("base", "tuned") if n in suite]
-    labels = suite["labels"]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
-        matrix = suite[name]["confusion_matrix"]
-        ax.imshow(matrix, cmap="Blues")
+# CJK families tried after matplotlib's default when they are installed (labels of Chinese
+# or Japanese data sets); a label no installed font can draw is shown by its number instead
+_FALLBACK_FAMILIES = ["Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "SimHei"]
+_TICK_CHARS = 18
+
+
+def _families() -> list[str]:
+    """matplotlib's default sans-serif family, then the installed CJK fallbacks."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    default = plt.rcParams["font.sans-serif"][0]
+    return [default, *(f for f in _FALLBACK_FAMILIES if f in installed)]
+
+
+def _font_chars() -> set[int]:
+    """Code points the families of :func:`_families` can draw."""
+    from matplotlib import font_manager, ft2font
+
+    chars: set[int] = set()
+    for family in _families():
+        path = font_manager.findfont(font_manager.FontProperties(family=family))
+        chars |= set(ft2font.FT2Font(path).get_charmap())
+    return chars
+
+
+def tick_labels(labels: list[str]) -> tuple[list[str], bool]:
+    """``(ticks, named)``: the labels (long ones shortened) when the fonts can draw them,
+    else ``#1``, ``#2``, ... (``named`` False: the report's per-class table gives the key)."""
+    drawable = _font_chars()
+    if all(ord(c) in drawable for label in labels for c in label if not c.isspace()):
+        short = [x if len(x) <= _TICK_CHARS else x[: _TICK_CHARS - 1] + "…" for x in labels]
+        return short, True
+    return [f"#{i + 1}" for i in range(len(labels))], False
+
+
+def confusion_matrices(
+    suite: dict[str, Any], names: tuple[str, ...] = ("base", "tuned"), normalize: bool = False
+) -> str:
+    """One confusion matrix per model of ``names`` found in ``suite`` (rows: true, columns:
+    predicted). ``normalize`` colours each cell by its share of the true class's row (the
+    recall), so a small class is as visible as a large one; the cells show counts."""
+    with plt.rc_context({"font.sans-serif": _families()}):
+        return _confusion_figure(suite, names, normalize)
+
+
+def _confusion_figure(suite: dict[str, Any], names: tuple[str, ...], normalize: bool) -> str:
+    shown = [n for n in names if isinstance(suite.get(n), dict) and "confusion_matrix" in suite[n]]
+    ticks, _ = tick_labels(list(suite["labels"]))
+    side = max(3.4, 0.42 * len(ticks) + 1.6)
+    fig, axes = plt.subplots(1, len(shown), figsize=(side * len(shown), side), squeeze=False)
+    for ax, name in zip(axes[0], shown, strict=True):
+        matrix = np.asarray(suite[name]["confusion_matrix"], dtype=float)
+        rows = matrix.sum(axis=1, keepdims=True)
+        colour = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+        ax.imshow(colour if normalize else matrix, cmap="Blues", vmin=0)
+        top = colour.max() if normalize else matrix.max()
         for i, row in enumerate(matrix):
             for j, count in enumerate(row):
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=8)
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
+                dark = (colour if normalize else matrix)[i, j] > 0.6 * top
+                ax.text(
+                    j,
+                    i,
+                    str(int(count)),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                )
+        ax.set_xticks(range(len(ticks)), ticks, rotation=45, ha="right")
+        ax.set_yticks(range(len(ticks)), ticks)
         ax.set_xlabel("predicted")
-        ax.set_title(f"{name}: macro-F1 {suite[name]['macro_f1']}")
+        ax.set_title(f"{name}: macro-F1 {suite[name]['macro_f1']}", fontsize=10)
     axes[0][0].set_ylabel("true")
     return _to_uri(fig)

@@ -91,7 +91,9 @@ def resolve_source(model_or_run: str, adapters: dict[str, Path] | None = None) -
             f"{model_or_run}: neither a model folder (config.json) nor a run directory "
             "with train/adapter; pass a model folder, a hub id or a trained run"
         )
-    return ServeSource(model_or_run, model_or_run, adapters)
+    from synthtune.model_names import resolve_name  # a packaged model's folder, as in train
+
+    return ServeSource(resolve_name(model_or_run), model_or_run, adapters)
 
 
 def _selector(model: Any, base_name: str) -> Callable[[str], AbstractContextManager[Any]]:

@@ -3,10 +3,16 @@
 Each method is one :class:`TrainingMethod` and one ``METHODS.register`` call. Parameter
 groups (layered learning rates, freezing norms/embeddings/blocks) are applied afterwards by
 ``param_groups`` for every method alike.
+
+A method may not run on every base and task: prefix tuning feeds its virtual tokens as
+``past_key_values``, which a decoder takes and an encoder such as BERT/MiniLM does not. Each
+method's ``unsupported`` says why before training starts; ``check_method`` asks it on the
+base's config with empty (meta) weights, so ``validate`` refuses such a recipe.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,12 +24,20 @@ from synthtune.errors import StageError
 from synthtune.registry import Registry
 
 
+def _runs_anywhere(model: Any, cfg: TrainConfig) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class TrainingMethod:
+    """``unsupported(model, cfg)``: why the method cannot train ``model`` (the task model,
+    possibly on meta weights), or ``None``."""
+
     prepare: Callable[[Any, TrainConfig], Any]
     adapter: bool  # True: saves a peft adapter; False: saves the whole model
     summary: str
     load_kwargs: Callable[[TrainConfig], dict[str, Any]] = field(default=lambda cfg: {})
+    unsupported: Callable[[Any, TrainConfig], str | None] = _runs_anywhere
 
 
 METHODS: Registry[TrainingMethod] = Registry("training method")
@@ -186,8 +200,28 @@ def _freeze(model: Any, cfg: TrainConfig) -> Any:
     return model
 
 
+def _takes_past_key_values(model: Any, cfg: TrainConfig) -> str | None:
+    """Prefix tuning passes its prefix as ``past_key_values``: the task model's forward, or
+    its backbone's (peft's own test), must take them -- decoders do, BERT-style encoders not."""
+    import inspect
+
+    backbone = getattr(model, "base_model", model)
+    if any(
+        "past_key_values" in inspect.signature(module.forward).parameters
+        for module in (model, backbone)
+    ):
+        return None
+    model_type = getattr(model.config, "model_type", "?")
+    return (
+        f"prefix tuning needs a model that takes past_key_values (a decoder); "
+        f"{type(model).__name__} ({model_type}) does not"
+    )
+
+
 def _prompt_learning(kind: str) -> Callable[[Any, TrainConfig], Any]:
     def prepare(model: Any, cfg: TrainConfig) -> Any:
+        if kind == "prefix" and (reason := _takes_past_key_values(model, cfg)):
+            raise StageError(f"train.method prefix: {reason}; {_alternatives(model, cfg)}")
         from peft import (
             PrefixTuningConfig,
             PromptEncoderConfig,
@@ -222,13 +256,34 @@ def _prompt_learning(kind: str) -> Callable[[Any, TrainConfig], Any]:
     return prepare
 
 
+def _ia3_mapping(model: Any, cfg: TrainConfig) -> str | None:
+    model_type = getattr(model.config, "model_type", "")
+    if model_type in _IA3:
+        return None
+    return f"no IA3 module mapping for model type {model_type!r} (known: {', '.join(_IA3)})"
+
+
+def _lora_targets(model: Any, cfg: TrainConfig) -> str | None:
+    """The target modules resolve for this model type and name modules it has."""
+    try:
+        targets = resolve_target_modules(model, cfg.lora.target_modules)
+    except StageError as exc:
+        return str(exc).split(": ", 1)[-1]
+    if targets == "all-linear":
+        return None
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        return f"train.lora.target_modules {missing} are not modules of this model"
+    return None
+
+
 def _ia3(model: Any, cfg: TrainConfig) -> Any:
     from peft import IA3Config, get_peft_model
 
-    model_type = getattr(model.config, "model_type", "")
-    if model_type not in _IA3:
-        raise StageError(f"train.method ia3: no module mapping for model type {model_type!r}")
-    targets, feedforward = _IA3[model_type]
+    if reason := _ia3_mapping(model, cfg):
+        raise StageError(f"train.method ia3: {reason}")
+    targets, feedforward = _IA3[model.config.model_type]
     config = IA3Config(
         task_type=_task_type(cfg), target_modules=targets, feedforward_modules=feedforward
     )
@@ -237,10 +292,66 @@ def _ia3(model: Any, cfg: TrainConfig) -> Any:
 
 METHODS.register("full", TrainingMethod(_full, False, "all weights; most compute"))
 METHODS.register("freeze", TrainingMethod(_freeze, False, "train some blocks, freeze the rest"))
-METHODS.register("lora", TrainingMethod(_lora, True, "low-rank adapters; <1 % of parameters"))
-METHODS.register("dora", TrainingMethod(_dora, True, "weight-decomposed LoRA"))
-METHODS.register("qlora", TrainingMethod(_qlora, True, "LoRA on a 4-bit NF4 base", _qlora_load))
-METHODS.register("prefix", TrainingMethod(_prompt_learning("prefix"), True, "prefix tuning"))
+METHODS.register(
+    "lora",
+    TrainingMethod(_lora, True, "low-rank adapters; <1 % of parameters", unsupported=_lora_targets),
+)
+METHODS.register(
+    "dora", TrainingMethod(_dora, True, "weight-decomposed LoRA", unsupported=_lora_targets)
+)
+METHODS.register(
+    "qlora",
+    TrainingMethod(_qlora, True, "LoRA on a 4-bit NF4 base", _qlora_load, _lora_targets),
+)
+METHODS.register(
+    "prefix",
+    TrainingMethod(
+        _prompt_learning("prefix"), True, "prefix tuning", unsupported=_takes_past_key_values
+    ),
+)
 METHODS.register("prompt", TrainingMethod(_prompt_learning("prompt"), True, "prompt tuning"))
 METHODS.register("ptuning", TrainingMethod(_prompt_learning("ptuning"), True, "P-tuning"))
-METHODS.register("ia3", TrainingMethod(_ia3, True, "IA3 rescaling vectors; ~0.01 %"))
+METHODS.register(
+    "ia3",
+    TrainingMethod(_ia3, True, "IA3 rescaling vectors; ~0.01 %", unsupported=_ia3_mapping),
+)
+
+
+# ----------------------------------------------------------------------- base/method checks
+def empty_task_model(config: Any, task: str, num_labels: int = 2) -> Any:
+    """The model ``task`` trains, built from ``config`` on meta weights (no memory, no
+    download): a causal LM, or a sequence classifier with ``num_labels`` classes."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    with init_empty_weights():
+        if task == "classification":
+            config = copy.deepcopy(config)
+            config.num_labels = num_labels
+            return AutoModelForSequenceClassification.from_config(config)
+        return AutoModelForCausalLM.from_config(config)
+
+
+def unsupported_methods(config: Any, cfg: TrainConfig) -> dict[str, str]:
+    """Method name -> why it cannot train ``cfg.task`` on a base with ``config`` (the
+    methods missing from the result can run)."""
+    model = empty_task_model(config, cfg.task)
+    reasons = {name: METHODS.get(name).unsupported(model, cfg) for name in METHODS}
+    return {name: reason for name, reason in reasons.items() if reason}
+
+
+def _alternatives(model: Any, cfg: TrainConfig) -> str:
+    usable = [n for n in METHODS if not METHODS.get(n).unsupported(model, cfg)]
+    return f"use one of {', '.join(usable)}" if usable else "use another base"
+
+
+def method_problem(config: Any, cfg: TrainConfig) -> str | None:
+    """``train.method: why`` when the method cannot train ``cfg.task`` on this base, else
+    ``None`` (the clip task loads its own model and is not checked here)."""
+    if cfg.task == "clip":
+        return None
+    model = empty_task_model(config, cfg.task)
+    reason = METHODS.get(cfg.method).unsupported(model, cfg)
+    if reason is None:
+        return None
+    return f"train.method: {cfg.method} cannot run here: {reason}; {_alternatives(model, cfg)}"

@@ -1,7 +1,8 @@
 """Layered learning rates and freezing, applied the same way for every method.
 
 Adapter parameters (LoRA, prompt/prefix encoders, ``modules_to_save``) learn at
-``lr.adapter``; base weights that still train learn at ``lr.base``. Norm weights are frozen
+``lr.adapter``; base weights that still train learn at ``lr.base`` (``auto``: per task,
+``TrainConfig.learning_rates``); matrices decay by ``weight_decay``. Norm weights are frozen
 when ``freeze.layernorm`` is set, and the first N transformer blocks when
 ``freeze.first_n_layers`` is set.
 """
@@ -72,13 +73,19 @@ def param_groups(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
             continue
         decay = param.ndim >= 2
         groups.setdefault((_kind(name, cfg), decay), []).append(param)
+    adapter, base = cfg.learning_rates()
     lrs = {
-        "adapter": cfg.lr.adapter,
-        "adapter_B": cfg.lr.adapter * (cfg.lora.plus_ratio or 1.0),
-        "base": cfg.lr.base,
+        "adapter": adapter,
+        "adapter_B": adapter * (cfg.lora.plus_ratio or 1.0),
+        "base": base,
     }
     return [
-        {"params": params, "lr": lrs[kind], "weight_decay": 0.01 if decay else 0.0, "name": kind}
+        {
+            "params": params,
+            "lr": lrs[kind],
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+            "name": kind,
+        }
         for (kind, decay), params in sorted(groups.items())
     ]
 
@@ -91,10 +98,11 @@ def group_table(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
             counts["frozen"] += param.numel()
         else:
             counts[_kind(name, cfg)] += param.numel()
+    adapter, base = cfg.learning_rates()
     lrs = {
-        "adapter": cfg.lr.adapter,
-        "adapter_B": cfg.lr.adapter * (cfg.lora.plus_ratio or 1.0),
-        "base": cfg.lr.base,
+        "adapter": adapter,
+        "adapter_B": adapter * (cfg.lora.plus_ratio or 1.0),
+        "base": base,
         "frozen": 0.0,
     }
     return [{"group": k, "parameters": v, "lr": lrs[k]} for k, v in counts.items() if v]

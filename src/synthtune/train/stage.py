@@ -1,20 +1,20 @@
-"""Train stage: fine-tune ``train.base`` on ``mix/train`` with early stopping on ``mix/val``.
+"""Train stage: fine-tune ``train.base`` on ``mix/train``, evaluating on ``mix/val``.
 
-Checkpoints go to ``train/checkpoints``; an interrupted stage resumes from the latest one.
-The result is ``train/adapter`` (a peft adapter, or the full model for ``full``) and
-``train/metrics.json`` with the log history, parameter groups and throughput.
+The schedule (epochs, learning rates, warmup, logging, early stopping) is resolved from the
+recipe and the data size first (``schedule.py``). Checkpoints go to ``train/checkpoints``; an
+interrupted stage resumes from the latest one. The result is ``train/adapter`` (a peft
+adapter, or the full model for ``full``) and ``train/metrics.json`` with the resolved
+schedule, the log history, parameter groups, the early stop and throughput totals.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.table import Table
-from transformers import EarlyStoppingCallback, TrainingArguments
+from transformers import TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -26,8 +26,14 @@ from synthtune.train.augment import PromptNoiseDataset
 from synthtune.train.data import EDGE_FLAG, PackedCollator
 from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
+from synthtune.train.schedule import Schedule, resolve_schedule
 from synthtune.train.tasks import TASKS, TaskSetup, labels_of
-from synthtune.train.trainer import EpochCallback, ProgressCallback, SynthtuneTrainer
+from synthtune.train.trainer import (
+    AnnouncedEarlyStopping,
+    EpochCallback,
+    ProgressCallback,
+    SynthtuneTrainer,
+)
 from synthtune.vision import clip_model
 
 # importing registers the offline models this stage may build (local-tiny-clip)
@@ -52,30 +58,36 @@ def device_settings(recipe: Recipe, cuda: bool | None = None) -> dict[str, Any]:
     }
 
 
-def training_arguments(recipe: Recipe, out_dir: str, steps_per_epoch: int) -> TrainingArguments:
+def training_arguments(recipe: Recipe, out_dir: str, schedule: Schedule) -> TrainingArguments:
+    """TrainingArguments from the recipe and its resolved schedule. When evaluating, the
+    early-stopping metric is tracked (``best_metric``); the best checkpoint is restored at the
+    end only when early stopping is on, otherwise the last model is kept."""
     cfg = recipe.train
-    total = math.ceil(steps_per_epoch * cfg.epochs)
-    strategy = "steps" if cfg.eval_every else "epoch"
+    evaluating = schedule.eval_strategy != "no"
+    metric = cfg.early_stopping_metric() if evaluating else None
     return TrainingArguments(
         output_dir=out_dir,
-        num_train_epochs=cfg.epochs,
+        num_train_epochs=schedule.epochs,
+        max_steps=schedule.max_steps or -1,
         gradient_accumulation_steps=cfg.gradient_accumulation,
         train_sampling_strategy="group_by_length" if cfg.batching == "grouped" else "random",
         neftune_noise_alpha=cfg.neftune_alpha,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
-        learning_rate=cfg.lr.adapter,
-        warmup_steps=math.ceil(cfg.warmup_ratio * total),
+        learning_rate=schedule.lr_adapter,
+        weight_decay=cfg.weight_decay,  # the optimizer's groups carry it (param_groups)
+        warmup_steps=schedule.warmup_steps,
         lr_scheduler_type=cfg.scheduler,
         max_grad_norm=cfg.max_grad_norm,
-        eval_strategy=strategy,
-        save_strategy=strategy,
-        eval_steps=cfg.eval_every,
-        save_steps=cfg.eval_every or 500,
-        logging_steps=max(1, steps_per_epoch // 4),
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        eval_strategy=schedule.eval_strategy,
+        # checkpoints follow evaluations (restoring the best needs one per evaluation)
+        save_strategy=schedule.eval_strategy if evaluating else "epoch",
+        eval_steps=schedule.eval_steps,
+        save_steps=schedule.eval_steps or 500,
+        logging_steps=schedule.logging_steps,
+        load_best_model_at_end=schedule.early_stopping,
+        metric_for_best_model=metric,
+        greater_is_better=None if metric is None else metric != "eval_loss",
         save_total_limit=2,
         report_to=["mlflow"] if "mlflow" in cfg.log_to else [],
         seed=recipe.seed,
@@ -147,15 +159,11 @@ class TrainStage:
         writer = SummaryWriter(log_dir=str(ctx.store.path(self.name, "tensorboard")))
         return [TensorBoardCallback(tb_writer=writer)]
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
-        recipe, store, cfg = ctx.recipe, ctx.store, ctx.recipe.train
-        seed_everything(recipe.seed)
+    def _datasets(
+        self, ctx: StageContext, tokenizer: Any, train_records: list[Any], ids: dict[str, int]
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        recipe, cfg = ctx.recipe, ctx.recipe.train
         task = TASKS.get(cfg.task)
-        train_records = store.read_table("mix", "train")
-        labels = labels_of(train_records) if task.labelled else []
-        ids = {label: i for i, label in enumerate(labels)}
-        model, tokenizer, base_path, groups = self._model(ctx, labels, train_records)
-
         flag_edges = cfg.adversarial is not None and cfg.adversarial.on == "edge_cases"
         if flag_edges and not any("edge_case" in r.lineage for r in train_records):
             ctx.log(
@@ -181,54 +189,106 @@ class TrainStage:
             if cfg.task == "causal_lm"
             else [encode(r) for r in train_records]
         )
-        val = [
-            task.encode(tokenizer, r, cfg.max_length, ids) for r in store.read_table("mix", "val")
-        ]
+        return train, [task.encode(tokenizer, r, cfg.max_length, ids) for r in self._val(ctx)]
+
+    def _val(self, ctx: StageContext) -> list[Any]:
+        """The validation records, or none when ``eval_strategy`` is no."""
+        if ctx.recipe.train.eval_strategy == "no":
+            return []
+        val = ctx.store.read_table("mix", "val")
         if not val:
-            raise StageError("train: the val split is empty; set mix.val_fraction above 0")
-        out_dir = store.stage_dir(self.name)
-        steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * cfg.gradient_accumulation))
-        args = training_arguments(recipe, str(out_dir / "checkpoints"), steps_per_epoch)
+            raise StageError(
+                "train: the val split is empty; give validation data (mix.val_fraction above "
+                "0, or a validation file) or set train.eval_strategy: no"
+            )
+        return val
+
+    def _schedule(self, ctx: StageContext, n_train: int, n_val: int) -> Schedule:
+        schedule = resolve_schedule(ctx.recipe.train, n_train, n_val)
+        ctx.log(
+            f"train: {schedule.total_steps} steps ({schedule.epochs:g} epochs of "
+            f"{schedule.steps_per_epoch}), lr adapter {schedule.lr_adapter:g} / base "
+            f"{schedule.lr_base:g}, warmup {schedule.warmup_steps} steps, loss logged every "
+            f"{schedule.logging_steps} steps, eval {schedule.eval_strategy}"
+        )
+        for note in schedule.notes:
+            ctx.log(f"train: {note}")
+        return schedule
+
+    def _trainer(
+        self, ctx: StageContext, parts: dict[str, Any], schedule: Schedule, advance: Any
+    ) -> tuple[SynthtuneTrainer, AnnouncedEarlyStopping | None]:
+        recipe, cfg = ctx.recipe, ctx.recipe.train
+        task = TASKS.get(cfg.task)
+        out_dir = ctx.store.stage_dir(self.name)
+        args = training_arguments(recipe, str(out_dir / "checkpoints"), schedule)
         collator_cls = (
             PackedCollator
             if cfg.batching == "packed" and cfg.task == "causal_lm"
             else task.collator
         )
         collator = collator_cls(
-            tokenizer, cfg.augment.noise_prob, cfg.augment.token_rate, recipe.seed
+            parts["tokenizer"], cfg.augment.noise_prob, cfg.augment.token_rate, recipe.seed
         )
-        with ctx.progress("train", steps_per_epoch * math.ceil(cfg.epochs)) as advance:
-            trainer = SynthtuneTrainer(
-                model=model,
-                args=args,
-                train_dataset=train,
-                eval_dataset=val,
-                data_collator=collator,
-                optimizers=(torch.optim.AdamW(param_groups(model, cfg)), None),
-                callbacks=[
-                    EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping.patience),
-                    ProgressCallback(advance),
-                    EpochCallback(collator, train),
-                    *self._loggers(ctx),
-                ],
-                adversarial=cfg.adversarial,
-                compute_metrics=task.metrics,
-            )
-            trainer.remove_callback(PrinterCallback)
+        stopper = (
+            AnnouncedEarlyStopping(cfg.early_stopping.patience, lambda m: ctx.log(f"train: {m}"))
+            if schedule.early_stopping
+            else None
+        )
+        evaluating = schedule.eval_strategy != "no"
+        trainer = SynthtuneTrainer(
+            model=parts["model"],
+            args=args,
+            train_dataset=parts["train"],
+            eval_dataset=parts["val"] if evaluating else None,
+            data_collator=collator,
+            optimizers=(torch.optim.AdamW(param_groups(parts["model"], cfg)), None),
+            callbacks=[
+                *([stopper] if stopper else []),
+                ProgressCallback(advance),
+                EpochCallback(collator, parts["train"]),
+                *self._loggers(ctx),
+            ],
+            adversarial=cfg.adversarial,
+            compute_metrics=task.metrics if evaluating else None,
+            preprocess_logits_for_metrics=task.preprocess if evaluating else None,
+        )
+        trainer.remove_callback(PrinterCallback)
+        return trainer, stopper
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        recipe, store, cfg = ctx.recipe, ctx.store, ctx.recipe.train
+        seed_everything(recipe.seed)
+        task = TASKS.get(cfg.task)
+        train_records = store.read_table("mix", "train")
+        labels = labels_of(train_records) if task.labelled else []
+        ids = {label: i for i, label in enumerate(labels)}
+        model, tokenizer, base_path, groups = self._model(ctx, labels, train_records)
+        train, val = self._datasets(ctx, tokenizer, train_records, ids)
+        schedule = self._schedule(ctx, len(train), len(val))
+        parts = {"model": model, "tokenizer": tokenizer, "train": train, "val": val}
+        with ctx.progress("train", schedule.total_steps) as advance:
+            trainer, stopper = self._trainer(ctx, parts, schedule, advance)
             # every process looks for the checkpoint folder; only the main one creates it
-            checkpoints = Path(str(args.output_dir))
+            checkpoints = Path(str(trainer.args.output_dir))
             resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
             if resume:
                 ctx.log(f"train: resuming from {resume}")
-            started = time.perf_counter()
-            result = trainer.train(resume_from_checkpoint=resume)
-            elapsed = time.perf_counter() - started
+            trainer.meter.resume_from(resume)
+            trainer.train(resume_from_checkpoint=resume)
         if not trainer.is_world_process_zero():
             return {}
+        out_dir = store.stage_dir(self.name)
         model.save_pretrained(out_dir / "adapter")
         tokenizer.save_pretrained(out_dir / "adapter")
-        tokens = sum(len(train[i]["input_ids"]) for i in range(len(train))) * cfg.epochs
         state = trainer.state
+        totals = trainer.meter.totals(state.global_step).report()
+        evals = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
+        early_stop = (
+            stopper.result()
+            if stopper is not None and stopper.step is not None
+            else {"stopped": False, "step": None, "reason": schedule.notes[-1]}
+        )
         store.write_json(
             self.name,
             "metrics.json",
@@ -237,12 +297,17 @@ class TrainStage:
                 "base_path": base_path,
                 "method": cfg.method,
                 "parameter_groups": groups,
+                "resolved": schedule.as_dict(),
+                "early_stop": early_stop,
                 "log_history": state.log_history,
-                "best_eval_loss": state.best_metric,
+                "best_eval_loss": min(evals) if evals else None,
+                "best_metric": {
+                    "name": trainer.args.metric_for_best_model,
+                    "value": state.best_metric,
+                    "step": state.best_global_step,
+                },
                 "global_step": state.global_step,
-                "train_loss": result.training_loss,
-                "seconds": round(elapsed, 2),
-                "tokens_per_second": round(tokens / elapsed, 1) if elapsed else None,
+                **totals,
                 "device": device_settings(recipe),
                 "task": cfg.task,
                 "labels": labels,
@@ -253,6 +318,7 @@ class TrainStage:
             "records_out": len(train),
             "method": cfg.method,
             "steps": state.global_step,
-            "best_eval_loss": state.best_metric,
+            "best_eval_loss": min(evals) if evals else None,
+            "early_stopped": early_stop["stopped"],
             "trainable_parameters": sum(g["parameters"] for g in groups if g["group"] != "frozen"),
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,8 @@ class TaskSetup:
 class TaskSpec:
     """``peft_task``: peft TaskType name, or None for a plain module (no task wrapper).
     ``labelled``: needs class labels (at least two). ``heads``: module names created for the
-    task; they train at ``lr.adapter`` and are saved with adapters (peft modules_to_save)."""
+    task; they train at ``lr.adapter`` and are saved with adapters (peft modules_to_save).
+    ``preprocess``: the Trainer's ``preprocess_logits_for_metrics``, run per eval batch."""
 
     peft_task: str | None
     load: Callable[[str, TaskSetup], tuple[Any, Any]]
@@ -48,16 +50,27 @@ class TaskSpec:
     metrics: Callable[[Any], dict[str, float]] | None
     labelled: bool = False
     heads: tuple[str, ...] = ()
+    preprocess: Callable[[Any, Any], Any] | None = None
 
 
 def labels_of(records: list[Record]) -> list[str]:
-    labels = sorted({r.payload.label for r in records if r.payload.label is not None})
-    if len(labels) < 2:
+    """The sorted class labels of the train split; a StageError when a record has no label
+    or fewer than two classes remain (a one-class classifier scores 1.00 and learns nothing)."""
+    unlabelled = [r.id for r in records if r.payload.label is None]
+    if unlabelled:
         raise StageError(
-            "train.task classification and clip need records with at least two labels "
-            "(set `label:` on the templates, or a label field on the real data)"
+            f"train: {len(unlabelled)} of {len(records)} mix/train records have no label "
+            f"(first: {unlabelled[0]}); train.task classification and clip need one on every "
+            "record: set `label:` on the templates, or mix.real.label_field"
         )
-    return labels
+    counts = Counter(str(r.payload.label) for r in records)
+    if len(counts) < 2:
+        found = ", ".join(f"{label!r}: {n} records" for label, n in counts.items()) or "none"
+        raise StageError(
+            f"train: mix/train has {len(counts)} label ({found}); a classifier needs at least "
+            "two classes: check mix.real.label_field and the templates' `label:`"
+        )
+    return sorted(counts)
 
 
 def _load_causal(path: str, setup: TaskSetup) -> tuple[Any, Any]:
@@ -119,14 +132,23 @@ class ClassificationCollator(NoisyCollator):
         return padded
 
 
-def classification_metrics(prediction: Any) -> dict[str, float]:
-    from sklearn.metrics import f1_score
+def argmax_logits(logits: Any, labels: Any) -> torch.Tensor:
+    """``preprocess_logits_for_metrics``: each eval batch's class logits become predicted
+    class ids, so evaluation keeps one integer per example, never the full logits."""
+    return (logits[0] if isinstance(logits, tuple) else logits).argmax(dim=-1)
 
-    logits, labels = prediction.predictions, prediction.label_ids
-    predicted = np.argmax(logits[0] if isinstance(logits, tuple) else logits, axis=-1)
+
+def classification_metrics(prediction: Any) -> dict[str, float]:
+    """Class-level accuracy and macro-F1 (scikit-learn) of predicted class ids (or logits)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    predicted, labels = prediction.predictions, prediction.label_ids
+    predicted = predicted[0] if isinstance(predicted, tuple) else predicted
+    if np.ndim(predicted) > np.ndim(labels):  # logits, when no preprocess ran
+        predicted = np.argmax(predicted, axis=-1)
     return {
-        "accuracy": float((predicted == labels).mean()),
-        "macro_f1": float(f1_score(labels, predicted, average="macro")),
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
     }
 
 
@@ -144,6 +166,7 @@ TASKS.register(
         classification_metrics,
         labelled=True,
         heads=("score", "classifier"),
+        preprocess=argmax_logits,
     ),
 )
 
@@ -195,5 +218,6 @@ TASKS.register(
         classification_metrics,
         labelled=True,
         heads=("classifier",),
+        preprocess=argmax_logits,
     ),
 )

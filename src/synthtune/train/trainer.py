@@ -14,10 +14,15 @@ and perturbation. A batch without an edge case takes the clean step alone.
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 
 from synthtune.config import AdversarialConfig
 from synthtune.train.data import EDGE_FLAG
@@ -76,6 +81,8 @@ class SynthtuneTrainer(Trainer):
     def __init__(self, *args: Any, adversarial: AdversarialConfig | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.adversarial = adversarial
+        self.meter = TrainMeter()
+        self.add_callback(self.meter)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         collator = self.data_collator
@@ -92,6 +99,13 @@ class SynthtuneTrainer(Trainer):
         self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
     ) -> torch.Tensor:
         edge = inputs.pop(EDGE_FLAG, None)  # a flag for the trainer, never a model input
+        loss = self._step(model, inputs, num_items_in_batch, edge)
+        self.meter.add(loss, inputs)
+        return loss
+
+    def _step(
+        self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any, edge: Any
+    ) -> torch.Tensor:
         if self.adversarial is None:
             return super().training_step(model, inputs, num_items_in_batch)
         if self.adversarial.on == "all":
@@ -167,10 +181,134 @@ class EpochCallback(TrainerCallback):
 
 
 class ProgressCallback(TrainerCallback):
-    """Advance a rich progress bar per optimiser step (instead of tqdm / printed dicts)."""
+    """Advance the stage's progress per optimiser step (instead of tqdm / printed dicts);
+    a resumed run starts at its checkpoint's step; the last logged loss is the note."""
 
     def __init__(self, advance: Any) -> None:
         self.advance = advance
 
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step:
+            self.advance(state.global_step)
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.advance(1)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+        if logs and "loss" in logs and hasattr(self.advance, "note"):
+            self.advance.note(f"loss {logs['loss']:.4f}")
+
+
+# Written into every checkpoint folder: what the run did up to that checkpoint, so a resumed
+# run reports totals over all its parts (the Trainer's own numbers cover the last part only).
+TOTALS_FILE = "synthtune_totals.json"
+
+
+@dataclass
+class RunTotals:
+    """Training totals: ``train_seconds`` counts optimizer steps only (never evaluation or
+    checkpoint saving); ``loss_sum`` is the sum of the per-step losses the Trainer averages
+    into ``train_loss``; ``parts`` counts the runs (1 + resumes) that produced them."""
+
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    tokens: int = 0
+    loss_sum: float = 0.0
+    steps: int = 0
+    parts: int = 0
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "train_loss": self.loss_sum / self.steps if self.steps else None,
+            "seconds": round(self.wall_seconds, 2),
+            "train_seconds": round(self.train_seconds, 2),
+            "tokens": self.tokens,
+            "tokens_per_second": (
+                round(self.tokens / self.train_seconds, 1) if self.train_seconds else None
+            ),
+            "parts": self.parts,
+        }
+
+
+class TrainMeter(TrainerCallback):
+    """Times optimizer steps (``on_step_begin`` to ``on_step_end``: forward, backward and the
+    optimizer; evaluation and saving run after ``on_step_end``), counts the real (unpadded)
+    tokens and sums the step losses; saves the running totals with each checkpoint."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.prior = RunTotals()
+        self.started = clock()
+        self.seconds = 0.0
+        self._began: float | None = None
+        self._tokens: Any = 0
+        self._loss: Any = 0.0
+
+    def resume_from(self, checkpoint: str | None) -> None:
+        """Start from the totals saved with ``checkpoint`` (none: a fresh run)."""
+        path = Path(checkpoint) / TOTALS_FILE if checkpoint else None
+        if path is not None and path.is_file():
+            self.prior = RunTotals(**json.loads(path.read_text(encoding="utf-8")))
+        self.started = self.clock()
+
+    def add(self, loss: torch.Tensor, inputs: dict[str, Any]) -> None:
+        # kept as tensors: no device sync per step, only when totals are read
+        mask = inputs.get("attention_mask")
+        ids = inputs.get("input_ids")
+        tokens = mask.sum() if mask is not None else ids.numel() if ids is not None else 0
+        self._tokens = self._tokens + tokens
+        self._loss = self._loss + loss.detach()
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._began = self.clock()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._began is not None:
+            self.seconds += self.clock() - self._began
+            self._began = None
+
+    def totals(self, global_step: int) -> RunTotals:
+        """Totals over every part, up to ``global_step``."""
+        return RunTotals(
+            train_seconds=self.prior.train_seconds + self.seconds,
+            wall_seconds=self.prior.wall_seconds + self.clock() - self.started,
+            tokens=self.prior.tokens + int(self._tokens),
+            loss_sum=self.prior.loss_sum + float(self._loss),
+            steps=global_step,
+            parts=self.prior.parts + 1,
+        )
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            totals = asdict(self.totals(state.global_step))
+            (folder / TOTALS_FILE).write_text(json.dumps(totals), encoding="utf-8")
+
+
+class AnnouncedEarlyStopping(EarlyStoppingCallback):
+    """Early stopping that says so: when it stops training, ``announce`` gets the reason
+    (metric, patience, step, the best value and its step) and ``result()`` records it."""
+
+    def __init__(self, patience: int, announce: Callable[[str], None]) -> None:
+        super().__init__(early_stopping_patience=patience)
+        self.announce = announce
+        self.step: int | None = None
+        self.reason = ""
+
+    # the parent's signature (``metrics`` positional) already differs from TrainerCallback's
+    def on_evaluate(  # type: ignore[override]
+        self, args: Any, state: Any, control: Any, metrics: Any, **kwargs: Any
+    ) -> None:
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+        if control.should_training_stop and self.step is None:
+            self.step = state.global_step
+            best = "none" if state.best_metric is None else f"{state.best_metric:.4g}"
+            self.reason = (
+                f"early stop at step {state.global_step}: {args.metric_for_best_model} did not "
+                f"improve for {self.early_stopping_patience} evaluations (patience); best "
+                f"{best} at step {state.best_global_step}, restored"
+            )
+            self.announce(self.reason)
+
+    def result(self) -> dict[str, Any]:
+        return {"stopped": self.step is not None, "step": self.step, "reason": self.reason}

@@ -120,7 +120,9 @@ def _recipe_texts(recipe: Any) -> list[str]:
     captions and prompts are made of, so they get their own tokens."""
     from synthtune.models import recipe_strings
 
-    texts = recipe_strings(recipe.generate.model_dump(mode="json"))
+    texts = recipe_strings(
+        recipe.generate.model_dump(mode="json") if recipe.generate is not None else {}
+    )
     texts.append(recipe.train.clip.prompt)
     return list(dict.fromkeys(texts))
 

@@ -82,7 +82,7 @@ STRATEGIES: Registry[StrategyFactory] = Registry("generation strategy")
 def compile_all(recipe: Recipe, provided: frozenset[str] = frozenset()) -> list[CompiledTemplate]:
     return [
         compile_template(t, where=f"generate.templates.{i}", provided=provided)
-        for i, t in enumerate(recipe.generate.templates)
+        for i, t in enumerate(recipe.generation.templates)
     ]
 
 
@@ -99,7 +99,7 @@ def plan_template_items(
     The key covers everything that decides the item's outputs, so an edit to templates,
     backend or strategy makes new items while an unchanged item keeps its key.
     """
-    cfg = recipe.generate
+    cfg = recipe.generation
     templates = compile_all(recipe, provided)
     edges = compile_edge_cases(recipe, templates)
     weights = [t.config.weight for t in templates]

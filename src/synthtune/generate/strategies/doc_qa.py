@@ -56,12 +56,12 @@ class DocQA:
     name = "doc-qa"
 
     def __init__(self, recipe: Recipe) -> None:
-        assert isinstance(recipe.generate.strategy, DocQAStrategy)
+        assert isinstance(recipe.generation.strategy, DocQAStrategy)
         self.recipe = recipe
-        self.cfg = recipe.generate.strategy
+        self.cfg = recipe.generation.strategy
         self.chunks: list[Chunk] = load_chunks(
             list(self.cfg.documents), self.cfg.chunk_chars, self.cfg.overlap_chars
-        )[: recipe.generate.n]
+        )[: recipe.generation.n]
 
     def plan(self) -> list[WorkItem]:
         def extras(i: int) -> dict[str, Any]:

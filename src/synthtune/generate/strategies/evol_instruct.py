@@ -69,12 +69,12 @@ class EvolInstruct:
     name = "evol-instruct"
 
     def __init__(self, recipe: Recipe) -> None:
-        assert isinstance(recipe.generate.strategy, EvolInstructStrategy)
+        assert isinstance(recipe.generation.strategy, EvolInstructStrategy)
         self.recipe = recipe
-        self.cfg = recipe.generate.strategy
+        self.cfg = recipe.generation.strategy
 
     def plan(self) -> list[WorkItem]:
-        return plan_template_items(self.recipe, self.recipe.generate.n)
+        return plan_template_items(self.recipe, self.recipe.generation.n)
 
     def restore(self, records: list[Record]) -> None:
         return None

@@ -41,7 +41,7 @@ class ImageSynthesis:
         self._backend: Any = None
 
     def plan(self) -> list[WorkItem]:
-        return plan_template_items(self.recipe, self.recipe.generate.n)
+        return plan_template_items(self.recipe, self.recipe.generation.n)
 
     def restore(self, records: list[Record]) -> None:
         return None
@@ -54,7 +54,9 @@ class ImageSynthesis:
             # imported here: text-only runs never load the image stack
             from synthtune.vision.image_backends import create_image_backend
 
-            self._backend = create_image_backend(self.recipe.generate.backend, engine.resolve_model)
+            self._backend = create_image_backend(
+                self.recipe.generation.backend, engine.resolve_model
+            )
         return self._backend
 
     def run(self, items: list[WorkItem], engine: GenerationEngine) -> list[list[Output]]:
@@ -93,7 +95,7 @@ class ImageSynthesis:
         path = f"{IMAGE_DIR}/{hashlib.sha256(png).hexdigest()[:16]}.png"
         files = {path: png}
         mask_path = None
-        if result.mask is not None and getattr(self.recipe.generate.backend, "masks", True):
+        if result.mask is not None and getattr(self.recipe.generation.backend, "masks", True):
             mask_path = path.replace(".png", ".mask.png")
             files[mask_path] = png_bytes(mask_image(result.mask))
         media = {

@@ -41,13 +41,13 @@ class SelfInstruct:
     name = "self-instruct"
 
     def __init__(self, recipe: Recipe) -> None:
-        assert isinstance(recipe.generate.strategy, SelfInstructStrategy)
+        assert isinstance(recipe.generation.strategy, SelfInstructStrategy)
         self.recipe = recipe
-        self.cfg = recipe.generate.strategy
+        self.cfg = recipe.generation.strategy
         self.pool = load_lines(self.cfg.seed_tasks)
 
     def plan(self) -> list[WorkItem]:
-        return plan_template_items(self.recipe, self.recipe.generate.n, frozenset({"examples"}))
+        return plan_template_items(self.recipe, self.recipe.generation.n, frozenset({"examples"}))
 
     def restore(self, records: list[Record]) -> None:
         for record in records:

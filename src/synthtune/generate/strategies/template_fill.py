@@ -24,7 +24,7 @@ class TemplateFill:
         self.recipe = recipe
 
     def plan(self) -> list[WorkItem]:
-        return plan_template_items(self.recipe, self.recipe.generate.n)
+        return plan_template_items(self.recipe, self.recipe.generation.n)
 
     def restore(self, records: list[Record]) -> None:
         return None
