@@ -260,10 +260,10 @@ def _print_estimate(recipe_path: Path, runs: Path) -> None:
     try:
         recipe = load_recipe(recipe_path)
         config = base_config(recipe, runs / recipe.name)
+        cuda = torch.cuda.is_available()
+        est = estimate_run(config, recipe.train, recipe.train.max_length, cuda=cuda)
     except SynthtuneError as exc:
         raise _fail(exc) from None
-    cuda = torch.cuda.is_available()
-    est = estimate_run(config, recipe.train, recipe.train.max_length, cuda=cuda)
     table = Table(
         title=f"{recipe.train.method} on {recipe.train.base}: batch "
         f"{recipe.train.batch_size} x {recipe.train.max_length} tokens"
@@ -278,6 +278,38 @@ def _print_estimate(recipe_path: Path, runs: Path) -> None:
     table.add_row("fp32 matmul peak", f"{est['matmul_peak_gflops']} GFLOP/s")
     table.add_row("expected throughput", f"{est['expected_tokens_per_second']:,} tokens/s")
     out.print(table)
+
+
+def _print_advice(recipe_path: Path, runs: Path) -> None:
+    from synthtune.config import load_recipe
+    from synthtune.train.advisor import Hardware, advise, recipe_facts, recommended
+
+    try:
+        loaded = load_recipe(recipe_path)
+        facts = recipe_facts(loaded, runs / loaded.name)
+    except SynthtuneError as exc:
+        raise _fail(exc) from None
+    hardware = Hardware.detect()
+    table = Table(
+        title=f"{facts.base} ({facts.model_type}, {facts.parameters / 1e6:.1f}M parameters), "
+        f"task {facts.task}, {facts.examples} examples ({facts.examples_from}), "
+        f"{hardware.device} with {hardware.memory_bytes / 1024**3:.0f} GiB"
+    )
+    for column in ("method", "runs", "fits", "memory (GiB)", "trainable", "why"):
+        table.add_column(column)
+    rows = advise(facts.examples, facts.parameters, hardware, facts.task, facts.unsupported)
+    for row in rows:
+        table.add_row(
+            row["method"],
+            "yes" if row["runs"] else "no",
+            "yes" if row["fits"] else "no",
+            f"{row['memory_gib']:.2f}",
+            row["trainable"],
+            row["why"],
+        )
+    out.print(table)
+    best = recommended(rows)
+    out.print(f"recommended: {best}" if best else "no method both runs and fits this machine")
 
 
 @app.command()
@@ -298,35 +330,10 @@ def train(
     if estimate_only:
         _print_estimate(recipe, runs)
         return
-    if not advise_only:
-        _run(recipe, runs, quiet, until="train", from_stage="train" if force else None)
+    if advise_only:
+        _print_advice(recipe, runs)
         return
-    from synthtune.config import load_recipe
-    from synthtune.train.advisor import Hardware, advise, recipe_facts
-
-    try:
-        loaded = load_recipe(recipe)
-        base, parameters, examples = recipe_facts(loaded, runs / loaded.name)
-    except SynthtuneError as exc:
-        raise _fail(exc) from None
-    hardware = Hardware.detect()
-    table = Table(
-        title=f"{base}: {parameters / 1e6:.1f}M parameters, {examples} examples, "
-        f"{hardware.device} with {hardware.memory_bytes / 1024**3:.0f} GiB"
-    )
-    for column in ("method", "fits", "memory (GiB)", "trainable", "why"):
-        table.add_column(column)
-    rows = advise(examples, parameters, hardware)
-    for row in rows:
-        table.add_row(
-            row["method"],
-            "yes" if row["fits"] else "no",
-            f"{row['memory_gib']:.2f}",
-            row["trainable"],
-            row["why"],
-        )
-    out.print(table)
-    out.print(f"recommended: {rows[0]['method']}")
+    _run(recipe, runs, quiet, until="train", from_stage="train" if force else None)
 
 
 @app.command()

@@ -17,6 +17,7 @@ import numpy as np
 from synthtune.errors import StageError
 from synthtune.model_names import resolve_name
 
+
 def resolve_embedder(model: str) -> str:
     """The path or id to load: a packaged model's folder (``model_names.PACKAGED_MODELS``),
     any other id or path unchanged."""

@@ -139,6 +139,14 @@ def resolve_name(name: str) -> str:
     return str(folder) if folder is not None else model.hub_id
 
 
+def built_on_demand(name: str) -> bool:
+    """local-tiny or another registered offline model (``models.LOCAL_MODELS``)."""
+    from synthtune.models import LOCAL_MODELS, LOCAL_TINY
+    from synthtune.vision import clip_model  # noqa: F401  (registers local-tiny-clip)
+
+    return name == LOCAL_TINY or name in LOCAL_MODELS
+
+
 def _offline_env() -> bool:
     return any(
         os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
@@ -195,10 +203,7 @@ def offline_problem(name: str, marker: str = "config.json") -> str | None:
     pipeline). Without HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE, a hub id missing from the cache
     is asked of the hub (bounded by ``HUB_CHECK_SECONDS``): it would download at load time.
     """
-    from synthtune.models import LOCAL_MODELS, LOCAL_TINY
-    from synthtune.vision import clip_model  # noqa: F401  (registers local-tiny-clip)
-
-    if name == LOCAL_TINY or name in LOCAL_MODELS:
+    if built_on_demand(name):
         return None
     packaged = PACKAGED_MODELS.get(name)
     if packaged is not None:
@@ -259,10 +264,17 @@ def recipe_model_problems(recipe: Any) -> list[str]:
     """``field: why`` for each model of the recipe that cannot be loaded (validate)."""
     problems = []
     checked: dict[tuple[str, str], str | None] = {}
+    embedding = {"quality.dedup.embedding.model"} | (
+        {"mix.features.model"} if recipe.mix.features.space == "embedding" else set()
+    )
     for field, name, marker in recipe_models(recipe):
         if (name, marker) not in checked:
             checked[name, marker] = offline_problem(name, marker)
         problem = checked[name, marker]
+        # sentence-transformers reads a bare name as sentence-transformers/<name>
+        bare = field in embedding and "/" not in name
+        if problem and bare and not offline_problem(f"sentence-transformers/{name}", marker):
+            problem = None
         if problem is not None:
             problems.append(f"{field}: {problem}")
     return problems

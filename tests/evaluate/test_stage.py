@@ -29,7 +29,11 @@ def test_suites_side_by_side_with_the_quantized_column_in_one_run(tmp_path: Path
     recipe = load_recipe(path)
     result = run_recipe(recipe, tmp_path / "runs", quiet=True)
     first = json.loads((result.run_dir / "evaluate" / "metrics.json").read_text())
-    assert set(first["suites"]) == {"perplexity", "generation", "rules"}
+    # forgetting runs for causal LMs without being listed (evaluate.forgetting.enabled)
+    assert set(first["suites"]) == {"perplexity", "generation", "rules", "forgetting"}
+    probe = first["suites"]["forgetting"]
+    assert {"base", "tuned", "quantized"} <= set(probe) and probe["n"] == 200
+    assert probe["ratio"] == round(probe["tuned"] / probe["base"], 3)
     assert "train.task is causal" in first["skipped"]["classification"]
     # export runs before evaluate: its int8 model is the third column of the same run
     assert set(first["models"]) == {"base", "tuned", "quantized"}
@@ -54,6 +58,10 @@ def test_suites_side_by_side_with_the_quantized_column_in_one_run(tmp_path: Path
     assert "quantized (int8 via torch-ao-dynamic (cpu))" in html
     assert "Export: int8 quantization, latency and quality" in html
     assert "Generation: requests, tokens and cost" in html
+    assert "Evaluation: forgetting probe" in html
+    # every stage that ran has its wall seconds in state.json, shown per stage
+    state = json.loads((result.run_dir / "state.json").read_text())["stages"]
+    assert all(entry["seconds"] > 0 for entry in state.values())
 
 
 def test_without_export_quantize_the_column_is_absent_with_the_reason(tmp_path: Path) -> None:

@@ -63,3 +63,28 @@ def test_cli_estimate_prints_the_table(small_recipe: Path, tmp_path: Path) -> No
     for row in ("parameters", "memory: activations", "expected throughput"):
         assert row in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_classifier_is_estimated_as_the_classifier_it_trains() -> None:
+    """MiniLM as a 2-class classifier: the parameters of BertForSequenceClassification (not
+    a causal LM with a vocabulary head), and no vocabulary-sized logits in activations."""
+    from transformers import AutoConfig
+
+    from synthtune.errors import StageError
+    from synthtune.model_names import resolve_name
+    from synthtune.models import load_sequence_classifier
+
+    path = resolve_name("all-MiniLM-L6-v2")
+    model, _ = load_sequence_classifier(path, ["a", "b"])
+    real = sum(p.numel() for p in model.parameters())
+    norms = sum(p.numel() for n, p in model.named_parameters() if "LayerNorm" in n)
+    config = AutoConfig.from_pretrained(path)
+    full = estimate_run(config, TrainConfig(task="classification", method="full"), 128)
+    # full fine-tuning trains every weight but the norms (train.freeze.layernorm)
+    assert full["parameters"] == real and full["trainable"] == real - norms
+    as_lm = estimate_run(config, TrainConfig(task="causal_lm", method="full"), 128)
+    logits = 3 * 128 * 8 * config.vocab_size * 4
+    activations = as_lm["memory_bytes"]["activations"] - full["memory_bytes"]["activations"]
+    assert activations == logits
+    with pytest.raises(StageError, match=r"train\.method: prefix cannot run here"):
+        estimate_run(config, TrainConfig(task="classification", method="prefix"), 128)

@@ -172,3 +172,45 @@ def test_schedule_and_accumulation_reach_the_trainer_arguments(tmp_path: Path) -
     assert args.lr_scheduler_type == "linear" and args.gradient_accumulation_steps == 4
     assert args.warmup_steps == 10 and args.neftune_noise_alpha == 5
     assert args.max_grad_norm == 1.0 and not args.bf16 and not args.gradient_checkpointing
+
+
+def _minilm_config():
+    from transformers import AutoConfig
+
+    from synthtune.model_names import resolve_name
+
+    return AutoConfig.from_pretrained(resolve_name("all-MiniLM-L6-v2"))
+
+
+def test_methods_that_cannot_run_are_known_before_training() -> None:
+    """Prefix tuning needs past_key_values: refused for every classifier (BERT and, in
+    transformers 5, decoders too), allowed for a causal LM; prompt/ptuning run on both."""
+    from synthtune.config import LocalTinyConfig
+    from synthtune.models import tiny_llama_config
+    from synthtune.train.methods import unsupported_methods
+
+    bert = unsupported_methods(_minilm_config(), TrainConfig(task="classification"))
+    assert set(bert) == {"prefix", "ia3"}  # ia3 has no module mapping for BERT
+    assert "BertForSequenceClassification (bert)" in bert["prefix"]
+    llama = tiny_llama_config(300, LocalTinyConfig(hidden_size=32, layers=1, heads=2))
+    assert set(unsupported_methods(llama, TrainConfig(task="classification"))) == {"prefix"}
+    assert unsupported_methods(llama, TrainConfig(task="causal_lm")) == {}
+    wrong = TrainConfig(lora={"target_modules": ["no_such_proj"]})
+    assert "not modules of this model" in unsupported_methods(llama, wrong)["lora"]
+
+
+def test_prefix_on_a_bert_classifier_is_a_clear_error_not_a_forward_crash() -> None:
+    from synthtune.errors import StageError
+    from synthtune.model_names import resolve_name
+    from synthtune.models import load_sequence_classifier
+
+    model, _ = load_sequence_classifier(resolve_name("all-MiniLM-L6-v2"), ["a", "b"])
+    cfg = TrainConfig(task="classification", method="prefix")
+    with pytest.raises(StageError, match=r"train.method prefix: .*use one of .*full"):
+        METHODS.get("prefix").prepare(model, cfg)
+    # the alternatives it names do run: one forward/backward with prompt tuning
+    import torch
+
+    prompt = METHODS.get("prompt").prepare(model, TrainConfig(task="classification"))
+    ids = torch.tensor([[101, 2023, 2003, 102]])
+    prompt(input_ids=ids, labels=torch.tensor([1])).loss.backward()

@@ -107,10 +107,11 @@ def test_full_training_freezes_first_blocks_and_keeps_the_head_at_the_adapter_lr
         assert any(f"{tower}.encoder.layers.1." in n for n in trainable)
     assert not any("norm" in n for n in trainable)  # freeze.layernorm (pre_layrnorm too)
     by_lr = {g["lr"]: g for g in param_groups(model, cfg)}
-    assert set(by_lr) == {cfg.lr.adapter, cfg.lr.base}
+    adapter_lr, base_lr = cfg.learning_rates()
+    assert set(by_lr) == {adapter_lr, base_lr}
     head = {id(p) for p in model.classifier.parameters()}  # type: ignore[union-attr]
     assert head <= {
-        id(p) for g in param_groups(model, cfg) if g["lr"] == cfg.lr.adapter for p in g["params"]
+        id(p) for g in param_groups(model, cfg) if g["lr"] == adapter_lr for p in g["params"]
     }
 
 

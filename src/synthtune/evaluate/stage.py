@@ -48,6 +48,19 @@ def requested(recipe: Recipe, task: str) -> tuple[list[str], dict[str, str]]:
     return run, {n: why for n, why in skipped.items() if n not in run}
 
 
+# parts of a summary kept in metrics.json only
+_BULKY = {
+    "samples",
+    "per_class",
+    "confusion_matrix",
+    "ci",
+    "macro",
+    "weighted",
+    "labels",
+    "bootstrap",
+}
+
+
 def _no_caveats(summary: dict[str, Any], recipe: Recipe) -> list[str]:
     return []
 
@@ -55,11 +68,10 @@ def _no_caveats(summary: dict[str, Any], recipe: Recipe) -> list[str]:
 def headline(suites: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The suites' summaries for state.json, without the bulky parts (samples, per-class
     tables, confusion matrices, intervals), which stay in metrics.json."""
-    bulky = {"samples", "per_class", "confusion_matrix", "ci", "macro", "weighted", "labels", "bootstrap"}
 
     def slim(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: slim(v) for k, v in value.items() if k not in bulky}
+            return {k: slim(v) for k, v in value.items() if k not in _BULKY}
         return value
 
     return {name: slim(summary) for name, summary in suites.items()}

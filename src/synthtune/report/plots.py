@@ -162,6 +162,7 @@ def federated_rounds(rounds: list[dict[str, Any]]) -> str:
 # or Japanese data sets); a label no installed font can draw is shown by its number instead
 _FALLBACK_FAMILIES = ["Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "SimHei"]
 _TICK_CHARS = 18
+_MODEL_TITLES = {"base": "base", "tuned": "tuned", "baseline": "TF-IDF baseline"}
 
 
 def _families() -> list[str]:
@@ -228,8 +229,10 @@ def _confusion_figure(suite: dict[str, Any], names: tuple[str, ...], normalize: 
                     color="white" if dark else "black",
                 )
         ax.set_xticks(range(len(ticks)), ticks, rotation=45, ha="right")
-        ax.set_yticks(range(len(ticks)), ticks)
+        # class names on the first matrix only: the rows are the same for every model
+        ax.set_yticks(range(len(ticks)), ticks if ax is axes[0][0] else [])
         ax.set_xlabel("predicted")
-        ax.set_title(f"{name}: macro-F1 {suite[name]['macro_f1']}", fontsize=10)
+        title = _MODEL_TITLES.get(name, name)
+        ax.set_title(f"{title}: macro-F1 {suite[name]['macro_f1']:.3f}", fontsize=10)
     axes[0][0].set_ylabel("true")
     return _to_uri(fig)

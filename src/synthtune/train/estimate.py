@@ -6,8 +6,9 @@ Memory (bytes), for AdamW without gradient checkpointing:
 * gradients: 4 bytes per trainable parameter; optimizer: 8 (two fp32 moments);
 * activations kept for the backward pass, per transformer layer, from Korthikanti et al.
   (2022, "Reducing activation recomputation", eq. 1): ``s*b*h*(34 + 5*a*s/h)`` bytes at
-  16-bit (``32 + 4*a*s/h`` without dropout), doubled for fp32; plus the logits, their
-  log-softmax and its gradient, ``3*s*b*V*4``. Gradients are counted whole although the
+  16-bit (``32 + 4*a*s/h`` without dropout), doubled for fp32; plus, for a causal LM, the
+  logits, their log-softmax and its gradient, ``3*s*b*V*4`` (a classifier's logits are one
+  row of class scores per example, negligible). Gradients are counted whole although the
   backward pass frees activations as they grow, so full fine-tuning is over-estimated a little
   (measured: +18 %; LoRA within 1 %).
 
@@ -39,17 +40,17 @@ def matmul_peak_gflops(size: int = 1024, repeats: int = 10) -> float:
 
 
 def count_trainable(config: Any, cfg: TrainConfig) -> tuple[int, int]:
-    """(all, trainable) parameters once the method is applied, on empty (meta) weights."""
+    """(all, trainable) parameters once the method is applied to the model ``cfg.task``
+    trains (causal LM or sequence classifier), on empty (meta) weights."""
     from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
 
     from synthtune.train.advisor import untied_duplicate
-    from synthtune.train.methods import METHODS
+    from synthtune.train.methods import METHODS, empty_task_model
     from synthtune.train.param_groups import apply_freezing
 
+    base = empty_task_model(config, cfg.task)
+    duplicate = untied_duplicate(base)
     with init_empty_weights():
-        base = AutoModelForCausalLM.from_config(config)
-        duplicate = untied_duplicate(base)
         model = METHODS.get(cfg.method).prepare(base, cfg)
         apply_freezing(model, cfg)
     total = sum(p.numel() for p in model.parameters()) - duplicate
@@ -61,6 +62,15 @@ def count_trainable(config: Any, cfg: TrainConfig) -> tuple[int, int]:
 
 
 def estimate_run(config: Any, cfg: TrainConfig, seq_len: int, cuda: bool = False) -> dict[str, Any]:
+    """Parameters, memory (bytes per part) and expected tokens/s of ``cfg`` on a base with
+    ``config`` (module docstring). Raises ``StageError`` for a method that cannot run."""
+    from synthtune.errors import StageError
+    from synthtune.train.methods import method_problem
+
+    if cfg.task == "clip":
+        raise StageError("train --estimate: train.task clip is not estimated (CLIP towers)")
+    if problem := method_problem(config, cfg):
+        raise StageError(problem)
     total, trainable = count_trainable(config, cfg)
     b, s = cfg.batch_size, seq_len
     h, layers = config.hidden_size, config.num_hidden_layers
@@ -72,12 +82,13 @@ def estimate_run(config: Any, cfg: TrainConfig, seq_len: int, cuda: bool = False
         for name in ("attention_dropout", "hidden_dropout", "hidden_dropout_prob", "resid_pdrop")
     )
     constant, attention = (34, 5) if dropout else (32, 4)
+    lm_head = cfg.task == "causal_lm"
     per_layer = s * b * h * (constant + attention * heads * s / h) * (1 if cuda else 2)
     memory = {
         "weights": total * (2 if cuda else 4),
         "gradients": trainable * 4,
         "optimizer": trainable * 8,
-        "activations": layers * per_layer + 3 * s * b * vocab * 4,
+        "activations": layers * per_layer + (3 * s * b * vocab * 4 if lm_head else 0),
     }
     flops_per_token = 6 * total if trainable == total else 4 * total + 2 * trainable
     peak = matmul_peak_gflops() * 1e9

@@ -201,20 +201,23 @@ def _freeze(model: Any, cfg: TrainConfig) -> Any:
 
 
 def _takes_past_key_values(model: Any, cfg: TrainConfig) -> str | None:
-    """Prefix tuning passes its prefix as ``past_key_values``: the task model's forward, or
-    its backbone's (peft's own test), must take them -- decoders do, BERT-style encoders not."""
+    """Prefix tuning passes its prefix as ``past_key_values``. A causal LM takes them; for a
+    sequence classifier peft requires the parameter by name in the forward of the model or its
+    backbone, which neither BERT-style encoders nor (in transformers 5, which calls it
+    ``cache``) decoder classifiers have: there peft fails in the first forward pass."""
     import inspect
 
+    if cfg.task != "classification":
+        return None
     backbone = getattr(model, "base_model", model)
     if any(
         "past_key_values" in inspect.signature(module.forward).parameters
         for module in (model, backbone)
     ):
         return None
-    model_type = getattr(model.config, "model_type", "?")
     return (
-        f"prefix tuning needs a model that takes past_key_values (a decoder); "
-        f"{type(model).__name__} ({model_type}) does not"
+        "prefix tuning of a classifier needs a forward that takes past_key_values; "
+        f"{type(model).__name__} ({getattr(model.config, 'model_type', '?')}) has none"
     )
 
 
@@ -355,3 +358,20 @@ def method_problem(config: Any, cfg: TrainConfig) -> str | None:
     if reason is None:
         return None
     return f"train.method: {cfg.method} cannot run here: {reason}; {_alternatives(model, cfg)}"
+
+
+def check_method(recipe: Any) -> None:
+    """``RecipeError`` naming ``train.method`` when it cannot train ``train.task`` on
+    ``train.base`` (validate time, from the base's config; a base whose config cannot be read
+    offline is left to ``model_names.recipe_model_problems``, which reports it)."""
+    from synthtune.errors import RecipeError
+    from synthtune.train.advisor import base_config
+
+    if recipe.train.task == "clip":
+        return
+    try:
+        config = base_config(recipe, None, local_only=True)
+    except StageError:
+        return
+    if problem := method_problem(config, recipe.train):
+        raise RecipeError(str(recipe.source), [problem])

@@ -105,6 +105,9 @@ class TrainStage:
 
     def check(self, recipe: Recipe) -> None:
         METHODS.get(recipe.train.method)
+        from synthtune.train.methods import check_method
+
+        check_method(recipe)  # e.g. prefix tuning of a BERT classifier: refused here
         if recipe.train.adversarial is not None and recipe.train.task == "clip":
             # FGM/PGD perturb token embeddings; a CLIP classifier reads pixels
             raise RecipeError(

@@ -300,7 +300,9 @@ class AnnouncedEarlyStopping(EarlyStoppingCallback):
         self, args: Any, state: Any, control: Any, metrics: Any, **kwargs: Any
     ) -> None:
         super().on_evaluate(args, state, control, metrics, **kwargs)
-        if control.should_training_stop and self.step is None:
+        # at the last step the run ends anyway: that is no early stop
+        last = state.max_steps and state.global_step >= state.max_steps
+        if control.should_training_stop and self.step is None and not last:
             self.step = state.global_step
             best = "none" if state.best_metric is None else f"{state.best_metric:.4g}"
             self.reason = (
