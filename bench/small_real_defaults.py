@@ -51,6 +51,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "lora-min500": {"method": "lora", "min_steps": 500},
     "full-min500": {"method": "full", "min_steps": 500},
     "lora-2e-3": {"method": "lora", "lr": {"adapter": 2e-3}},
+    "full-1e-4": {"method": "full", "lr": {"base": 1e-4}},
+    "full-min500-1e-4": {"method": "full", "min_steps": 500, "lr": {"base": 1e-4}},
 }
 
 

@@ -257,6 +257,7 @@ def _print_estimate(recipe_path: Path, runs: Path) -> None:
     from synthtune.train.advisor import base_config
     from synthtune.train.estimate import estimate_run
 
+    _quiet_libraries()
     try:
         recipe = load_recipe(recipe_path)
         config = base_config(recipe, runs / recipe.name)
@@ -284,6 +285,7 @@ def _print_advice(recipe_path: Path, runs: Path) -> None:
     from synthtune.config import load_recipe
     from synthtune.train.advisor import Hardware, advise, recipe_facts, recommended
 
+    _quiet_libraries()
     try:
         loaded = load_recipe(recipe_path)
         facts = recipe_facts(loaded, runs / loaded.name)

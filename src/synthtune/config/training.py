@@ -414,7 +414,9 @@ class TrainConfig(StrictModel):
     method: str = Field(
         "lora",
         description="Training method: full, freeze, lora, dora, qlora, prefix, prompt, "
-        "ptuning, ia3 (a registry: a new method is one module).",
+        "ptuning, ia3 (a registry: a new method is one module). Unset: lora, except full "
+        "for train.task classification (small encoder classifiers underfit with LoRA on "
+        "small real sets: docs/training.md).",
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
     prompt_learning: PromptLearningConfig = Field(default_factory=PromptLearningConfig)
@@ -485,6 +487,10 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _evaluation(self) -> TrainConfig:
+        if "method" not in self.model_fields_set and self.task == "classification":
+            # issue 17, MiniLM on 25 real rows per class: LoRA 0.658 accuracy, full 0.743 at
+            # the old defaults and 0.946 with enough steps, above TF-IDF (0.932)
+            self.method = "full"
         if self.eval_every is not None:
             if self.eval_steps is not None and self.eval_steps != self.eval_every:
                 raise ValueError("eval_every is an alias of eval_steps: set only eval_steps")

@@ -146,6 +146,8 @@ class MixStage:
     ) -> tuple[list[Record], dict[str, Any]]:
         """Run the schedule over the shuffled pool; return the chosen records and the table."""
         recipe, mix = ctx.recipe, ctx.recipe.mix
+        if recipe.generate is None:
+            return [], {"stopped": "real data only", "rounds": []}
         if not pool:
             ctx.log("[yellow]mix: no accepted synthetic records to inject[/]")
             return [], {"stopped": "no synthetic records", "rounds": []}

@@ -221,7 +221,16 @@ class QualityStage:
         records = ctx.store.read_table("generate", "dataset")
         if not records:  # nothing generated (real data only): no tier loads a model
             ctx.store.write_table(self.name, "dataset", [])
-            return {"records_in": 0, "records_out": 0, "skipped": "no generated records"}
+            return {
+                "records_in": 0,
+                "records_out": 0,
+                "skipped": "no generated records",
+                "funnel": [],
+                "rejected_reasons": {},
+                "review_sample": 0,
+                "edge_cases": {"generated": 0, "accepted": 0},
+                "ppl_max": None,
+            }
         funnel = [{"tier": "generated", "remaining": len(_accepted(records))}]
         for name, tier in enabled_tiers(ctx.recipe):
             tier(ctx, records)
