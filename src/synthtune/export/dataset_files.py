@@ -70,11 +70,16 @@ def to_rows(records: list[Record]) -> dict[str, list[Any]]:
 
 def save_to_disk(splits: dict[str, list[Record]], out_dir: Path) -> dict[str, int]:
     from datasets import Dataset, DatasetDict
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar
 
     data = DatasetDict(
         {name: Dataset.from_dict(to_rows(records)) for name, records in splits.items()}
     )
-    data.save_to_disk(str(out_dir))
+    disable_progress_bar()  # one bar per split per write: noise in the stage's output
+    try:
+        data.save_to_disk(str(out_dir))
+    finally:
+        enable_progress_bar()
     return {name: len(records) for name, records in splits.items()}
 
 

@@ -124,11 +124,13 @@ def build_report(run_dir: Path | str) -> Path:
     if "export" in state and quantize.exists():
         found = store.read_json("export", "quantize.json")
         context["quantize"] = None if "skipped" in found else found
-    if "quality" in state:
+    # a real-data-only run skips quality (no generated records): no funnel, no dataset
+    if "quality" in state and store.path("quality", "dataset.parquet").exists():
         records = store.read_table("quality", "dataset")
         summary = state["quality"]["summary"]
-        context["funnel"] = summary["funnel"]
-        context["plots"]["funnel"] = plots.funnel_chart(summary["funnel"])
+        context["funnel"] = summary.get("funnel", [])
+        if context["funnel"]:
+            context["plots"]["funnel"] = plots.funnel_chart(summary["funnel"])
         values = [r.quality["perplexity"] for r in records if "perplexity" in r.quality]
         if values:
             threshold = summary.get("ppl_max") or max(values)

@@ -162,6 +162,7 @@ def federated_rounds(rounds: list[dict[str, Any]]) -> str:
 # or Japanese data sets); a label no installed font can draw is shown by its number instead
 _FALLBACK_FAMILIES = ["Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "SimHei"]
 _TICK_CHARS = 18
+_SIDE_BY_SIDE_CLASSES = 6
 _MODEL_TITLES = {"base": "base", "tuned": "tuned", "baseline": "TF-IDF baseline"}
 
 
@@ -209,8 +210,14 @@ def _confusion_figure(suite: dict[str, Any], names: tuple[str, ...], normalize: 
     shown = [n for n in names if isinstance(suite.get(n), dict) and "confusion_matrix" in suite[n]]
     ticks, _ = tick_labels(list(suite["labels"]))
     side = max(3.4, 0.42 * len(ticks) + 1.6)
-    fig, axes = plt.subplots(1, len(shown), figsize=(side * len(shown), side), squeeze=False)
-    for ax, name in zip(axes[0], shown, strict=True):
+    # side by side while the page can hold them at a readable size, else one under another
+    across = len(shown) if len(ticks) <= _SIDE_BY_SIDE_CLASSES else 1
+    down = math.ceil(len(shown) / across)
+    fig, grid = plt.subplots(
+        down, across, figsize=(side * across, side * down), squeeze=False, layout="constrained"
+    )
+    axes = grid.ravel()
+    for ax, name in zip(axes, shown, strict=True):
         matrix = np.asarray(suite[name]["confusion_matrix"], dtype=float)
         rows = matrix.sum(axis=1, keepdims=True)
         colour = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
@@ -229,10 +236,10 @@ def _confusion_figure(suite: dict[str, Any], names: tuple[str, ...], normalize: 
                     color="white" if dark else "black",
                 )
         ax.set_xticks(range(len(ticks)), ticks, rotation=45, ha="right")
-        # class names on the first matrix only: the rows are the same for every model
-        ax.set_yticks(range(len(ticks)), ticks if ax is axes[0][0] else [])
+        # side by side, class names on the first matrix only: the rows are the same
+        ax.set_yticks(range(len(ticks)), ticks if across == 1 or ax is axes[0] else [])
+        ax.set_ylabel("true" if across == 1 or ax is axes[0] else "")
         ax.set_xlabel("predicted")
         title = _MODEL_TITLES.get(name, name)
         ax.set_title(f"{title}: macro-F1 {suite[name]['macro_f1']:.3f}", fontsize=10)
-    axes[0][0].set_ylabel("true")
     return _to_uri(fig)
