@@ -23,8 +23,9 @@ def _recipe(**train: object) -> Recipe:
 def test_epochs_auto_reaches_min_steps_on_a_small_classification_set() -> None:
     cfg = TrainConfig(task="classification")
     small = resolve_schedule(cfg, n_train=200, n_val=0)  # 25 steps per epoch
-    assert (small.steps_per_epoch, small.epochs, small.total_steps) == (25, 10.0, 250)
-    assert any("epochs auto: 10" in note for note in small.notes)
+    assert (small.steps_per_epoch, small.epochs, small.total_steps) == (25, 20.0, 500)
+    assert any("epochs auto: 20" in note for note in small.notes)
+    assert resolve_schedule(cfg, n_train=400, n_val=0).epochs == 10.0  # 50 steps per epoch
     assert resolve_schedule(cfg, n_train=20_000, n_val=0).epochs == 3.0  # already enough
     assert resolve_schedule(cfg, n_train=16, n_val=0).epochs == 20.0  # capped
     assert resolve_schedule(TrainConfig(), n_train=200, n_val=0).epochs == 3.0  # causal_lm
@@ -48,9 +49,9 @@ def test_max_steps_warmup_and_logging_steps(tmp_path: Path) -> None:
     args = training_arguments(_recipe(max_steps=40, warmup_steps=7), str(tmp_path), schedule)
     assert args.max_steps == 40 and args.warmup_steps == 7
     ratio = resolve_schedule(TrainConfig(task="classification", warmup_ratio=0.1), 200, 0)
-    assert ratio.warmup_steps == 25  # 10 % of 250
-    # about 25 loss logs per run: a 250-step run logs every 10 steps, not every 62
-    assert ratio.logging_steps == 10
+    assert ratio.warmup_steps == 50  # 10 % of 500
+    # about 25 loss logs per run: a 500-step run logs every 20 steps, not every 62
+    assert ratio.logging_steps == 20
     assert resolve_schedule(TrainConfig(), 8, 0).logging_steps == 1
     assert resolve_schedule(TrainConfig(epochs=100), 8000, 0).logging_steps == 50
     assert resolve_schedule(TrainConfig(logging_steps=3), 8000, 0).logging_steps == 3
