@@ -293,8 +293,7 @@ class LearningRates(StrictModel):
 
     adapter: float | Auto = Field(
         "auto",
-        description="LR of adapter/new parameters (LoRA, prompt encoders, a new head); auto: "
-        "1e-3.",
+        description="LR of adapter/new parameters (LoRA, prompt encoders, a new head); auto: 1e-3.",
     )
     base: float | Auto = Field(
         "auto",
