@@ -94,6 +94,29 @@ def _print_reasons(result: Any) -> None:
             out.print(f"  {o.name} rejected {count}: {reason}", soft_wrap=True)
 
 
+def _print_classification(run_dir: Path) -> None:
+    """Base, tuned and the TF-IDF baseline on the test split, with their intervals."""
+    import json
+
+    metrics = run_dir / "evaluate" / "metrics.json"
+    if not metrics.exists():
+        return
+    suite = json.loads(metrics.read_text(encoding="utf-8"))["suites"]["classification"]
+    out.print(f"classification on the test split ({suite['n']} rows), 95 % intervals:")
+    names = {"base": "base", "tuned": "tuned", "quantized": "int8", "baseline": "TF-IDF"}
+    for column, name in names.items():
+        scores = suite.get(column)
+        if not isinstance(scores, dict) or "accuracy" not in scores:
+            continue
+        ci = scores.get("ci", {})
+        cells = [
+            f"{metric} {scores[metric]:.3f}"
+            + (f" [{ci[metric][0]:.3f}, {ci[metric][1]:.3f}]" if metric in ci else "")
+            for metric in ("accuracy", "macro_f1")
+        ]
+        out.print(f"  {name:7} {'   '.join(cells)}")
+
+
 def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
     from synthtune.config import load_recipe
     from synthtune.pipeline import run_recipe
@@ -114,13 +137,8 @@ def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
         out.print("every stage already complete: nothing to do (use --force or --from to redo)")
     evaluate = next((o for o in result.outcomes if o.name == "evaluate"), None)
     ppl = evaluate.summary.get("perplexity") if evaluate else None
-    cls = evaluate.summary.get("classification") if evaluate else None
-    if cls and "base" in cls:
-        b, t = cls["base"], cls["tuned"]
-        out.print(
-            f"classification on the test split ({cls['n']}): accuracy base {b['accuracy']:.2f} "
-            f"-> tuned {t['accuracy']:.2f}, macro-F1 {b['macro_f1']:.2f} -> {t['macro_f1']:.2f}"
-        )
+    if evaluate and "classification" in evaluate.summary:
+        _print_classification(result.run_dir)
     if ppl and "base" in ppl:
         out.print(
             f"perplexity on the real test split: base {ppl['base']:.2f} -> tuned "

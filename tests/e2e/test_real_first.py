@@ -68,6 +68,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
             app, ["run", str(_recipe(folder, name, with_generate)), "--out", str(out), "-q"]
         )
         assert result.exit_code == 0, result.output
+        (out / f"{name}.out").write_text(result.output, encoding="utf-8")
     return out
 
 
@@ -96,6 +97,9 @@ def test_the_classification_report_has_base_tuned_baseline_and_intervals(runs: P
         assert sum(map(sum, matrix)) == 24  # every test row counted once
     html = (runs / "real-only" / "report.html").read_text()
     assert "TF-IDF" in html and "Confusion" in html
+    printed = (runs / "real-only.out").read_text()
+    line = next(x for x in printed.splitlines() if x.strip().startswith("TF-IDF"))
+    assert f"accuracy {suite['baseline']['accuracy']:.3f} [" in line
 
 
 def test_one_generate_section_adds_synthetic_rows_to_train_only(runs: Path) -> None:

@@ -118,9 +118,9 @@ def test_baseline_learns_from_real_rows_only(model: str) -> None:
     truth = [labels.index(str(r.payload.label)) for r in test]
     texts = [r.payload.input_text() for r in test]
     cfg = BaselineConfig(model=model)
-    out = score_baseline(train, texts, truth, labels, cfg, CI, seed=0)
+    out = score_baseline(train, [], texts, truth, labels, cfg, CI, seed=0)
     assert out["trained_on"] == "real" and out["train_rows"] == 40
-    assert out["features"] == "word" and out["model"] == model
+    assert out["features"] == "word" and out["model"] == model and out["c"] == 1.0
     assert out["accuracy"] >= 0.9 and out["ci"]["accuracy"][1] <= 1.0
 
 
@@ -131,5 +131,40 @@ def test_baseline_without_real_rows_uses_all_and_says_so() -> None:
 
 def test_baseline_with_one_class_is_skipped_with_the_reason() -> None:
     train = [_record(f"text {i}", "positive") for i in range(5)]
-    out = score_baseline(train, ["x"], [0], ["negative", "positive"], BaselineConfig(), CI, 0)
+    out = score_baseline(train, [], ["x"], [0], ["negative", "positive"], BaselineConfig(), CI, 0)
     assert "fewer than two classes" in out["skipped"] and "accuracy" not in out
+
+
+def test_baseline_settings_are_chosen_on_validation_rows_never_on_test() -> None:
+    # the label is a suffix glued to the word ("...zq" vs "...xv"): word n-grams see only
+    # unseen words, character n-grams see the suffix; validation must pick char_wb
+    def rows(n: int, offset: int) -> list[Record]:
+        return [
+            _record(f"item {i + offset}{'zq' if i % 2 else 'xv'} today", "pos" if i % 2 else "neg")
+            for i in range(n)
+        ]
+
+    labels = ["neg", "pos"]
+    test = rows(20, 900)
+    truth = [labels.index(str(r.payload.label)) for r in test]
+    texts = [r.payload.input_text() for r in test]
+    out = score_baseline(rows(40, 0), rows(20, 500), texts, truth, labels, BaselineConfig(), CI, 0)
+    assert out["features"] == "char_wb"
+    assert set(out["chosen_on_validation"]) == {
+        "word C=1",
+        "word C=10",
+        "char_wb C=1",
+        "char_wb C=10",
+    }
+    assert out["chosen_on_validation"]["word C=1"] <= 0.6 < out["accuracy"]
+    fixed = score_baseline(
+        rows(40, 0),
+        rows(20, 500),
+        texts,
+        truth,
+        labels,
+        BaselineConfig(features="word", c=1),
+        CI,
+        0,
+    )
+    assert fixed["features"] == "word" and "chosen_on_validation" not in fixed

@@ -552,14 +552,28 @@ class BaselineConfig(StrictModel):
     """The TF-IDF linear baseline scored beside base and tuned (classification)."""
 
     enabled: bool = Field(True, description="Train and score the baseline.")
-    features: Literal["auto", "word", "char"] = Field(
+    features: Literal["auto", "word", "char", "char_wb"] = Field(
         "auto",
-        description="word: word 1-2-grams; char: character 1-3-grams; auto: char when the "
-        "training texts are mostly CJK or have no spaces, else word.",
+        description="word: word 1-2-grams; char: character 1-3-grams; char_wb: character "
+        "2-5-grams inside word boundaries; auto: char when the training texts are mostly "
+        "CJK or have no spaces, else word or char_wb, whichever scores higher on the "
+        "validation rows (word without them).",
     )
     model: Literal["logreg", "linear_svc"] = Field(
         "logreg", description="scikit-learn LogisticRegression or LinearSVC."
     )
+    c: float | Literal["auto"] = Field(
+        "auto",
+        description="Inverse regularisation strength C; auto: 1 or 10, whichever scores "
+        "higher on the validation rows (1 without them).",
+    )
+
+    @field_validator("c")
+    @classmethod
+    def _positive(cls, value: float | str) -> float | str:
+        if value != "auto" and float(value) <= 0:
+            raise ValueError("c must be above 0")
+        return value
 
 
 class ForgettingConfig(StrictModel):

@@ -40,6 +40,7 @@ def summarize(columns: Columns, inputs: EvalInputs) -> dict[str, Any]:
     if cfg.baseline.enabled:
         out["baseline"] = score_baseline(
             inputs.train,
+            inputs.val,
             texts,
             truth,
             inputs.labels,

@@ -99,6 +99,7 @@ class EvaluateStage:
             test=test,
             labels=train.get("labels", []),
             train=ctx.store.read_table("mix", "train"),
+            val=ctx.store.read_table("mix", "val"),
         )
         if {"generation", "rules"} & set(names):
             inputs.prompt_source, inputs.prompts = eval_prompts(

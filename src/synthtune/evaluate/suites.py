@@ -28,6 +28,7 @@ class EvalInputs:
     test: list[Record]
     labels: list[str] = field(default_factory=list)
     train: list[Record] = field(default_factory=list)  # mix/train, for baselines
+    val: list[Record] = field(default_factory=list)  # mix/val: baselines choose settings on it
     prompt_source: str = ""
     prompts: list[EvalPrompt] = field(default_factory=list)
     replies: dict[str, list[str]] = field(default_factory=dict)
