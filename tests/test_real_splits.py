@@ -211,3 +211,52 @@ def test_a_one_class_label_set_is_refused_at_validate(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(no_labels)])
     assert result.exit_code == 2
     assert "mix.real.label_field: train.task classification needs a label column" in result.output
+
+
+def test_validation_or_test_labels_missing_from_train_are_refused_at_validate(
+    tmp_path: Path,
+) -> None:
+    write_lines(tmp_path / "train.jsonl", topic_rows("train", 100))
+    write_lines(tmp_path / "val.jsonl", topic_rows("val", 6, labels=("a", "c")))
+    write_lines(tmp_path / "test.jsonl", topic_rows("test", 6))
+    real = {"train": "train.jsonl", "test": "test.jsonl", "label_field": "label"}
+    ok = _recipe(tmp_path, real, train={"task": "classification"})
+    assert CliRunner().invoke(app, ["validate", str(ok)]).exit_code == 0
+    bad = _recipe(tmp_path, {**real, "validation": "val.jsonl"}, train={"task": "classification"})
+    result = CliRunner().invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "mix.real.validation: the val split has labels the train split lacks: 'c' (3 rows)" in (
+        " ".join(result.output.split())
+    )
+
+
+def test_an_empty_hash_split_is_refused_at_validate_unless_evaluation_is_off(
+    tmp_path: Path,
+) -> None:
+    write_lines(tmp_path / "train.jsonl", topic_rows("train", 3))
+    write_lines(tmp_path / "test.jsonl", topic_rows("test", 4))
+    real = {"train": "train.jsonl", "test": "test.jsonl", "label_field": "label"}
+    runner = CliRunner()
+    recipe = _recipe(tmp_path, real, train={"task": "classification"})
+    result = runner.invoke(app, ["validate", str(recipe)])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "mix.real.train: the hash split left the val split empty (3 train rows)" in text
+    off = _recipe(tmp_path, real, train={"task": "classification", "eval_strategy": "no"})
+    assert runner.invoke(app, ["validate", str(off)]).exit_code == 0
+
+
+def test_one_dataset_dict_folder_gives_each_field_its_own_split(tmp_path: Path) -> None:
+    import datasets
+
+    datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list(topic_rows("train", 20)),
+            "validation": datasets.Dataset.from_list(topic_rows("val", 4)),
+            "test": datasets.Dataset.from_list(topic_rows("test", 6)),
+        }
+    ).save_to_disk(str(tmp_path / "saved"))
+    real = {"train": "saved", "validation": "saved", "test": "saved", "label_field": "label"}
+    loaded = load_real_splits(load_recipe(_recipe(tmp_path, real)))
+    assert {k: len(v) for k, v in loaded.splits.items()} == {"train": 20, "val": 4, "test": 6}
+    assert loaded.stats["overlap"] == {"train_test": 0, "train_validation": 0, "validation_test": 0}

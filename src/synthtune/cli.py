@@ -102,7 +102,11 @@ def _print_classification(run_dir: Path) -> None:
     if not metrics.exists():
         return
     suite = json.loads(metrics.read_text(encoding="utf-8"))["suites"]["classification"]
-    out.print(f"classification on the test split ({suite['n']} rows), 95 % intervals:")
+    boot = suite.get("bootstrap", {})
+    intervals = (
+        f", {boot.get('confidence', 0.95):.0%} intervals" if boot.get("resamples", 1) else ""
+    )
+    out.print(f"classification on the test split ({suite['n']} rows){intervals}:")
     names = {"base": "base", "tuned": "tuned", "quantized": "int8", "baseline": "TF-IDF"}
     for column, name in names.items():
         scores = suite.get(column)

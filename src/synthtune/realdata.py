@@ -161,7 +161,9 @@ def _read_csv(path: Path, cfg: RealDataConfig) -> RealRows:
             read_options=pa_csv.ReadOptions(
                 use_threads=False, encoding="utf8" if utf8 else cfg.encoding
             ),
-            parse_options=pa_csv.ParseOptions(delimiter="\t" if path.suffix == ".tsv" else ","),
+            parse_options=pa_csv.ParseOptions(
+                delimiter="\t" if path.suffix.lower() == ".tsv" else ","
+            ),
             convert_options=pa_csv.ConvertOptions(
                 column_types={column: pa.string() for column in text_columns}
             ),
@@ -304,8 +306,11 @@ def _text(row: dict[str, Any], field: str, column: str, where: str) -> str:
     if column not in row:
         raise _missing(where, column, field, row)
     value = row[column]
-    if isinstance(value, int) and not isinstance(value, bool) and field == "label_field":
-        value = str(value)  # integer class ids are labels too
+    if field == "label_field" and isinstance(value, bool | int | float):
+        # class ids are labels too; a float column of whole numbers (Parquet, pandas with
+        # missing values) gives 1.0 for 1: the same label as the integer
+        whole = isinstance(value, float) and value.is_integer()
+        value = str(int(value)) if whole else str(value)
     if not isinstance(value, str) or not value.strip():
         raise StageError(
             f"{where}: column {column!r} (mix.real.{field}) is empty or not text: {value!r}"
@@ -426,6 +431,23 @@ class FileRead:
     dropped: int
 
 
+# A DatasetDict named by mix.real.validation / test (often the same folder as train) is read
+# at the split of that name, unless mix.real.split is set explicitly.
+_FIELD_SPLITS = {"validation": ("validation", "val", "dev"), "test": ("test",)}
+
+
+def _read_rows(path: Path, fmt: str, cfg: RealDataConfig, field: str) -> RealRows:
+    reader = _READERS[fmt]
+    if fmt in ("hf-disk", "hf") and "split" not in cfg.model_fields_set:
+        for name in _FIELD_SPLITS.get(field, ()):
+            try:
+                return reader(path, cfg.model_copy(update={"split": name}))
+            except StageError as exc:
+                if "has no split" not in str(exc):
+                    raise
+    return reader(path, cfg)
+
+
 def read_real_file(cfg: RealDataConfig, path: Path, field: str = "path") -> FileRead:
     """Read one data file (``field`` names the recipe field that points at it) with ``cfg``'s
     mapping. Lineage keeps ``file`` (the file or folder name), ``row`` (from 1; the line in
@@ -437,7 +459,7 @@ def read_real_file(cfg: RealDataConfig, path: Path, field: str = "path") -> File
             f"real data file not found: {path} (mix.real.{field}, relative to the recipe)"
         )
     fmt = detect_format(path, field) if cfg.format == "auto" else cfg.format
-    rows = _READERS[fmt](path, cfg)
+    rows = _read_rows(path, fmt, cfg, field)
     listed = list(rows.rows)
     columns = rows.columns if rows.columns is not None else (listed[0][1] if listed else [])
     cfg = _with_messages(cfg, columns)

@@ -163,7 +163,8 @@ class Recipe(StrictModel):
         """The generate section, for code that runs only when the recipe has one."""
         if self.generate is None:
             raise RecipeError(
-                str(self.source), ["generate: this needs a generate section (none in the recipe)"]
+                str(self.source or "the recipe"),
+                ["generate: this needs a generate section (none in the recipe)"],
             )
         return self.generate
 

@@ -57,6 +57,27 @@ def label_counts(splits: dict[str, list[Record]]) -> dict[str, dict[str, dict[st
     return out
 
 
+def check_real_sizes(recipe: Recipe, real: RealSplits) -> list[str]:
+    """An empty real test split (always needed) or validation split (needed unless
+    train.eval_strategy is no), said at validate rather than at train time."""
+    cfg = recipe.mix.real
+    assert cfg is not None
+    source = "mix.real.path" if cfg.path is not None else "mix.real.train"
+    problems = []
+    needed = {"test": ("test", "test_fraction")}
+    if recipe.train.eval_strategy != "no":
+        needed["val"] = ("validation", "val_fraction")
+    for split, (field, fraction) in needed.items():
+        if not real.splits[split]:
+            problems.append(
+                f"{source}: the hash split left the {split} split empty "
+                f"({len(real.splits['train'])} train rows); give a {field} file "
+                f"(mix.real.{field}) or raise mix.{fraction}"
+                + (" (or set train.eval_strategy: no)" if split == "val" else "")
+            )
+    return problems
+
+
 def check_real_labels(recipe: Recipe, real: RealSplits) -> list[str]:
     """Problems a classifier trained on real data alone would hit (one class, no labels)."""
     if recipe.train.task != "classification" or recipe.generate is not None:
@@ -71,7 +92,27 @@ def check_real_labels(recipe: Recipe, real: RealSplits) -> list[str]:
             f"({', '.join(map(str, labels)) or 'none'}); a classifier needs at least 2 "
             "(a one-class model scores 1.00 and means nothing)"
         ]
-    return []
+    # the classifier knows the train labels only: a validation row of another class fails
+    # training, a test row of another class would be left out of every metric
+    problems = []
+    for split, field in (("val", "validation"), ("test", "test")):
+        unknown = Counter(
+            str(r.payload.label) for r in real.splits[split] if r.payload.label not in labels
+        )
+        if unknown:
+            real_cfg = recipe.mix.real
+            where = (
+                field
+                if getattr(real_cfg, field) is not None
+                else ("path" if real_cfg.path is not None else "train")
+            )
+            found = ", ".join(f"{label!r} ({n} rows)" for label, n in sorted(unknown.items()))
+            problems.append(
+                f"mix.real.{where}: the {split} split has labels the train split lacks: "
+                f"{found}; the classifier can only predict the train labels "
+                f"({', '.join(sorted(map(str, labels)))})"
+            )
+    return problems
 
 
 class MixStage:
@@ -83,7 +124,8 @@ class MixStage:
         label set, is reported by validate, before any work."""
         if recipe.mix.real is None:
             return
-        problems = check_real_labels(recipe, load_real_splits(recipe))
+        real = load_real_splits(recipe)
+        problems = check_real_sizes(recipe, real) + check_real_labels(recipe, real)
         if problems:
             raise RecipeError(str(recipe.source), problems)
 
@@ -138,7 +180,7 @@ class MixStage:
             ctx.log(
                 "[yellow]mix: the same rows appear in two splits "
                 f"({', '.join(f'{k} {v}' for k, v in leaks.items())}); "
-                "mix.real.duplicates: drop removes them from train/validation[/]"
+                "mix.real.duplicates: drop removes test rows from train/validation[/]"
             )
 
     def _inject(

@@ -243,6 +243,8 @@ class TrainMeter(TrainerCallback):
         self._began: float | None = None
         self._tokens: Any = 0
         self._loss: Any = 0.0
+        self._reduced_tokens = 0.0  # summed over processes (DDP), see _gather
+        self._reduced_loss = 0.0
 
     def resume_from(self, checkpoint: str | None) -> None:
         """Start from the totals saved with ``checkpoint`` (none: a fresh run)."""
@@ -266,14 +268,34 @@ class TrainMeter(TrainerCallback):
         if self._began is not None:
             self.seconds += self.clock() - self._began
             self._began = None
+        self._gather()
+
+    def _gather(self) -> None:
+        """Under DDP each process counts its own batches: sum the tokens and average the loss
+        over the processes once per optimizer step (every process reaches on_step_end), so
+        process 0's totals cover the whole run."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        pending = torch.stack(
+            [
+                torch.as_tensor(self._tokens, dtype=torch.float64).reshape(()),
+                torch.as_tensor(self._loss, dtype=torch.float64).reshape(()),
+            ]
+        )
+        dist.all_reduce(pending)
+        self._reduced_tokens += float(pending[0])
+        self._reduced_loss += float(pending[1]) / dist.get_world_size()
+        self._tokens, self._loss = 0, 0.0
 
     def totals(self, global_step: int) -> RunTotals:
         """Totals over every part, up to ``global_step``."""
         return RunTotals(
             train_seconds=self.prior.train_seconds + self.seconds,
             wall_seconds=self.prior.wall_seconds + self.clock() - self.started,
-            tokens=self.prior.tokens + int(self._tokens),
-            loss_sum=self.prior.loss_sum + float(self._loss),
+            tokens=self.prior.tokens + int(self._reduced_tokens + float(self._tokens)),
+            loss_sum=self.prior.loss_sum + self._reduced_loss + float(self._loss),
             steps=global_step,
             parts=self.prior.parts + 1,
         )
