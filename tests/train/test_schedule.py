@@ -33,7 +33,7 @@ def test_epochs_auto_reaches_min_steps_on_a_small_classification_set() -> None:
 
 
 def test_learning_rates_auto_depend_on_task_and_explicit_ones_win() -> None:
-    assert TrainConfig(task="classification", method="full").learning_rates() == (1e-3, 5e-5)
+    assert TrainConfig(task="classification", method="full").learning_rates() == (1e-3, 1e-4)
     assert TrainConfig(method="full").learning_rates() == (1e-3, 1e-5)
     explicit = TrainConfig(task="classification", lr={"base": 2e-5, "adapter": 3e-3})
     assert explicit.learning_rates() == (3e-3, 2e-5)
