@@ -212,3 +212,24 @@ def test_confusion_plot_names_classes_it_can_draw(labels: list[str], named: bool
     uri = plots.confusion_matrices(suite, ("base", "tuned", "baseline"), normalize=True)
     image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
     assert image.width > 1.6 * image.height  # two matrices side by side; no base column
+
+
+def test_rows_shared_between_real_test_and_train_or_validation_are_warned_about() -> None:
+    from synthtune.report.sections import run_warnings
+
+    real = {
+        "rows_read": 50,
+        "duplicates": 0,
+        "duplicates_dropped": 0,
+        "duplicates_policy": "keep",
+        "overlap": {"train_test": 2, "train_validation": 0, "validation_test": 1},
+    }
+    state = {"mix": {"summary": {"real": real}}}
+    warnings = run_warnings(state, {"task": "causal_lm"}, None, {})
+    assert "real data: 2 rows of the test split also occur in the train split" in warnings[0]
+    assert "real data: 1 rows of the test split also occur in the validation split" in (warnings[1])
+    dropped = {**real, "duplicates_policy": "drop", "duplicates_dropped": 3}
+    after = run_warnings({"mix": {"summary": {"real": dropped}}}, {"task": "causal_lm"}, None, {})
+    assert after == [
+        "real data: 3 of 50 real rows were dropped as duplicates (mix.real.duplicates: drop)"
+    ]

@@ -128,9 +128,14 @@ def run_warnings(
         out.append(
             f"real data: {real['duplicates']} duplicate real rows were kept (counted, not dropped)"
         )
-    leaked = (real.get("overlap") or {}).get("train_test")
-    if leaked and real.get("duplicates_policy") != "drop":  # drop removes them from train
-        out.append(f"real data: {leaked} rows of the test split also occur in the train split")
+    overlap = real.get("overlap") or {}
+    if real.get("duplicates_policy") != "drop":  # drop removes test rows from train and val
+        for key, split in (("train_test", "train"), ("validation_test", "validation")):
+            if overlap.get(key):
+                out.append(
+                    f"real data: {overlap[key]} rows of the test split also occur in the "
+                    f"{split} split (mix.real.duplicates: drop removes them)"
+                )
     if (train or {}).get("task", "classification") == "classification":
         out.extend(skew_warnings(tables))
     return out
