@@ -53,6 +53,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "lora-2e-3": {"method": "lora", "lr": {"adapter": 2e-3}},
     "full-1e-4": {"method": "full", "lr": {"base": 1e-4}},
     "full-min500-1e-4": {"method": "full", "min_steps": 500, "lr": {"base": 1e-4}},
+    "full-min500-1e-4-loss": {
+        "method": "full",
+        "min_steps": 500,
+        "lr": {"base": 1e-4},
+        "early_stopping": {"metric": "eval_loss"},
+    },
 }
 
 
