@@ -260,3 +260,10 @@ def test_one_dataset_dict_folder_gives_each_field_its_own_split(tmp_path: Path) 
     loaded = load_real_splits(load_recipe(_recipe(tmp_path, real)))
     assert {k: len(v) for k, v in loaded.splits.items()} == {"train": 20, "val": 4, "test": 6}
     assert loaded.stats["overlap"] == {"train_test": 0, "train_validation": 0, "validation_test": 0}
+
+
+def test_a_line_separator_inside_a_json_string_does_not_split_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "sep.jsonl"
+    path.write_text('{"text": "first\u2028second"}\r\n{"text": "third"}\n', encoding="utf-8")
+    records = load_real(RealDataConfig(path=path))
+    assert [r.payload.text() for r in records] == ["first\u2028second", "third"]

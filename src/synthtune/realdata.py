@@ -100,7 +100,9 @@ def _object_rows(path: Path, items: Iterable[tuple[int, Any]], unit: str) -> Rea
 
 
 def _jsonl_items(path: Path, text: str) -> Iterator[tuple[int, Any]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # split on "\n" only: str.splitlines also breaks at U+2028 and other separators that
+    # JSON allows unescaped inside strings (tweets carry them)
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
