@@ -107,7 +107,8 @@ def test_offline_problem_per_kind_of_name(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert offline_problem("foo/bar") == (
         "'foo/bar' cannot be loaded offline: not a folder, not a packaged model "
-        "(all-MiniLM-L6-v2), not in the Hugging Face cache (HF_HUB_OFFLINE is set)"
+        "(all-MiniLM-L6-v2, multilingual-e5-small, SmolLM2-135M-Instruct, gemma-3-270m), "
+        "not in the Hugging Face cache (HF_HUB_OFFLINE is set)"
     )
 
 

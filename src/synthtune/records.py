@@ -133,3 +133,17 @@ def split_of(record_id: str, seed: int, val_fraction: float, test_fraction: floa
     if bucket < test_fraction + val_fraction:
         return "val"
     return "train"
+
+
+def stratum_value(record: Record, key: str) -> Any:
+    """``template``/``strategy``/any lineage key; ``slots.gender``; ``label``."""
+    if key == "label":
+        return record.payload.label
+    if key.startswith("slots."):
+        return record.lineage.get("slots", {}).get(key.removeprefix("slots."))
+    return record.lineage.get(key)
+
+
+def stratum_of(record: Record, stratify_by: list[str]) -> str:
+    """The record's stratum (review sampling, mix counts): ``key=value`` joined by `` | ``."""
+    return " | ".join(f"{k}={stratum_value(record, k)}" for k in stratify_by) or "all"

@@ -87,6 +87,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link to a file that is only ever replaced whole (every write here is atomic),
+    a copy of one written in place (SQLite) or where links are not possible."""
+    if ".sqlite" not in Path(source).name:
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass
+    shutil.copy2(source, target)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -282,6 +294,28 @@ class RunStore:
         if state["stages"].pop(stage, None) is not None:
             atomic_write_json(self.state_path, state)
         shutil.rmtree(self.stage_dir(stage), ignore_errors=True)
+
+    def reuse_stage(self, stage: str, sibling: RunStore) -> dict[str, Any]:
+        """Take over ``sibling``'s complete ``stage`` (same fingerprint, checked by the
+        caller): its folder is linked file by file into a hidden temporary folder, renamed
+        into place, then marked complete here; returns the sibling's state entry.
+
+        Files are hard links where the file system allows (copies otherwise), except SQLite
+        files, which are written in place and so always copied. A crash before the state
+        entry is written leaves the stage incomplete here: the next run redoes the reuse.
+        """
+        entry = sibling.stage_state(stage)
+        if entry is None:
+            raise StageError(f"{stage}: not complete in {sibling.root}, nothing to reuse")
+        self.invalidate(stage)
+        tmp = self.root / f".{stage}.reuse"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(sibling.stage_dir(stage), tmp, copy_function=_link_or_copy)
+        os.replace(tmp, self.stage_dir(stage))
+        state = self.state()
+        state["stages"][stage] = {**entry, "reused_from": str(sibling.root)}
+        atomic_write_json(self.state_path, state)
+        return entry
 
     # ---- lock file
     def write_lock(self, recipe_dump: dict[str, Any], fingerprint: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from synthtune.config.ablate import AblateConfig
 from synthtune.config.base import RecipePath, StrictModel
 from synthtune.config.evolve import EvolveConfig
 from synthtune.config.federated import FederatedConfig
@@ -68,6 +69,7 @@ from synthtune.config.training import (
     EvaluateConfig,
     ExportConfig,
     FreezeConfig,
+    LabelTargetsConfig,
     LearningRates,
     LocalTinyConfig,
     LoraConfig,
@@ -81,6 +83,7 @@ from synthtune.config.training import (
 from synthtune.errors import RecipeError
 
 __all__ = [
+    "AblateConfig",
     "AdversarialConfig",
     "AugmentConfig",
     "BackendConfig",
@@ -104,6 +107,7 @@ __all__ = [
     "HeuristicsConfig",
     "ImageStrategy",
     "JudgeConfig",
+    "LabelTargetsConfig",
     "LearningRates",
     "LocalTinyConfig",
     "LoraConfig",
@@ -156,6 +160,11 @@ class Recipe(StrictModel):
     evolve: EvolveConfig = Field(default_factory=EvolveConfig)
     federated: FederatedConfig = Field(default_factory=FederatedConfig)
     local_tiny: LocalTinyConfig = Field(default_factory=LocalTinyConfig)
+    ablate: AblateConfig | None = Field(
+        None,
+        description="synthtune ablate: variants of this recipe x training seeds, compared "
+        "with confidence intervals (docs/ablations.md). Ignored by every other command.",
+    )
     source: Path | None = Field(None, exclude=True, description="Recipe file (set by loader).")
 
     @property

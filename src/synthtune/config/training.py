@@ -211,6 +211,58 @@ def ratio_value(value: str) -> float:
     return float(m.group(1)) / float(m.group(2))
 
 
+class LabelTargetsConfig(StrictModel):
+    """How many synthetic records each class label should get (docs/mixing.md: labels).
+
+    Targets are computed from the real train split's label counts; generation weights its
+    label slot by them and mixing enforces them as per-label quotas. Unlabelled data ignores
+    this section.
+    """
+
+    target: Literal["as-real", "balanced"] | dict[str, float] = Field(
+        "as-real",
+        description="as-real: the real train split's label shares; balanced: real + "
+        "synthetic per label as even as possible (water-filling); or explicit shares "
+        "{label: share} (normalised; labels left out get min_per_label).",
+    )
+    ratio_per_label: bool = Field(
+        True,
+        description="as-real: apply mix.ratio to each label (30 real rows at 1:3 -> 10); "
+        "false: split the total budget by the real shares (largest remainder).",
+    )
+    allow_zero: list[str] = Field(
+        default_factory=list,
+        description="Labels that may end with no synthetic records: no min_per_label, no "
+        "fill from off-manifold records, no warning.",
+    )
+    min_per_label: int = Field(
+        1,
+        ge=0,
+        description="Least synthetic records per label when synthetic data is asked for "
+        "(may add a few records beyond the ratio).",
+    )
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _label_keys(cls, value: object) -> object:
+        """YAML reads labels 0/1 as numbers; labels are strings in records."""
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("allow_zero", mode="before")
+    @classmethod
+    def _label_names(cls, value: object) -> object:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("target")
+    @classmethod
+    def _shares(cls, value: str | dict[str, float]) -> str | dict[str, float]:
+        if isinstance(value, dict) and (
+            not value or any(s < 0 for s in value.values()) or sum(value.values()) <= 0
+        ):
+            raise ValueError("explicit shares must be non-negative with a positive sum")
+        return value
+
+
 class MixConfig(StrictModel):
     real: RealDataConfig | None = Field(None, description="Real data to mix with.")
     ratio: str = Field("1:3", description="synthetic:real in the training split, to start.")
@@ -220,6 +272,15 @@ class MixConfig(StrictModel):
     features: FeatureSpaceConfig = Field(default_factory=FeatureSpaceConfig)
     distance: DistanceConfig = Field(default_factory=DistanceConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    labels: LabelTargetsConfig = Field(
+        default_factory=LabelTargetsConfig,
+        description="Synthetic records per class label (classification data only).",
+    )
+    use_real_train: bool = Field(
+        True,
+        description="false: the train split holds the synthetic records only (validation "
+        "and test stay real; label targets still come from the real train counts).",
+    )
 
     @field_validator("ratio")
     @classmethod
@@ -418,6 +479,12 @@ class TrainConfig(StrictModel):
         "small real sets: docs/training.md).",
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    seed: int | None = Field(
+        None,
+        description="Seed of training's randomness (head init, data order, dropout, "
+        "augmentation); null: the recipe's seed. Splits and generation keep the recipe's "
+        "seed, so `synthtune ablate` varies this one alone (docs/ablations.md).",
+    )
     prompt_learning: PromptLearningConfig = Field(default_factory=PromptLearningConfig)
     adversarial: AdversarialConfig | None = Field(None, description="FGM/PGD training.")
     neftune_alpha: float | None = Field(None, gt=0, description="NEFTune noise (e.g. 5).")
@@ -511,6 +578,10 @@ class TrainConfig(StrictModel):
                 "classification and clip only; use eval_loss"
             )
         return self
+
+    def seed_for(self, recipe_seed: int) -> int:
+        """The seed training draws from: ``seed``, or the recipe's when unset."""
+        return recipe_seed if self.seed is None else self.seed
 
     def learning_rates(self) -> tuple[float, float]:
         """(adapter, base) with ``auto`` resolved. Base weights of an encoder classifier

@@ -126,6 +126,36 @@ class DistributionProbe:
             return None
         return sliced_wasserstein(self.vectors(records), self.real_vectors, self.opts).as_dict()
 
+    def label_distance(self, records: list[Record], label: str) -> float | None:
+        """Sliced Wasserstein (no interval) of ``records`` to the real train rows labelled
+        ``label``; None when either side has too few rows."""
+        mine = [i for i, r in enumerate(self.real) if str(r.payload.label) == label]
+        if len(records) < MIN_ROWS or len(mine) < MIN_ROWS:
+            return None
+        opts = DistanceOptions(
+            components=self.opts.components,
+            projections=self.opts.projections,
+            bootstrap=0,
+            seed=self.opts.seed,
+        )
+        found = sliced_wasserstein(self.vectors(records), self.real_vectors[mine], opts)
+        return round(found.value, 4)
+
+    def label_closeness(self, records: list[Record]) -> np.ndarray:
+        """Per record: the distance to the nearest real row of its label (of any label when
+        the real rows here have none of it)."""
+        out = np.zeros(len(records))
+        real_labels = np.array([str(r.payload.label) for r in self.real])
+        by_label: dict[str, list[int]] = {}
+        for i, record in enumerate(records):
+            by_label.setdefault(str(record.payload.label), []).append(i)
+        for label, rows in by_label.items():
+            mine = real_labels == label
+            reference = self.real_vectors[mine] if mine.any() else self.real_vectors
+            nearest = NearestNeighbors(n_neighbors=1).fit(reference)
+            out[rows] = nearest.kneighbors(self.vectors([records[i] for i in rows]))[0][:, 0]
+        return out
+
     def in_support(self, records: list[Record]) -> list[Record]:
         """The records on the real manifold (the ones mixing could use)."""
         outside = len(self.clusters.reference_share)

@@ -19,6 +19,7 @@ from synthtune.generate.strategies import STRATEGIES, Output, Strategy, WorkItem
 from synthtune.llm.backends.openai_compat import read_api_key
 from synthtune.llm.cache import ResponseCache
 from synthtune.llm.engine import GenerationEngine, Usage
+from synthtune.mix.targets import GenerationTargets, generation_targets
 from synthtune.records import Payload, Record, content_hash
 
 
@@ -112,7 +113,12 @@ class GenerateStage:
             store.write_table(self.name, "dataset", [])
             ctx.log(f"generate: {NO_GENERATE}")
             return {"records_in": 0, "records_out": 0, "records": 0, "skipped": NO_GENERATE}
-        strategy = make_strategy(recipe)
+        targeting = generation_targets(recipe)
+        for note in targeting.notes:
+            ctx.log(f"[yellow]{note[1:]}[/]" if note.startswith("!") else note)
+        if targeting.slots:
+            ctx.log(f"generate: label slots weighted by the synthetic targets {targeting.targets}")
+        strategy = make_strategy(targeting.recipe)
         items = strategy.plan()
         keys = {it.key for it in items}
         existing = first_by_key(self._existing(ctx), keys)
@@ -135,7 +141,7 @@ class GenerateStage:
                 record.lineage.pop("_shard", None)
                 dataset.append(record)
         store.write_table(self.name, "dataset", dataset)
-        return self._summary(items, dataset, engine.usage, len(existing))
+        return self._summary(items, dataset, engine.usage, len(existing), targeting)
 
     def _run_items(
         self,
@@ -167,7 +173,12 @@ class GenerateStage:
                 bar(len(batch))
 
     def _summary(
-        self, items: list[WorkItem], dataset: list[Record], usage: Usage, resumed: int
+        self,
+        items: list[WorkItem],
+        dataset: list[Record],
+        usage: Usage,
+        resumed: int,
+        targeting: GenerationTargets,
     ) -> dict[str, Any]:
         reasons = Counter(r.split(" (")[0] for rec in dataset for r in rec.reasons)
         return {
@@ -177,6 +188,7 @@ class GenerateStage:
             "resumed": resumed,
             "rejected_reasons": dict(reasons.most_common(5)),
             "by_template": dict(Counter(r.lineage["template"] for r in dataset)),
+            **targeting.summary(),
             "usage": {
                 **usage.as_dict(),
                 "tokens_in_total": sum(r.lineage.get("tokens_in", 0) for r in dataset),

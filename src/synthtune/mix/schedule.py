@@ -62,6 +62,101 @@ def choose_additions(
 
 
 @dataclass
+class LabelQuotas:
+    """Per-label quotas (``mix.labels``, from ``mix.targets``).
+
+    ``labels[i]``: the label index of pool record ``i`` (-1: a label without a target, never
+    chosen); ``quota[j]``: records label ``j`` gets at the start; ``closeness[i]``: distance
+    of record ``i`` to its label's real rows (the order off-manifold records fill a short
+    label in); ``fill[j]``: whether label ``j`` may be filled from off the manifold.
+    """
+
+    labels: np.ndarray
+    quota: np.ndarray
+    closeness: np.ndarray
+    fill: np.ndarray
+
+
+def start_by_shares(
+    pool_clusters: np.ndarray, reference_share: np.ndarray, want: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``want`` records by the real cluster shares, topped up at random when the pool cannot
+    meet them, never from outside the real manifold."""
+    used = np.zeros(len(pool_clusters), dtype=bool)
+    first = choose_additions(pool_clusters, used, reference_share, want, rng)
+    used[first] = True
+    if len(first) < want:
+        free = np.flatnonzero(~used & (pool_clusters != len(reference_share) - 1))
+        extra = rng.choice(free, size=min(want - len(first), len(free)), replace=False)
+        first = np.concatenate([first, extra])
+    return first
+
+
+def _within(
+    mask: np.ndarray,
+    pool_clusters: np.ndarray,
+    used: np.ndarray,
+    reference_share: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``choose_additions`` over the pool records under ``mask`` (pool indices back)."""
+    index = np.flatnonzero(mask)
+    return index[choose_additions(pool_clusters[index], used[index], reference_share, count, rng)]
+
+
+def start_by_label(
+    pool_clusters: np.ndarray,
+    reference_share: np.ndarray,
+    quotas: LabelQuotas,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each label's quota from its own records: by the real cluster shares, topped up at
+    random on the manifold, then (where allowed) from off-manifold records, closest to the
+    label's real rows first. Returns the chosen indices and the off-manifold fill per label."""
+    outside = len(reference_share) - 1
+    used = np.zeros(len(pool_clusters), dtype=bool)
+    filled = np.zeros(len(quotas.quota), dtype=np.int64)
+    for label, want in enumerate(quotas.quota):
+        mine = quotas.labels == label
+        used[_within(mine, pool_clusters, used, reference_share, int(want), rng)] = True
+        short = int(want) - int((used & mine).sum())
+        free = np.flatnonzero(mine & ~used & (pool_clusters != outside))
+        if short > 0 and len(free):
+            used[rng.choice(free, size=min(short, len(free)), replace=False)] = True
+            short = int(want) - int((used & mine).sum())
+        if short > 0 and quotas.fill[label]:
+            off = np.flatnonzero(mine & ~used)
+            off = off[np.argsort(quotas.closeness[off], kind="stable")][:short]
+            used[off] = True
+            filled[label] = len(off)
+    return np.flatnonzero(used), filled
+
+
+def add_by_label(
+    pool_clusters: np.ndarray,
+    used: np.ndarray,
+    reference_share: np.ndarray,
+    quotas: LabelQuotas,
+    count: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """A round's ``count`` additions split over the labels by quota share (within what each
+    label has left on the manifold), each label's part filling its cluster deficits."""
+    on = pool_clusters != len(reference_share) - 1
+    free = np.array(
+        [int(((quotas.labels == j) & ~used & on).sum()) for j in range(len(quotas.quota))]
+    )
+    parts = allocate(quotas.quota.astype(np.float64), free, count)
+    out = [
+        _within(quotas.labels == j, pool_clusters, used, reference_share, int(n), rng)
+        for j, n in enumerate(parts)
+        if n
+    ]
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
 class RoundResult:
     """One row of the per-round table (the report plots ``wasserstein`` with its interval)."""
 
@@ -93,6 +188,7 @@ class Schedule:
     # | "max rounds"
     stopped: str
     chosen_round: dict[int, int]  # pool index -> round it was added in
+    filled: np.ndarray | None = None  # per label: records taken from off the real manifold
 
 
 def run_schedule(
@@ -106,6 +202,7 @@ def run_schedule(
     threshold: float,
     measure: Callable[[np.ndarray], dict[str, Any]],
     seed: int,
+    quotas: LabelQuotas | None = None,
 ) -> Schedule:
     """Start with ``start_ratio`` x ``real_train`` records, then deficit-filling rounds.
 
@@ -115,7 +212,8 @@ def run_schedule(
     ``measure(indices)`` returns the round's measures with the distance under
     ``"wasserstein"`` (``None`` when too few records to measure) and optionally its interval's
     upper end under ``"wasserstein_upper"``: the threshold is compared with the upper end (when
-    given), improvement with the estimate.
+    given), improvement with the estimate. With ``quotas`` (class labels), the start is each
+    label's quota and every round's additions are split over the labels by quota share.
     """
     rng = np.random.default_rng(seed)
     n_pool = len(pool_clusters)
@@ -123,13 +221,12 @@ def run_schedule(
     cap = min(int(real_train * max_ratio), n_pool)
     step = per_round or max(1, want // 2)
     used = np.zeros(n_pool, dtype=bool)
-    first = choose_additions(pool_clusters, used, reference_share, min(want, n_pool), rng)
+    filled = None
+    if quotas is None:
+        first = start_by_shares(pool_clusters, reference_share, want, rng)
+    else:
+        first, filled = start_by_label(pool_clusters, reference_share, quotas, rng)
     used[first] = True
-    if len(first) < want:  # the shares cannot be met: top up at random, never from outside
-        free = np.flatnonzero(~used & (pool_clusters != len(reference_share) - 1))
-        extra = rng.choice(free, size=min(want - len(first), len(free)), replace=False)
-        used[extra] = True
-        first = np.concatenate([first, extra])
     added_in = {int(i): 0 for i in first}
     start = len(first)
     rounds: list[RoundResult] = []
@@ -146,22 +243,25 @@ def run_schedule(
             for i in new:
                 added_in.pop(int(i))
             rounds[-1].kept = False
-            return Schedule(np.flatnonzero(used), rounds, "no improvement", added_in)
+            return Schedule(np.flatnonzero(used), rounds, "no improvement", added_in, filled)
         if distance is not None:
             best = distance
         upper = measures.get("wasserstein_upper", distance)
         if upper is not None and upper < threshold:
-            return Schedule(chosen, rounds, "threshold", added_in)
+            return Schedule(chosen, rounds, "threshold", added_in, filled)
         if number == max_rounds:
-            return Schedule(chosen, rounds, "max rounds", added_in)
+            return Schedule(chosen, rounds, "max rounds", added_in, filled)
         if len(chosen) >= cap:
             reason = "budget" if cap < n_pool else "pool exhausted"
-            return Schedule(chosen, rounds, reason, added_in)
-        new = choose_additions(
-            pool_clusters, used, reference_share, min(step, cap - len(chosen)), rng
+            return Schedule(chosen, rounds, reason, added_in, filled)
+        count = min(step, cap - len(chosen))
+        new = (
+            choose_additions(pool_clusters, used, reference_share, count, rng)
+            if quotas is None
+            else add_by_label(pool_clusters, used, reference_share, quotas, count, rng)
         )
         if not len(new):
-            return Schedule(chosen, rounds, "coverage exhausted", added_in)
+            return Schedule(chosen, rounds, "coverage exhausted", added_in, filled)
         used[new] = True
         added_in.update({int(i): number + 1 for i in new})
         added = len(new)

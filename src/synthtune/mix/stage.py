@@ -13,6 +13,11 @@ then each round add records to the real-data clusters the synthetic ones under-c
 the distance to the real train split, and stop below ``mix.stop_when.wasserstein_below``, at
 the ``max_ratio`` budget, when a round makes the distance worse (undone), or when no record is
 left where the real data is under-covered. ``mix/rounds.json`` holds the per-round table.
+
+Classification data (``mix.labels``, ``mix.targets``): each label gets a quota computed from
+the real train split; the start fills every quota from that label's records, off the real
+manifold too (closest first) when the label has too few on it, and rounds add by quota share.
+``mix.use_real_train: false`` trains on the synthetic records alone (val/test stay real).
 """
 
 from __future__ import annotations
@@ -29,9 +34,15 @@ from synthtune.decisions import apply_decisions
 from synthtune.distribution.coverage import declared_domains
 from synthtune.distribution.probe import DistributionProbe
 from synthtune.errors import RecipeError, StageError
-from synthtune.mix.schedule import Schedule, run_schedule
+from synthtune.mix.schedule import LabelQuotas, Schedule, run_schedule
+from synthtune.mix.targets import (
+    label_targets,
+    real_label_counts,
+    target_problems,
+    uses_label_targets,
+)
 from synthtune.realdata import RealSplits, load_real_splits
-from synthtune.records import Record, split_of
+from synthtune.records import Record, split_of, stratum_of
 from synthtune.store import review_decisions
 
 
@@ -53,6 +64,29 @@ def label_counts(splits: dict[str, list[Record]]) -> dict[str, dict[str, dict[st
         for record in records:
             if record.payload.label is not None:
                 by_source.setdefault(record.source, Counter())[record.payload.label] += 1
+        out[name] = {source: dict(sorted(c.items())) for source, c in by_source.items()}
+    return out
+
+
+def stratum_keys(recipe: Recipe) -> list[str]:
+    """The review strata real records carry too: ``slots.<name>`` keys of
+    ``quality.review.stratify_by`` whose slot ``mix.real.slots`` maps a column to."""
+    real = recipe.mix.real
+    if real is None or not real.slots:
+        return []
+    slots = {f"slots.{name}" for name in real.slot_names().values()}
+    return [k for k in recipe.quality.review.stratify_by if k in slots]
+
+
+def stratum_counts(
+    splits: dict[str, list[Record]], keys: list[str]
+) -> dict[str, dict[str, dict[str, int]]]:
+    """split -> source -> stratum -> records, over ``keys`` (see ``stratum_keys``)."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for name, records in splits.items():
+        by_source: dict[str, Counter[str]] = {}
+        for record in records:
+            by_source.setdefault(record.source, Counter())[stratum_of(record, keys)] += 1
         out[name] = {source: dict(sorted(c.items())) for source, c in by_source.items()}
     return out
 
@@ -126,6 +160,9 @@ class MixStage:
             return
         real = load_real_splits(recipe)
         problems = check_real_sizes(recipe, real) + check_real_labels(recipe, real)
+        if uses_label_targets(recipe):
+            labels = list(real_label_counts(real.splits["train"]))
+            problems += target_problems(recipe.mix.labels, labels)
         if problems:
             raise RecipeError(str(recipe.source), problems)
 
@@ -146,7 +183,11 @@ class MixStage:
             splits = real.splits
             self._log_real(ctx, real)
             chosen, extra = self._inject(ctx, splits["train"], synthetic)
-            splits["train"] = splits["train"] + chosen
+            if recipe.mix.use_real_train:
+                splits["train"] = splits["train"] + chosen
+            else:
+                ctx.log("mix: use_real_train is false: train holds the synthetic records only")
+                splits["train"] = chosen
             used = len(chosen)
             extra_summary.update(extra)
             extra_summary["real"] = real.stats
@@ -162,6 +203,7 @@ class MixStage:
                 name: dict(Counter(r.source for r in records)) for name, records in splits.items()
             },
             "labels": label_counts(splits),
+            **({"strata": stratum_counts(splits, keys)} if (keys := stratum_keys(recipe)) else {}),
             **extra_summary,
         }
 
@@ -201,6 +243,7 @@ class MixStage:
         probe = DistributionProbe(
             real_train, mix, recipe.seed, declared_domains(recipe), media_root=ctx.store.root
         )
+        quotas, targets = self._quotas(ctx, real_train, pool, probe)
         with ctx.progress("mix: rounds", mix.schedule.max_rounds + 1) as advance:
 
             def measure(indices: np.ndarray) -> dict[str, Any]:
@@ -218,6 +261,7 @@ class MixStage:
                 threshold=mix.stop_when.wasserstein_below,
                 measure=measure,
                 seed=recipe.seed,
+                quotas=quotas,
             )
         want = round(len(real_train) * mix.synthetic_per_real())
         if schedule.rounds[0].synthetic < want:
@@ -237,10 +281,87 @@ class MixStage:
             f"mix: {len(chosen)} synthetic records after {len(rounds) - 1} rounds, stopped: "
             f"{schedule.stopped}, distance {last.get('wasserstein')}"
         )
+        labels = {} if targets is None else self._per_label(ctx, probe, chosen, targets, schedule)
         return chosen, {
             "stopped": schedule.stopped,
             "threshold": mix.stop_when.wasserstein_below,
             "rounds": rounds,
             "distance": last.get("wasserstein"),
             "coverage": {"start": probe.coverage(start), "final": probe.coverage(chosen)},
+            **labels,
         }
+
+    def _quotas(
+        self,
+        ctx: StageContext,
+        real_train: list[Record],
+        pool: list[Record],
+        probe: DistributionProbe,
+    ) -> tuple[LabelQuotas | None, dict[str, dict[str, int]] | None]:
+        """Per-label quotas of the pool (None for unlabelled recipes) and, per real label,
+        its real rows and synthetic target."""
+        recipe, cfg = ctx.recipe, ctx.recipe.mix.labels
+        if not uses_label_targets(recipe):
+            return None, None
+        real = real_label_counts(real_train)
+        problems = target_problems(cfg, list(real))
+        if problems:
+            raise RecipeError(str(recipe.source), problems)
+        wanted = label_targets(real, recipe.mix.synthetic_per_real(), cfg)
+        index = {label: i for i, label in enumerate(real)}
+        labels = np.array([index.get(str(r.payload.label), -1) for r in pool], dtype=np.int64)
+        strays = int((labels == -1).sum())
+        if strays:
+            ctx.log(
+                f"[yellow]mix: {strays} accepted synthetic records carry a label the real "
+                "train split lacks (or none); left out[/]"
+            )
+        ctx.log(f"mix: synthetic target per label ({cfg.target}): {wanted}")
+        quotas = LabelQuotas(
+            labels=labels,
+            quota=np.array([wanted[k] for k in real], dtype=np.int64),
+            closeness=probe.label_closeness(pool),
+            fill=np.array([k not in cfg.allow_zero for k in real], dtype=bool),
+        )
+        return quotas, {k: {"real": n, "target": wanted[k]} for k, n in real.items()}
+
+    def _per_label(
+        self,
+        ctx: StageContext,
+        probe: DistributionProbe,
+        chosen: list[Record],
+        targets: dict[str, dict[str, int]],
+        schedule: Schedule,
+    ) -> dict[str, Any]:
+        """``per_label`` (real, synthetic, target, distance) and the labels left without
+        synthetic records; logs off-manifold fills and empty labels."""
+        by_label: dict[str, list[Record]] = {k: [] for k in targets}
+        for record in chosen:
+            by_label[str(record.payload.label)].append(record)
+        filled = schedule.filled if schedule.filled is not None else np.zeros(len(targets))
+        for label, count in zip(targets, filled, strict=True):
+            if count:
+                ctx.log(
+                    f"[yellow]mix: label {label!r}: {int(count)} of its synthetic records lie "
+                    "off the real manifold, taken closest to its real rows first[/]"
+                )
+        allowed = set(ctx.recipe.mix.labels.allow_zero)
+        empty = [
+            k for k, t in targets.items() if t["target"] and not by_label[k] and k not in allowed
+        ]
+        if empty:
+            ctx.log(
+                f"[yellow]mix: no accepted synthetic record has the labels {', '.join(empty)}; "
+                "generate some (or list them in mix.labels.allow_zero)[/]"
+            )
+        per_label = {
+            k: {
+                "real": t["real"],
+                "synthetic": len(by_label[k]),
+                "target": t["target"],
+                "off_manifold": int(f),
+                "distance": probe.label_distance(by_label[k], k),
+            }
+            for (k, t), f in zip(targets.items(), filled, strict=True)
+        }
+        return {"per_label": per_label, "labels_without_synthetic": empty}

@@ -5,22 +5,8 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from typing import Any
 
-from synthtune.records import Record
-
-
-def stratum_value(record: Record, key: str) -> Any:
-    """``template``/``strategy``/any lineage key; ``slots.gender``; ``label``."""
-    if key == "label":
-        return record.payload.label
-    if key.startswith("slots."):
-        return record.lineage.get("slots", {}).get(key.removeprefix("slots."))
-    return record.lineage.get(key)
-
-
-def stratum_of(record: Record, stratify_by: list[str]) -> str:
-    return " | ".join(f"{k}={stratum_value(record, k)}" for k in stratify_by) or "all"
+from synthtune.records import Record, stratum_of
 
 
 def stratified_sample(

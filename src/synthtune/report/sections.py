@@ -112,7 +112,8 @@ def run_warnings(
     tables: dict[str, list[Record]],
 ) -> list[str]:
     """The run's warnings: evaluation caveats (``evaluate/metrics.json``), an early stop,
-    real rows dropped or shared between splits, one-class or skewed labels."""
+    real rows dropped or shared between splits, labels without synthetic records, one-class
+    or skewed labels."""
     out = list((evaluate or {}).get("warnings", []))
     stop = (train or {}).get("early_stop") or {}
     if stop.get("stopped"):
@@ -136,6 +137,12 @@ def run_warnings(
                     f"real data: {overlap[key]} rows of the test split also occur in the "
                     f"{split} split (mix.real.duplicates: drop removes them)"
                 )
+    empty = state.get("mix", {}).get("summary", {}).get("labels_without_synthetic")
+    if empty:
+        out.append(
+            f"mix: no synthetic record for the labels {', '.join(map(str, empty))} (none "
+            "accepted); generate some, or list them in mix.labels.allow_zero"
+        )
     if (train or {}).get("task", "classification") == "classification":
         out.extend(skew_warnings(tables))
     return out

@@ -32,8 +32,7 @@ from pydantic import ValidationError
 
 from synthtune.decisions import Decision
 from synthtune.errors import SynthtuneError
-from synthtune.quality.sampling import stratum_of
-from synthtune.records import Record
+from synthtune.records import Record, stratum_of
 
 INSTALL_HINT = "pip install 'synthtune[argilla]'"
 VERDICTS = ("accept", "reject", "edit")

@@ -14,8 +14,7 @@ from typing import Any
 from scipy.stats import binomtest
 
 from synthtune.decisions import Decision
-from synthtune.quality.sampling import stratum_of
-from synthtune.records import Record
+from synthtune.records import Record, stratum_of
 
 
 def wilson(successes: int, n: int) -> tuple[float, float]:

@@ -90,8 +90,8 @@ def training_arguments(recipe: Recipe, out_dir: str, schedule: Schedule) -> Trai
         greater_is_better=None if metric is None else metric != "eval_loss",
         save_total_limit=2,
         report_to=["mlflow"] if "mlflow" in cfg.log_to else [],
-        seed=recipe.seed,
-        data_seed=recipe.seed,
+        seed=cfg.seed_for(recipe.seed),
+        data_seed=cfg.seed_for(recipe.seed),
         disable_tqdm=True,
         remove_unused_columns=False,
         **device_settings(recipe),
@@ -186,7 +186,7 @@ class TrainStage:
                 encode,
                 cfg.augment.noise_prob,
                 cfg.augment.token_rate,
-                recipe.seed,
+                cfg.seed_for(recipe.seed),
                 cfg.augment.weights(),
             )
             if cfg.task == "causal_lm"
@@ -231,7 +231,10 @@ class TrainStage:
             else task.collator
         )
         collator = collator_cls(
-            parts["tokenizer"], cfg.augment.noise_prob, cfg.augment.token_rate, recipe.seed
+            parts["tokenizer"],
+            cfg.augment.noise_prob,
+            cfg.augment.token_rate,
+            cfg.seed_for(recipe.seed),
         )
         stopper = (
             AnnouncedEarlyStopping(cfg.early_stopping.patience, lambda m: ctx.log(f"train: {m}"))
@@ -261,7 +264,7 @@ class TrainStage:
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         recipe, store, cfg = ctx.recipe, ctx.store, ctx.recipe.train
-        seed_everything(recipe.seed)
+        seed_everything(cfg.seed_for(recipe.seed))  # head init, dropout
         task = TASKS.get(cfg.task)
         train_records = store.read_table("mix", "train")
         labels = labels_of(train_records) if task.labelled else []
