@@ -184,3 +184,17 @@ def test_unknown_target_label_is_a_recipe_error(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match=r"mix\.labels\.target") as found:
         MixStage().check(recipe)
     assert "'zz'" in str(found.value)
+
+
+def test_the_distance_note_says_why_the_threshold_was_not_reached() -> None:
+    from synthtune.mix.stage import distance_note
+
+    rounds = [{"wasserstein": 4.9}, {"wasserstein": 4.86}, {"wasserstein": None}]
+    note = distance_note("no improvement", rounds, 0.15)
+    assert note is not None
+    assert "from 4.90 to 4.86 over 2 measurement(s)" in note
+    assert "32x the threshold" in note and "describe different things" in note
+    near = distance_note("budget", [{"wasserstein": 0.3}, {"wasserstein": 0.2}], 0.15)
+    assert near is not None and "different things" not in near
+    assert distance_note("threshold", rounds, 0.15) is None
+    assert distance_note("budget", [], 0.15) is None

@@ -22,7 +22,8 @@ from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite
 def measure(model: Any, tokenizer: Any, inputs: EvalInputs, variant: str) -> dict[str, Any]:
     texts, truth = labelled(inputs.test, inputs.labels)
     cfg = inputs.recipe.evaluate
-    predicted = predict(model, tokenizer, texts)
+    # the length the model was trained with: longer inputs are a shift it never saw
+    predicted = predict(model, tokenizer, texts, max_length=inputs.recipe.train.max_length)
     return class_metrics(truth, predicted, inputs.labels, cfg.bootstrap, inputs.recipe.seed)
 
 

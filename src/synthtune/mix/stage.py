@@ -149,6 +149,29 @@ def check_real_labels(recipe: Recipe, real: RealSplits) -> list[str]:
     return problems
 
 
+def distance_note(stopped: str, rounds: list[dict[str, Any]], threshold: float) -> str | None:
+    """Why the distance threshold was not reached, in plain words (``None`` when it was, or
+    when nothing was measured). Far above the threshold after every round means the
+    synthetic records describe something else than the real rows: more of them cannot help."""
+    measured = [r["wasserstein"] for r in rounds if r.get("wasserstein") is not None]
+    if stopped == "threshold" or not measured:
+        return None
+    start, best = measured[0], min(measured)
+    trend = f"from {start:.2f} to {best:.2f}" if len(measured) > 1 else f"{start:.2f}"
+    text = (
+        f"the distance threshold {threshold} was not reached (stopped: {stopped}); the "
+        f"distance went {trend} over {len(measured)} measurement(s)"
+    )
+    if best > 3 * threshold:
+        text += (
+            f", still {best / threshold:.0f}x the threshold: the synthetic records and the "
+            "real train rows describe different things (compare the sample records), so "
+            "injecting more cannot close the gap; a real side that matches what is generated, "
+            "or a generator prompted with real rows, can"
+        )
+    return text
+
+
 class MixStage:
     name = "mix"
     sections: tuple[str, ...] = ("mix",)
@@ -282,11 +305,15 @@ class MixStage:
             f"{schedule.stopped}, distance {last.get('wasserstein')}"
         )
         labels = {} if targets is None else self._per_label(ctx, probe, chosen, targets, schedule)
+        note = distance_note(schedule.stopped, rounds, mix.stop_when.wasserstein_below)
+        if note:
+            ctx.log(f"[yellow]mix: {note}[/]")
         return chosen, {
             "stopped": schedule.stopped,
             "threshold": mix.stop_when.wasserstein_below,
             "rounds": rounds,
             "distance": last.get("wasserstein"),
+            "distance_note": note,
             "coverage": {"start": probe.coverage(start), "final": probe.coverage(chosen)},
             **labels,
         }
