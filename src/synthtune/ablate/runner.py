@@ -183,10 +183,12 @@ def run_ablation(
     seeds: int | None = None,
     variants: list[str] | None = None,
     echo: Callable[..., None] | None = None,
+    stage_logs: bool = False,
 ) -> AblationResult:
     """Plan, run (sharing stages, skipping complete runs), analyse and write the results.
 
-    ``echo(text, end=...)`` receives one progress line per run (a console's ``print``)."""
+    ``echo(text, end=...)`` receives one progress line per run (a console's ``print``);
+    ``stage_logs`` also shows each run's own stage progress (training steps ...) under it."""
     from synthtune.ablate.report import write_outputs
     from synthtune.pipeline import run_recipe
 
@@ -199,7 +201,7 @@ def run_ablation(
     rows = []
     for index, run in enumerate(planned, start=1):
         if echo is not None:
-            echo(_line(index, len(planned), run), end="")
+            echo(_line(index, len(planned), run), end="\n" if stage_logs else "")
         siblings = [other for other in planned if other is not run]
         _share_models(run, siblings)
         started = time.perf_counter()
@@ -209,7 +211,7 @@ def run_ablation(
                 runs_root,
                 run_dir=run.run_dir,
                 share_with=[s.run_dir for s in siblings],
-                quiet=True,
+                quiet=not stage_logs,
             )
         except BaseException:
             if echo is not None:
@@ -217,7 +219,8 @@ def run_ablation(
             raise
         statuses = {o.name: o.status for o in result.outcomes}
         if echo is not None:
-            echo(_outcome_note(statuses, time.perf_counter() - started))
+            note = _outcome_note(statuses, time.perf_counter() - started)
+            echo(f"{_line(index, len(planned), run)}{note}" if stage_logs else note)
         rows.append(collect(run, statuses, metrics))
     stats = analyse(rows, names, reference, metrics)
     guard = contamination(planned)
