@@ -47,9 +47,6 @@ def _recipe(folder: Path, name: str, with_generate: bool) -> Path:
         synthetic = yaml.safe_load((EXAMPLE / "recipe-synthetic.yaml").read_text("utf-8"))
         template = synthetic["generate"]["templates"][0]
         template["slots"]["outlet"] = {"choice": list(OUTLETS)}
-        template["slots"]["opener"]["choice"] = {
-            k: v for k, v in template["slots"]["opener"]["choice"].items() if k in OUTLETS
-        }
         recipe["generate"] = {**synthetic["generate"], "n": 24}
         recipe["quality"] = synthetic["quality"]
         recipe["mix"].update({"ratio": "1:2", "schedule": {"max_rounds": 0}})
@@ -107,7 +104,8 @@ def test_one_generate_section_adds_synthetic_rows_to_train_only(runs: Path) -> N
     train = store.read_table("mix", "train")
     synthetic = [r for r in train if r.source == "synthetic"]
     assert 0 < len(synthetic) <= 16  # ratio 1:2 of 32 real rows
-    assert {r.payload.label for r in synthetic} <= set(OUTLETS)
+    # label-aware injection: every outlet gets synthetic rows (mix.labels as-real, 1:2 of 8)
+    assert {r.payload.label for r in synthetic} == set(OUTLETS)
     for split in ("val", "test"):
         assert {r.source for r in store.read_table("mix", split)} == {"real"}
     real_test = [r.id for r in RunStore(runs / "real-only").read_table("mix", "test")]
