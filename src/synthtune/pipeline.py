@@ -17,6 +17,7 @@ from rich.console import Console
 
 from synthtune import distributed
 from synthtune.config import Recipe
+from synthtune.config.base import fingerprint_dump
 from synthtune.context import Stage, StageContext
 from synthtune.errors import BackendError, RecipeError, RegistryError, StageError
 from synthtune.evaluate.stage import EvaluateStage
@@ -104,7 +105,7 @@ def fingerprints(
     """Each stage's fingerprint; ``run_dir`` (default ``runs_root/<name>``) holds the review
     decisions mix reads. Neither the name nor the folder enter a fingerprint."""
     run_dir = Path(runs_root) / recipe.name if run_dir is None else Path(run_dir)
-    dump = recipe.model_dump(mode="json")
+    dump = fingerprint_dump(recipe)
     files = _inputs(recipe)
     # The local model (used by quality, train, evaluate) depends on these too.
     shared = {

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 from scipy import stats as scipy_stats
 
-from synthtune.ablate.stats import Interval, analyse, paired_difference, t_interval, verdict_line
+from synthtune.ablate.stats import (
+    Interval,
+    analyse,
+    baseline_line,
+    paired_difference,
+    t_interval,
+    verdict_line,
+)
 
 
 def test_t_interval_matches_scipy() -> None:
@@ -72,3 +79,39 @@ def test_analyse_compares_synthetic_with_real_only_and_the_baseline() -> None:
     assert out["per_class"]["mean_f1"]["real+synthetic"]["b"] == pytest.approx(0.356)
     assert out["per_class"]["difference"]["real+synthetic"]["a"]["mean"] == pytest.approx(0.102)
     assert all("beats the baseline" in line for line in out["baseline"])
+
+
+def test_analyse_judges_quality_filtering_and_every_other_variant() -> None:
+    runs = [_run("real-only", s, 0.60 + 0.01 * s, 0.5) for s in range(3)]
+    runs += [_run("real+synthetic", s, 0.70 + 0.012 * s, 0.5) for s in range(3)]
+    runs += [_run("unfiltered", s, 0.65 + 0.011 * s, 0.5) for s in range(3)]
+    runs += [_run("weighted", s, 0.59 + 0.01 * s, 0.5) for s in range(3)]
+    variants = ["real-only", "real+synthetic", "unfiltered", "weighted"]
+    out = analyse(runs, variants, "real-only", ["macro_f1"])
+    synthetic, filtering, unfiltered, weighted = out["verdicts"]
+    assert synthetic.startswith("synthetic data: +10.2 macro-F1 points")
+    assert filtering.startswith("quality filtering: +5.1 macro-F1 points, 95 % CI [")
+    assert unfiltered.startswith("unfiltered vs real-only: +5.1")
+    assert weighted.startswith("weighted vs real-only hurt: -1.0 macro-F1 points")
+
+
+def _lm_run(variant: str, seed: int, ppl: float, base: float) -> dict:
+    return {
+        "variant": variant,
+        "seed": seed,
+        "metrics": {"tuned": {"perplexity": ppl}, "base": {"perplexity": base}},
+        "per_class_f1": {},
+    }
+
+
+def test_a_causal_lm_is_compared_with_its_base_model() -> None:
+    runs = [_lm_run("real-only", s, 30.0 + s, 80.0) for s in range(3)]
+    runs += [_lm_run("real+synthetic", s, 79.0 + s, 80.0) for s in range(3)]
+    out = analyse(runs, ["real-only", "real+synthetic"], "real-only", ["perplexity"])
+    real, synthetic = out["baseline"]
+    assert real.startswith("real-only: tuned perplexity 31.000 vs base 80.000: beats the base")
+    assert "(the whole CI is under it)" in real
+    assert "not distinguishable from the base model" in synthetic
+    assert out["verdicts"][0].startswith("synthetic data hurt: +49.00 perplexity")
+    worse = baseline_line("x", "perplexity", Interval(90.0, 85.0, 95.0, 3, 2.0), 80.0, "base")
+    assert "worse than the base model (the whole CI is above it)" in worse

@@ -552,6 +552,23 @@ class TrainConfig(StrictModel):
         description="Optimizer steps between loss logs; auto: about 25 logs per run "
         "(1 to 50 steps apart).",
     )
+    synthetic_weight: float = Field(
+        1.0,
+        gt=0,
+        le=10,
+        description="Loss weight of each synthetic record relative to a real one (1: equal). "
+        "Below 1 the model learns from synthetic rows without letting them outvote the "
+        "real ones; `synthtune ablate` measures whether it helps (docs/ablations.md).",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+    lm_format: Literal["chat", "text"] = Field(
+        "chat",
+        description="causal_lm: chat trains records with a prompt as chat (loss on the reply "
+        "only) and reply-only records as plain text; text trains every record as its reply "
+        "in plain text, for models meant to write such text unprompted (judged by "
+        "perplexity on real documents).",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
 
     @model_validator(mode="after")
     def _evaluation(self) -> TrainConfig:
@@ -576,6 +593,11 @@ class TrainConfig(StrictModel):
             raise ValueError(
                 f"early_stopping.metric {self.early_stopping.metric} is computed for "
                 "classification and clip only; use eval_loss"
+            )
+        if self.lm_format != "chat" and self.task != "causal_lm":
+            raise ValueError(
+                f"lm_format {self.lm_format} applies to train.task causal_lm only "
+                f"(this recipe trains {self.task}); remove it"
             )
         return self
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from synthtune.records import Record
+from synthtune.records import Message, Record
 
 # Per-example flag the train stage adds for `train.adversarial.on: edge_cases` (1 = the record
 # is tagged lineage.edge_case); the collators carry it to the trainer, never to the model.
@@ -25,6 +25,29 @@ def edge_flags(features: list[dict[str, Any]]) -> list[bool] | None:
     if not features or EDGE_FLAG not in features[0]:
         return None
     return [bool(f[EDGE_FLAG]) for f in features]
+
+
+# Per-example loss weight the train stage adds when `train.synthetic_weight` is not 1
+# (synthetic records get it, real ones 1.0); carried like the edge flag, never a model input.
+LOSS_WEIGHT = "loss_weight"
+
+
+def loss_weights(features: list[dict[str, Any]]) -> list[float] | None:
+    """The loss weight of each example, or None when the features carry none."""
+    if not features or LOSS_WEIGHT not in features[0]:
+        return None
+    return [float(f[LOSS_WEIGHT]) for f in features]
+
+
+def as_plain_text(record: Record) -> Record:
+    """The record as its reply alone, learned as plain text (``train.lm_format: text``)."""
+    messages = record.payload.messages
+    if len(messages) == 1 and messages[0].role == "assistant":
+        return record
+    reply = record.payload.text("response")
+    message = Message(role="assistant", content=reply)
+    payload = record.payload.model_copy(update={"messages": [message]})
+    return record.model_copy(update={"payload": payload})
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -118,6 +141,9 @@ class NoisyCollator:
         flags = edge_flags(features)
         if flags is not None:  # one flag per row
             batch[EDGE_FLAG] = torch.tensor(flags, dtype=torch.bool)
+        weights = loss_weights(features)
+        if weights is not None:  # one weight per row
+            batch[LOSS_WEIGHT] = torch.tensor(weights, dtype=torch.float32)
         return batch
 
 
@@ -155,4 +181,8 @@ class PackedCollator(NoisyCollator):
                 flag for f, flag in zip(features, flags, strict=True) for _ in f["input_ids"]
             ]
             batch[EDGE_FLAG] = torch.tensor([per_token], dtype=torch.bool)
+        weights = loss_weights(features)
+        if weights is not None:  # one row holds every example: one weight per token
+            tokens = [w for f, w in zip(features, weights, strict=True) for _ in f["input_ids"]]
+            batch[LOSS_WEIGHT] = torch.tensor([tokens], dtype=torch.float32)
         return batch

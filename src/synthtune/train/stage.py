@@ -23,7 +23,7 @@ from synthtune.context import StageContext
 from synthtune.errors import RecipeError, StageError
 from synthtune.models import load_causal_lm, seed_everything
 from synthtune.train.augment import PromptNoiseDataset
-from synthtune.train.data import EDGE_FLAG, PackedCollator
+from synthtune.train.data import EDGE_FLAG, LOSS_WEIGHT, PackedCollator, as_plain_text
 from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
 from synthtune.train.schedule import Schedule, resolve_schedule
@@ -167,6 +167,9 @@ class TrainStage:
     ) -> tuple[Any, list[dict[str, Any]]]:
         recipe, cfg = ctx.recipe, ctx.recipe.train
         task = TASKS.get(cfg.task)
+        text = cfg.task == "causal_lm" and cfg.lm_format == "text"
+        if text:  # every record learned as its reply in plain text (train.lm_format)
+            train_records = [as_plain_text(r) for r in train_records]
         flag_edges = cfg.adversarial is not None and cfg.adversarial.on == "edge_cases"
         if flag_edges and not any("edge_case" in r.lineage for r in train_records):
             ctx.log(
@@ -174,11 +177,24 @@ class TrainStage:
                 "record (set generate.edge_cases): no adversarial pass will run[/]"
             )
 
+        weigh = cfg.synthetic_weight != 1.0
+
         def encode(record: Any) -> dict[str, Any]:
             features = task.encode(tokenizer, record, cfg.max_length, ids)
             if flag_edges:  # carried by the collator to the trainer (train.adversarial.on)
                 features[EDGE_FLAG] = "edge_case" in record.lineage
+            if weigh:  # likewise: the trainer weighs each example's loss
+                features[LOSS_WEIGHT] = (
+                    cfg.synthetic_weight if record.source == "synthetic" else 1.0
+                )
             return features
+
+        if weigh:
+            synthetic = sum(r.source == "synthetic" for r in train_records)
+            ctx.log(
+                f"train: {synthetic} synthetic of {len(train_records)} records weigh "
+                f"{cfg.synthetic_weight:g} in the loss (train.synthetic_weight)"
+            )
 
         train: Any = (
             PromptNoiseDataset(
@@ -192,7 +208,10 @@ class TrainStage:
             if cfg.task == "causal_lm"
             else [encode(r) for r in train_records]
         )
-        return train, [task.encode(tokenizer, r, cfg.max_length, ids) for r in self._val(ctx)]
+        val = self._val(ctx)
+        if text:
+            val = [as_plain_text(r) for r in val]
+        return train, [task.encode(tokenizer, r, cfg.max_length, ids) for r in val]
 
     def _val(self, ctx: StageContext) -> list[Any]:
         """The validation records, or none when ``eval_strategy`` is no."""

@@ -25,7 +25,7 @@ import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 
 from synthtune.config import AdversarialConfig
-from synthtune.train.data import EDGE_FLAG
+from synthtune.train.data import EDGE_FLAG, LOSS_WEIGHT
 
 
 class _EmbeddingHook:
@@ -75,6 +75,29 @@ def edge_only(
     return {**inputs, "labels": labels}, None, edge
 
 
+def weighted_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy weighted per example. ``logits`` [B, C] with ``labels`` [B] (a
+    classifier), or [B, T, V] with ``labels`` [B, T] (a causal LM: shifted by one, -100
+    ignored) and ``weights`` [B] per row or [B, T] per token (a packed row)."""
+    import torch.nn.functional as F
+
+    if logits.dim() == 2:
+        losses = F.cross_entropy(logits.float(), labels, reduction="none")
+        return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
+    logits, labels = logits[:, :-1], labels[:, 1:]
+    token_weights = (weights[:, 1:] if weights.dim() == 2 else weights[:, None]).expand_as(labels)
+    losses = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=-100,
+        reduction="none",
+    ).view_as(labels)
+    learned = (labels != -100).float() * token_weights
+    return (losses * learned).sum() / learned.sum().clamp_min(1e-12)
+
+
 class SynthtuneTrainer(Trainer):
     """Trainer with a clean-eval noisy collator and optional FGM/PGD adversarial steps."""
 
@@ -94,6 +117,37 @@ class SynthtuneTrainer(Trainer):
         finally:
             if previous is not None:
                 collator.training = previous  # type: ignore[union-attr]
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        """The Trainer's loss, or with per-example weights (``train.synthetic_weight``) the
+        weighted mean: sum(w * loss) / sum(w) over examples (classification) or over the
+        learned tokens (causal LM), so a weight scales what an example teaches, not the
+        step size of a batch that happens to hold many synthetic rows."""
+        weights = inputs.get(LOSS_WEIGHT)
+        inputs = {k: v for k, v in inputs.items() if k != LOSS_WEIGHT}
+        if weights is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        loss = weighted_loss(logits, labels.to(logits.device), weights.to(logits.device))
+        # The Trainer divides a micro-batch's loss by the accumulation steps unless it takes
+        # the loss as already normalised by the whole step's token count (then it also
+        # multiplies by the processes): undo what it will do to this per-batch mean.
+        scaled = getattr(self, "loss_is_scaled_for_ga", None)
+        if scaled is None:
+            scaled = bool(self.model_accepts_loss_kwargs and num_items_in_batch is not None)
+        if scaled:
+            loss = loss / getattr(self, "current_gradient_accumulation_steps", 1)
+            if self.args.average_tokens_across_devices:
+                loss = loss / max(1, self.accelerator.num_processes)
+        return (loss, outputs) if return_outputs else loss
 
     def training_step(
         self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
