@@ -146,7 +146,13 @@ __all__ = [
 
 class Recipe(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run name.")
-    seed: int = Field(0, description="Seed for sampling, splits and training.")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed for sampling, splits and training (0 to 2**32 - 1, what numpy and "
+        "torch accept).",
+    )
     generate: GenerateConfig | None = Field(
         None,
         description="Synthetic data. Optional: a recipe with real data only (mix.real) "

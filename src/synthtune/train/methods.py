@@ -371,9 +371,20 @@ def check_method(recipe: Any) -> None:
     synthtune version), so a recipe validates in about a second from the second time on."""
     from synthtune.errors import RecipeError
 
-    if recipe.train.task == "clip" or METHODS.get(recipe.train.method).unsupported is (
-        _runs_anywhere
-    ):
+    if recipe.train.task == "clip":
+        return
+    method = METHODS.get(recipe.train.method)
+    if method.adapter and recipe.train.method in ("lora", "dora", "qlora"):
+        hidden = _hidden_size(recipe)
+        if hidden is not None and recipe.train.lora.r > hidden:
+            raise RecipeError(
+                str(recipe.source),
+                [
+                    f"train.lora.r: {recipe.train.lora.r} is above the base's hidden size "
+                    f"{hidden}, the largest rank an adapter can have (8 to 64 is usual)"
+                ],
+            )
+    if method.unsupported is _runs_anywhere:
         return
     if _known_fine(recipe):
         return
@@ -398,13 +409,43 @@ def check_method(recipe: Any) -> None:
         raise RecipeError(str(recipe.source), [problem])
 
 
-def _known_fine(recipe: Any) -> bool:
-    """LoRA/DoRA with a target alias of a family in the alias tables: the alias names the
-    family's modules, so the answer is known from the config file's model_type alone."""
+def _base_config_file(recipe: Any) -> dict[str, Any] | None:
+    """The base's config.json as a dict, read without transformers (None: not a local file,
+    or local-tiny, whose config the recipe holds)."""
     import json
     from pathlib import Path
 
     from synthtune.model_names import built_on_demand, resolve_name
+
+    if built_on_demand(recipe.train.base):
+        return None
+    try:
+        found = json.loads(
+            (Path(resolve_name(recipe.train.base)) / "config.json").read_text("utf-8")
+        )
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _hidden_size(recipe: Any) -> int | None:
+    from synthtune.models import LOCAL_TINY
+
+    if recipe.train.base == LOCAL_TINY:
+        return int(recipe.local_tiny.hidden_size)
+    config = _base_config_file(recipe) or {}
+    nested = config.get("text_config")
+    text: dict[str, Any] = nested if isinstance(nested, dict) else config
+    for key in ("hidden_size", "d_model", "n_embd", "dim"):
+        if isinstance(text.get(key), int):
+            return int(text[key])
+    return None
+
+
+def _known_fine(recipe: Any) -> bool:
+    """LoRA/DoRA with a target alias of a family in the alias tables: the alias names the
+    family's modules, so the answer is known from the config file's model_type alone."""
+
     from synthtune.models import LOCAL_TINY
 
     cfg = recipe.train
@@ -418,13 +459,8 @@ def _known_fine(recipe: Any) -> bool:
         return False
     if cfg.base == LOCAL_TINY:
         return "llama" in table
-    if built_on_demand(cfg.base):
-        return False
-    try:
-        config = json.loads((Path(resolve_name(cfg.base)) / "config.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("model_type") in table
+    config = _base_config_file(recipe)
+    return config is not None and config.get("model_type") in table
 
 
 def _check_key(recipe: Any) -> str | None:

@@ -106,7 +106,12 @@ class TrainStage:
     distributed = True  # runs on every process of a torchrun/accelerate launch (DDP)
 
     def check(self, recipe: Recipe) -> None:
-        METHODS.get(recipe.train.method)
+        if recipe.train.method not in METHODS:
+            known = ", ".join(METHODS.names())
+            raise RecipeError(
+                str(recipe.source),
+                [f"train.method: unknown method {recipe.train.method!r}; known: {known}"],
+            )
         from synthtune.train.methods import check_method
 
         check_method(recipe)  # e.g. prefix tuning of a BERT classifier: refused here
