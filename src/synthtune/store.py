@@ -249,9 +249,46 @@ class RunStore:
         return self.root / "state.json"
 
     def state(self) -> dict[str, Any]:
+        """``{"stages": {name: entry}}``. An unreadable state.json (truncated, not JSON, not
+        the right shape) is rebuilt from the stages' manifests, which hold the same
+        fingerprints: the damaged file is kept beside it as ``state.json.corrupt`` and the
+        run resumes from the complete stages instead of failing."""
         if not self.state_path.exists():
             return {"stages": {}}
-        return json.loads(self.state_path.read_text(encoding="utf-8"))
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            state = None
+        stages = state.get("stages") if isinstance(state, dict) else None
+        if isinstance(stages, dict) and all(isinstance(v, dict) for v in stages.values()):
+            return state
+        return self._rebuild_state()
+
+    def _rebuild_state(self) -> dict[str, Any]:
+        stages: dict[str, Any] = {}
+        for manifest_path in sorted(self.root.glob("*/manifest.json")):
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError, OSError):
+                continue  # that stage runs again
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("fingerprint"), str):
+                continue
+            name = manifest_path.parent.name
+            summary = {
+                k: v
+                for k, v in manifest.items()
+                if k not in ("stage", "fingerprint", "finished_at")
+            }
+            stages[name] = {
+                "status": "complete",
+                "fingerprint": manifest["fingerprint"],
+                "finished_at": manifest.get("finished_at"),
+                "summary": summary,
+            }
+        state = {"stages": stages, "rebuilt_from_manifests": True}
+        shutil.copyfile(self.state_path, self.state_path.with_name("state.json.corrupt"))
+        atomic_write_json(self.state_path, state)
+        return state
 
     def stage_state(self, stage: str) -> dict[str, Any] | None:
         return self.state()["stages"].get(stage)
