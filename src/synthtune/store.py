@@ -34,6 +34,7 @@ import yaml
 from synthtune.decisions import Decision
 from synthtune.errors import StageError
 from synthtune.records import Message, Payload, Record
+from synthtune.secrets import redact, redact_value, registered
 
 _BOX = pa.struct(
     [
@@ -100,7 +101,8 @@ def _link_or_copy(source: str, target: str) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write text atomically, with every registered secret redacted (synthtune.secrets)."""
+    atomic_write_bytes(path, redact(text).encode("utf-8"))
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
@@ -125,6 +127,7 @@ def resolve_inside(root: Path, relative: str) -> Path:
 
 
 def records_to_table(records: Iterable[Record]) -> pa.Table:
+    """Records as an Arrow table; every text in them redacted of registered secrets."""
     rows = [
         {
             "id": r.id,
@@ -141,6 +144,8 @@ def records_to_table(records: Iterable[Record]) -> pa.Table:
         }
         for r in records
     ]
+    if registered():  # a secret may have come back inside a reply or an error body
+        rows = [redact_value(row) for row in rows]
     return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
 
 

@@ -25,6 +25,7 @@ from synthtune.config import OpenAIBackendConfig
 from synthtune.errors import BackendError
 from synthtune.llm.backends.base import BACKENDS, GenerationRequest, GenerationResult
 from synthtune.llm.tokens import estimate_messages
+from synthtune.secrets import register_secret
 
 if TYPE_CHECKING:
     import httpx
@@ -241,6 +242,7 @@ def read_api_key(config: OpenAIBackendConfig) -> str | None:
     if config.api_key_env is None:
         return None
     key = os.environ.get(config.api_key_env)
+    register_secret(key)  # redacted from every file and output from here on
     if not key:
         raise BackendError(
             f"generate.backend.api_key_env: environment variable {config.api_key_env} is not "
