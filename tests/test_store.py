@@ -59,3 +59,30 @@ def test_stage_completion_needs_manifest_and_matching_fingerprint(tmp_path: Path
     assert not store.is_complete("mix", "fp1")
     store.invalidate("mix")
     assert store.stage_state("mix") is None and not (tmp_path / "mix").exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b'{"stages": {"generate": {"status": "compl',
+        b"[]",
+        b"\x00\xff\xfe garbage",
+        b'{"stages": 3}',
+    ],
+    ids=["truncated", "list", "binary", "wrong-shape"],
+)
+def test_a_damaged_state_is_rebuilt_from_the_manifests(tmp_path: Path, damage: bytes) -> None:
+    store = RunStore(tmp_path)
+    store.mark_complete("generate", "fp-g", {"records_out": 5}, seconds=1.5)
+    store.mark_complete("quality", "fp-q", {"records_out": 4})
+    store.mark_complete("mix", "fp-m", {"records_out": 4})
+    (tmp_path / "mix" / "manifest.json").write_text("{not json", encoding="utf-8")
+    store.state_path.write_bytes(damage)
+    assert store.is_complete("generate", "fp-g") and store.is_complete("quality", "fp-q")
+    assert not store.is_complete("mix", "fp-m")  # its manifest is damaged too: it runs again
+    state = RunStore(tmp_path).state()
+    assert state["rebuilt_from_manifests"] is True
+    assert state["stages"]["quality"]["summary"] == {"records_out": 4}
+    assert (tmp_path / "state.json.corrupt").read_bytes() == damage
+    store.mark_complete("mix", "fp-m", {"records_out": 4})  # and the run carries on
+    assert set(store.state()["stages"]) == {"generate", "quality", "mix"}

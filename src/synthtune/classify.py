@@ -12,9 +12,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import torch
-from sklearn.metrics import accuracy_score, f1_score
 
+from synthtune.lazy import inference_mode
 from synthtune.records import Record
 
 
@@ -38,11 +37,13 @@ def _by_length(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return [texts[i] for i in order], np.argsort(order, kind="stable")
 
 
-@torch.inference_mode()
+@inference_mode
 def class_logits(
     model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32, max_length: int = 256
 ) -> Any:
     """fp32 logits, one row per text (``batch_size=1`` avoids padding altogether)."""
+    import torch
+
     model.eval()
     device = next(model.parameters()).device
     ordered, restore = _by_length(texts)
@@ -53,7 +54,7 @@ def class_logits(
     return torch.cat(out)[torch.as_tensor(restore)] if out else torch.zeros(0, 0)
 
 
-@torch.inference_mode()
+@inference_mode
 def predict(
     model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 32, max_length: int = 256
 ) -> np.ndarray:
@@ -71,6 +72,8 @@ def predict(
 
 def scores(truth: Sequence[int], predicted: np.ndarray) -> dict[str, float]:
     """Accuracy and macro-F1 (scikit-learn), rounded for reports."""
+    from sklearn.metrics import accuracy_score, f1_score
+
     return {
         "accuracy": round(float(accuracy_score(truth, predicted)), 4),
         "macro_f1": round(float(f1_score(truth, predicted, average="macro")), 4),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from enum import Enum
 from pathlib import Path
@@ -27,6 +28,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
+@app.callback()
+def _guard_output() -> None:
+    """Every command: stdout and stderr pass through the secrets redactor (synthtune.secrets),
+    so a key a server echoed into an error never reaches the terminal or a piped log."""
+    from synthtune.secrets import RedactingStream
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream))
+
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder holding run directories.")]

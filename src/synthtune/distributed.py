@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -23,6 +21,7 @@ def is_main() -> bool:
 
 def barrier() -> None:
     if world_size() > 1:
+        import torch
         from accelerate import PartialState
 
         PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()

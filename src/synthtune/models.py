@@ -11,13 +11,16 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from synthtune.config import LocalTinyConfig
 from synthtune.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
 
 LOCAL_TINY = "local-tiny"
 # Other offline models built on demand, by name: builder(folder, recipe) -> the folder it
@@ -37,18 +40,24 @@ CHAT_TEMPLATE = (
 
 
 def seed_everything(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def pick_device(device: str = "auto") -> torch.device:
+    import torch
+
     if device != "auto":
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    import torch
+
     if dtype != "auto":
         return getattr(torch, dtype)
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -172,6 +181,7 @@ def tiny_llama_config(
 
 
 def build_tiny_llama(tokenizer: Any, cfg: LocalTinyConfig, seed: int) -> Any:
+    import torch
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -183,6 +193,7 @@ def pretrain(
     model: Any, tokenizer: Any, texts: Sequence[str], cfg: LocalTinyConfig, seed: int, out_dir: Path
 ) -> list[float]:
     """A short causal-LM pre-training pass with the transformers Trainer; returns the losses."""
+    import torch
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 

@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-import torch.nn.functional as F
+from synthtune.lazy import inference_mode
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,11 @@ class PerplexityScorer:
                 break
         return segments
 
-    @torch.inference_mode()
+    @inference_mode
     def _batch_nll(self, batch: list[_Segment]) -> list[tuple[float, int]]:
+        import torch
+        import torch.nn.functional as F
+
         device = next(self.model.parameters()).device
         width = max(len(s.ids) for s in batch)
         pad = self.tokenizer.pad_token_id or 0

@@ -34,6 +34,7 @@ import yaml
 from synthtune.decisions import Decision
 from synthtune.errors import StageError
 from synthtune.records import Message, Payload, Record
+from synthtune.secrets import redact, redact_value, registered
 
 _BOX = pa.struct(
     [
@@ -100,7 +101,8 @@ def _link_or_copy(source: str, target: str) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write text atomically, with every registered secret redacted (synthtune.secrets)."""
+    atomic_write_bytes(path, redact(text).encode("utf-8"))
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
@@ -125,6 +127,7 @@ def resolve_inside(root: Path, relative: str) -> Path:
 
 
 def records_to_table(records: Iterable[Record]) -> pa.Table:
+    """Records as an Arrow table; every text in them redacted of registered secrets."""
     rows = [
         {
             "id": r.id,
@@ -141,6 +144,8 @@ def records_to_table(records: Iterable[Record]) -> pa.Table:
         }
         for r in records
     ]
+    if registered():  # a secret may have come back inside a reply or an error body
+        rows = [redact_value(row) for row in rows]
     return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
 
 
@@ -249,9 +254,46 @@ class RunStore:
         return self.root / "state.json"
 
     def state(self) -> dict[str, Any]:
+        """``{"stages": {name: entry}}``. An unreadable state.json (truncated, not JSON, not
+        the right shape) is rebuilt from the stages' manifests, which hold the same
+        fingerprints: the damaged file is kept beside it as ``state.json.corrupt`` and the
+        run resumes from the complete stages instead of failing."""
         if not self.state_path.exists():
             return {"stages": {}}
-        return json.loads(self.state_path.read_text(encoding="utf-8"))
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            state = None
+        stages = state.get("stages") if isinstance(state, dict) else None
+        if isinstance(stages, dict) and all(isinstance(v, dict) for v in stages.values()):
+            return state
+        return self._rebuild_state()
+
+    def _rebuild_state(self) -> dict[str, Any]:
+        stages: dict[str, Any] = {}
+        for manifest_path in sorted(self.root.glob("*/manifest.json")):
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError, OSError):
+                continue  # that stage runs again
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("fingerprint"), str):
+                continue
+            name = manifest_path.parent.name
+            summary = {
+                k: v
+                for k, v in manifest.items()
+                if k not in ("stage", "fingerprint", "finished_at")
+            }
+            stages[name] = {
+                "status": "complete",
+                "fingerprint": manifest["fingerprint"],
+                "finished_at": manifest.get("finished_at"),
+                "summary": summary,
+            }
+        state = {"stages": stages, "rebuilt_from_manifests": True}
+        shutil.copyfile(self.state_path, self.state_path.with_name("state.json.corrupt"))
+        atomic_write_json(self.state_path, state)
+        return state
 
     def stage_state(self, stage: str) -> dict[str, Any] | None:
         return self.state()["stages"].get(stage)

@@ -7,10 +7,10 @@ CLUE and LCSTS evaluations.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
-
-from rouge_score import rouge_scorer
+from typing import Any
 
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|[^\W_]+", re.UNICODE)
 
@@ -25,11 +25,15 @@ class _MixedScriptTokenizer:
         return tokens(text)
 
 
-_SCORER = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_MixedScriptTokenizer())
+@functools.cache
+def _scorer() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=_MixedScriptTokenizer())
 
 
 def rouge_l(a: str, b: str) -> float:
-    return float(_SCORER.score(a, b)["rougeL"].fmeasure)
+    return float(_scorer().score(a, b)["rougeL"].fmeasure)
 
 
 def max_rouge_l(text: str, pool: Iterable[str]) -> tuple[float, str | None]:

@@ -87,3 +87,38 @@ def test_templates_are_sandboxed() -> None:
     compiled = compile_template(_template(prompt="{{ age.__class__.__mro__[1].__subclasses__() }}"))
     with pytest.raises(SecurityError):
         compiled.render(compiled.sample_slots(0, 0))
+
+
+def test_a_missing_branch_of_a_dependent_choice_is_refused_at_compile_time() -> None:
+    slots = {
+        "ward": {"choice": ["icu", "er", 3]},
+        "bed": {"by": "ward", "choice": {"icu": ["A1"], "er": ["B2"]}},
+    }
+    with pytest.raises(RecipeError) as caught:
+        compile_template(_template(prompt="{{ bed }}", slots=slots))
+    assert caught.value.problems == [
+        "generate.templates[t].slots.bed.choice: no list for ward = '3'; add one per value of ward"
+    ]
+    slots["bed"]["choice"]["3"] = ["C3"]  # every value covered: fine
+    compile_template(_template(prompt="{{ bed }}", slots=slots))
+
+
+def test_unknown_faker_provider_or_locale_is_refused_at_compile_time() -> None:
+    bad = {
+        "who": {"faker": "no_such_provider"},
+        "where": {"faker": "city", "locale": "xx_XX"},
+        "secret": {"faker": "_Generator__config"},
+    }
+    with pytest.raises(RecipeError) as caught:
+        compile_template(_template(prompt="{{ who }} {{ where }} {{ secret }}", slots=bad))
+    problems = caught.value.problems
+    assert "generate.templates[t].slots.who.faker: faker has no provider 'no_such_provider'" in (
+        problems
+    )
+    assert any(
+        p.startswith("generate.templates[t].slots.where.locale: faker has no") for p in problems
+    )
+    assert (
+        "generate.templates[t].slots.secret.faker: faker has no provider '_Generator__config'"
+        in (problems)
+    )

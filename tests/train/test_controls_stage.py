@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 import synthtune.train.stage as stage
+import synthtune.train.trainer as trainer_module
 from synthtune.config import Recipe
 from synthtune.context import StageContext
 from synthtune.records import Message, Payload, Record
@@ -98,14 +99,14 @@ def test_a_resumed_run_reports_totals_over_its_parts(
     train = {"eval_strategy": "steps", "eval_steps": 2, "max_steps": 8, "logging_steps": 1}
     reference, _ = _run(tmp_path / "reference", tiny_model_dir, val=4, **train)
 
-    class Interrupted(stage.ProgressCallback):  # stops after the checkpoint of step 4
+    class Interrupted(trainer_module.ProgressCallback):  # stops after the checkpoint of step 4
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             super().on_step_end(args, state, control, **kwargs)
             if state.global_step == 4:
                 control.should_training_stop = True
 
     with monkeypatch.context() as patch:
-        patch.setattr(stage, "ProgressCallback", Interrupted)
+        patch.setattr(trainer_module, "ProgressCallback", Interrupted)
         first, _ = _run(tmp_path / "run", tiny_model_dir, val=4, **train)
     assert first["global_step"] == 4 and first["parts"] == 1
     resumed, log = _run(tmp_path / "run", tiny_model_dir, val=4, **train)

@@ -41,7 +41,7 @@ def test_kill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     script = textwrap.dedent(
         f"""
         import os, signal
-        import synthtune.train.stage as stage
+        import synthtune.train.trainer as stage
         from synthtune.config import load_recipe
         from synthtune.pipeline import run_recipe
 

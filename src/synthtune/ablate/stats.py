@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats as scipy_stats
-
 CONFIDENCE = 0.95
 
 
@@ -53,6 +51,8 @@ class Interval:
 
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
     """mean ± t(1 - (1 - confidence)/2, n - 1) · s / √n, s the sample standard deviation."""
+    from scipy import stats as scipy_stats
+
     n = len(values)
     if n == 0:
         raise ValueError("no values")

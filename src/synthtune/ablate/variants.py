@@ -16,10 +16,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from synthtune.config import Recipe, format_validation_error
+from synthtune.config.yamlio import read_yaml
 from synthtune.errors import RecipeError, StageError
 
 
@@ -73,7 +73,7 @@ def _base_mapping(recipe: Recipe) -> tuple[dict[str, Any], Path | None]:
     """The recipe as its author wrote it (so validators see the same input), and the folder
     its relative paths resolve against; a recipe built in Python uses its set fields."""
     if recipe.source is not None and Path(recipe.source).exists():
-        raw = yaml.safe_load(Path(recipe.source).read_text(encoding="utf-8"))
+        raw = read_yaml(Path(recipe.source))
         return raw, Path(recipe.source).parent
     return recipe.model_dump(mode="json", exclude_unset=True), None
 

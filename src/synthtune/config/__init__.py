@@ -16,7 +16,6 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from synthtune.config.ablate import AblateConfig
@@ -80,6 +79,7 @@ from synthtune.config.training import (
     TrainConfig,
     VisionExportConfig,
 )
+from synthtune.config.yamlio import read_yaml
 from synthtune.errors import RecipeError
 
 __all__ = [
@@ -146,7 +146,13 @@ __all__ = [
 
 class Recipe(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run name.")
-    seed: int = Field(0, description="Seed for sampling, splits and training.")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed for sampling, splits and training (0 to 2**32 - 1, what numpy and "
+        "torch accept).",
+    )
     generate: GenerateConfig | None = Field(
         None,
         description="Synthetic data. Optional: a recipe with real data only (mix.real) "
@@ -224,12 +230,7 @@ def format_validation_error(err: ValidationError, model: type[BaseModel]) -> lis
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file; raise :class:`RecipeError` naming every problem."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(str(path), ["file not found"]) from None
-    except yaml.YAMLError as exc:
-        raise RecipeError(str(path), [f"not valid YAML: {exc}"]) from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise RecipeError(str(path), ["the top level must be a mapping of sections"])
     try:

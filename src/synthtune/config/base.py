@@ -10,7 +10,9 @@ from pydantic.functional_validators import AfterValidator
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: a weight of .inf or a bound of .nan is an error at validate, with
+    # its field path, not a crash in random.choices or a comparison that is never true
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:

@@ -152,7 +152,9 @@ class TemplateConfig(StrictModel):
     )
     max_reasks: int = Field(2, ge=0, description="Re-asks with the validation error.")
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, populate_by_name=True, allow_inf_nan=False
+    )
 
     @field_validator("json_schema", mode="before")
     @classmethod
@@ -424,7 +426,12 @@ class Price(StrictModel):
 
 
 class GenerateConfig(StrictModel):
-    n: int = Field(200, gt=0, description="Items to request (doc-qa: chunks at most).")
+    n: int = Field(
+        200,
+        gt=0,
+        strict=True,  # `n: true` is not 1 request
+        description="Items to request (doc-qa: chunks at most).",
+    )
     backend: BackendConfig = Field(default_factory=TemplateBackendConfig)
     strategy: StrategyConfig = Field(default_factory=TemplateFillStrategy)
     templates: list[TemplateConfig] = Field(min_length=1, description="Prompt templates.")

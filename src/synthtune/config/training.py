@@ -481,6 +481,8 @@ class TrainConfig(StrictModel):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     seed: int | None = Field(
         None,
+        ge=0,
+        le=2**32 - 1,
         description="Seed of training's randomness (head init, data order, dropout, "
         "augmentation); null: the recipe's seed. Splits and generation keep the recipe's "
         "seed, so `synthtune ablate` varies this one alone (docs/ablations.md).",

@@ -19,7 +19,6 @@ from itertools import chain
 from typing import Any, TypeAlias
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
 from typing_extensions import Self
 
 from synthtune.config import Recipe
@@ -153,6 +152,8 @@ class ClusterCoverage:
     """
 
     def __init__(self, k: int | None = None, seed: int = 0) -> None:
+        from sklearn.cluster import KMeans, MiniBatchKMeans
+
         if k is not None and k < 2:
             raise StageError(f"mix.schedule.clusters: {k} must be at least 2")
         self.k = k
@@ -161,6 +162,8 @@ class ClusterCoverage:
         self.reference_share: list[float] = []
 
     def fit(self, reference: np.ndarray) -> Self:
+        from sklearn.cluster import KMeans, MiniBatchKMeans
+
         reference = np.asarray(reference)
         distinct = len(np.unique(reference, axis=0)) if len(reference) else 0
         if distinct < 2:

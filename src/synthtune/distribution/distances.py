@@ -36,8 +36,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from scipy.special import gammaln
 
 from synthtune.errors import StageError
 from synthtune.registry import Registry
@@ -110,6 +108,8 @@ class Whitener:
 
 def sphere_abs_mean(k: int) -> float:
     """``E|u_1|`` for ``u`` uniform on the unit sphere in ``k`` dimensions."""
+    from scipy.special import gammaln
+
     return float(np.exp(gammaln(k / 2) - gammaln((k + 1) / 2)) / math.sqrt(math.pi))
 
 
@@ -242,6 +242,8 @@ DISTANCES: Registry[Metric] = Registry("distance metric")
 
 def wasserstein_1d(syn: Sequence[float], ref: Sequence[float], opts: DistanceOptions) -> Distance:
     """W1 between scalar samples (scipy), in reference standard deviations, debiased."""
+    from scipy import stats
+
     x, y = np.asarray(syn, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     _check(x, y, "wasserstein_1d")
     std = float(y.std(ddof=1))

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from typing_extensions import Self
 
 from synthtune.embeddings import embed_texts
@@ -107,6 +105,9 @@ class HashedTfidfFeatures(TextInputs):
         ngram_range: tuple[int, int] = (1, 3),
         n_features: int = 2**18,
     ) -> None:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+
         if components < 1:
             raise StageError(f"mix.features.components: {components} must be at least 1")
         self.components = components
@@ -130,6 +131,8 @@ class HashedTfidfFeatures(TextInputs):
         return cls(components=cfg.components, seed=seed)
 
     def fit(self, reference_texts: Sequence[str]) -> Self:
+        from sklearn.decomposition import TruncatedSVD
+
         counts = self.hasher.transform(list(reference_texts))
         # Only the hashed columns the reference uses: the SVD basis is zero on the others, so
         # the result is the same, and randomized SVD over all 2**18 columns is 2-4x slower

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 
 from synthtune.config import MixConfig, Recipe
 from synthtune.distribution.coverage import ClusterCoverage, coverage_report, declared_domains
@@ -57,6 +56,8 @@ class DistributionProbe:
         # Compare replies with replies: real text-only records are all reply, and for
         # question/answer data the prompt wording and system turns of a template would put
         # every synthetic record off the real manifold.
+        from sklearn.neighbors import NearestNeighbors
+
         self.view: Literal["all", "response"] = "response"
         # A space fitted on some rows sits closer to them than to any new text; fitting it on
         # one half of the real rows and measuring against the other keeps identical data at ~0.
@@ -144,6 +145,8 @@ class DistributionProbe:
     def label_closeness(self, records: list[Record]) -> np.ndarray:
         """Per record: the distance to the nearest real row of its label (of any label when
         the real rows here have none of it)."""
+        from sklearn.neighbors import NearestNeighbors
+
         out = np.zeros(len(records))
         real_labels = np.array([str(r.payload.label) for r in self.real])
         by_label: dict[str, list[int]] = {}

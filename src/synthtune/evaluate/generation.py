@@ -11,9 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import sacrebleu
-from rouge_score import rouge_scorer
-
 from synthtune.config import TransformersBackendConfig
 from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite
 from synthtune.llm.backends.base import GenerationRequest
@@ -60,6 +57,9 @@ def normalize(text: str) -> str:
 
 def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
     """Exact match and mean ROUGE-L F1 in [0, 1]; corpus chrF and BLEU in [0, 100]."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
     if not predictions:
         return {"exact_match": 0.0, "rouge_l": 0.0, "chrf": 0.0, "bleu": 0.0}
     pairs = list(zip(predictions, references, strict=True))

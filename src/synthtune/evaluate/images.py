@@ -11,18 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
 
 from synthtune.context import StageContext
 from synthtune.evaluate.caveats import classifier_caveats
 from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite
 from synthtune.evaluate.variants import Loaded, ModelVariant
+from synthtune.lazy import inference_mode
 from synthtune.records import Record
 from synthtune.vision import clip_model
 
@@ -38,9 +32,11 @@ def labelled_images(test: list[Record], labels: list[str]) -> tuple[list[Record]
     return usable, [ids[str(r.payload.label)] for r in usable]
 
 
-@torch.inference_mode()
+@inference_mode
 def predict_images(model: Any, inputs: Any, records: list[Record]) -> np.ndarray:
     """Predicted class ids of ``records`` (``inputs``: a ``ClipInputs``)."""
+    import torch
+
     from synthtune.vision.clip_task import load_image
 
     model.eval()
@@ -55,6 +51,13 @@ def predict_images(model: Any, inputs: Any, records: list[Record]) -> np.ndarray
 def image_scores(truth: list[int], predicted: np.ndarray, labels: list[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix (rows:
     true class, columns: predicted, in ``labels`` order)."""
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
+
     index = list(range(len(labels)))
     precision, recall, f1, support = precision_recall_fscore_support(
         truth, predicted, labels=index, zero_division=0

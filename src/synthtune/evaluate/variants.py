@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from synthtune.context import StageContext
 from synthtune.models import (
     load_causal_lm,
@@ -49,6 +47,8 @@ def load_quantized(
     """The model ``export/quantize.json`` describes. CPU int8 state dicts are restored the
     way they were saved: the fp32 folder (``load_fp32``, a causal LM by default), the same
     backend, then the saved int8 weights."""
+    import torch
+
     path = Path(report["path"])
     if report["device"] == "cuda":
         return load_causal_lm(str(path), device_map={"": 0})
@@ -72,6 +72,8 @@ def quantized_status(
 ) -> tuple[dict[str, Any] | None, str]:
     """``(report, why)``: the quantize report when its model (of ``task``) can be loaded
     here, else None."""
+    import torch
+
     report_path = ctx.store.path("export", "quantize.json")
     if not report_path.exists():
         return None, "no export/quantize.json (export.quantize unset, or export.merge false)"
@@ -108,6 +110,8 @@ def causal_variants(ctx: StageContext) -> tuple[list[ModelVariant], str]:
 
 def classification_variants(ctx: StageContext, labels: list[str]) -> tuple[list[ModelVariant], str]:
     """Base: the pre-trained model with a fresh head seeded like training's (chance level)."""
+    import torch
+
     base_path = ctx.resolve_model(ctx.recipe.train.base)
     tuned_dir = ctx.store.path("train", "adapter")
     seed = ctx.recipe.seed

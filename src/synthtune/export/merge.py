@@ -10,15 +10,17 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from synthtune.errors import StageError
+from synthtune.lazy import inference_mode
 from synthtune.models import load_causal_lm
 
+if TYPE_CHECKING:
+    import torch
 
-@torch.inference_mode()
+
+@inference_mode
 def prompt_logits(model: Any, tokenizer: Any, prompts: Sequence[str]) -> list[torch.Tensor]:
     """fp32 logits of each prompt, one forward pass per prompt (no padding to differ)."""
     out = []
@@ -67,6 +69,7 @@ def merge_adapter(
 
     Raises ``StageError`` when the check fails; nothing is written then.
     """
+    import torch
     from peft import PeftModel
 
     base, tokenizer = load_causal_lm(base_path, device=torch.device("cpu"), dtype="float32")
@@ -91,6 +94,8 @@ def merge_adapter(
 
 def save_full_model(model_dir: Path, out_dir: Path) -> dict[str, Any]:
     """A full fine-tune has nothing to merge: re-save it with EOS/pad generation defaults."""
+    import torch
+
     model, tokenizer = load_causal_lm(str(model_dir), device=torch.device("cpu"), dtype="float32")
     set_generation_defaults(model, tokenizer)
     save_model_folder(model, tokenizer, out_dir)

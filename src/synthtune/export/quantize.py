@@ -19,12 +19,15 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from synthtune.lazy import inference_mode
 from synthtune.perplexity import PerplexityScorer
 from synthtune.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
 
 Quantizer = Callable[[Any], Any]
 INT8_CPU: Registry[Quantizer] = Registry("int8 CPU backend")
@@ -33,6 +36,8 @@ INT8_CPU: Registry[Quantizer] = Registry("int8 CPU backend")
 @INT8_CPU.decorator("torch-ao-dynamic")
 def torch_dynamic_int8(model: Any) -> Any:
     """int8 weights, activations quantized per batch at run time (nn.Linear only)."""
+    import torch
+
     return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
@@ -53,7 +58,7 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-@torch.inference_mode()
+@inference_mode
 def generate_exactly(model: Any, tokenizer: Any, prompt: str, new_tokens: int) -> float:
     """Seconds for one batch-1 greedy generation of exactly ``new_tokens`` tokens."""
     enc = tokenizer(prompt, return_tensors="pt").to(_device(model))
@@ -68,7 +73,7 @@ def generate_exactly(model: Any, tokenizer: Any, prompt: str, new_tokens: int) -
     return time.perf_counter() - started
 
 
-@torch.inference_mode()
+@inference_mode
 def prefill_seconds(model: Any, tokenizer: Any, prompt: str) -> float:
     enc = tokenizer(prompt, return_tensors="pt").to(_device(model))
     started = time.perf_counter()
@@ -133,6 +138,8 @@ def save_int8_state(quantized: Any, tokenizer: Any, out_dir: Path) -> int:
 
     Quantized modules are not save_pretrained-able: loaders take the fp32 folder, apply the
     same backend, then ``load_state_dict(torch.load(...))``."""
+    import torch
+
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "int8_state_dict.pt"
     torch.save(quantized.state_dict(), path)
@@ -173,6 +180,8 @@ def quantize_cpu_int8(
     new_tokens: int,
 ) -> dict[str, Any]:
     """int8 on CPU: choose the backend, save the int8 state dict, measure both models."""
+    import torch
+
     from synthtune.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(str(model_dir), device=torch.device("cpu"), dtype="float32")
@@ -202,6 +211,7 @@ def quantize_bnb(
     new_tokens: int,
 ) -> dict[str, Any]:
     """bitsandbytes 8-bit (int8) or 4-bit NF4 on CUDA, against the fp32 model on the GPU."""
+    import torch
     from transformers import BitsAndBytesConfig
 
     from synthtune.models import load_causal_lm
@@ -247,6 +257,8 @@ def quantize_model(
 ) -> dict[str, Any]:
     """Quantize ``model_dir`` per ``mode`` (int8 | nf4) and measure it; a skip is reported,
     not raised: nf4 without CUDA returns ``{"skipped": reason}``."""
+    import torch
+
     cuda = torch.cuda.is_available() if cuda is None else cuda
     if cuda and _has("bitsandbytes"):
         return quantize_bnb(mode, model_dir, out_dir, texts, prompts, new_tokens)

@@ -86,6 +86,10 @@ def first_by_key(records: list[Record], keys: set[str]) -> dict[str, list[Record
     return groups
 
 
+# Requests validate plans and renders (a recipe asking for millions is checked on these).
+CHECK_REQUESTS = 1_000
+
+
 class GenerateStage:
     name = "generate"
     sections: tuple[str, ...] = ("seed", "generate")
@@ -93,7 +97,13 @@ class GenerateStage:
     def check(self, recipe: Recipe) -> None:
         if recipe.generate is None:
             return
-        make_strategy(recipe).plan()  # templates compile, documents and seed tasks load
+        # templates compile and render, documents and seed tasks load: on the first
+        # CHECK_REQUESTS requests, so that validate stays instant for any n
+        generate = recipe.generate
+        if generate.n > CHECK_REQUESTS:
+            sample = generate.model_copy(update={"n": CHECK_REQUESTS})
+            recipe = recipe.model_copy(update={"generate": sample})
+        make_strategy(recipe).plan()
         if isinstance(recipe.generation.backend, OpenAIBackendConfig):
             read_api_key(recipe.generation.backend)  # a missing key fails before any work
 

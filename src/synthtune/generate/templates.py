@@ -156,6 +156,48 @@ class CompiledTemplate:
         }
 
 
+def _branch_problems(cfg: TemplateConfig, here: str) -> list[str]:
+    """A dependent choice (``by: parent``) whose parent draws from a known list must have a
+    list for every value the parent can take; a missing one would fail records at random."""
+    problems = []
+    for name, spec in cfg.slots.items():
+        if not (isinstance(spec, ChoiceSlot) and spec.by and isinstance(spec.choice, dict)):
+            continue
+        parent = cfg.slots.get(spec.by)
+        if isinstance(parent, ChoiceSlot) and isinstance(parent.choice, list):
+            values = [str(v) for v in parent.choice]
+        elif isinstance(parent, ChoiceSlot) and isinstance(parent.choice, dict):
+            values = [str(v) for options in parent.choice.values() for v in options]
+        else:
+            continue  # a computed parent (template, faker...): checked per record
+        missing = sorted(set(values) - set(spec.choice), key=values.index)
+        if missing:
+            problems.append(
+                f"{here}.slots.{name}.choice: no list for {spec.by} = "
+                f"{', '.join(repr(m) for m in missing)}; add one per value of {spec.by}"
+            )
+    return problems
+
+
+def _faker_problems(cfg: TemplateConfig, here: str) -> list[str]:
+    """Faker slots name a locale and a provider that exist (checked without drawing)."""
+    problems = []
+    for name, spec in cfg.slots.items():
+        if not isinstance(spec, FakerSlot):
+            continue
+        try:
+            fake = _faker(spec.locale)
+        except (AttributeError, ValueError, ImportError) as exc:
+            problems.append(
+                f"{here}.slots.{name}.locale: faker has no locale {spec.locale!r} ({exc})"
+            )
+            continue
+        provider = getattr(fake, spec.faker, None)
+        if spec.faker.startswith("_") or provider is None or not callable(provider):
+            problems.append(f"{here}.slots.{name}.faker: faker has no provider {spec.faker!r}")
+    return problems
+
+
 def compile_template(
     cfg: TemplateConfig, where: str = "", provided: frozenset[str] = frozenset()
 ) -> CompiledTemplate:
@@ -187,6 +229,7 @@ def compile_template(
             continue
         if unknown:
             problems.append(f"{here}.{part}: uses undefined slots {sorted(unknown)}")
+    problems += _branch_problems(cfg, here) + _faker_problems(cfg, here)
     try:
         order = tuple(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 
 from synthtune.llm.backends.base import GenerationResult
 from synthtune.records import content_hash
+from synthtune.secrets import redact
 
 # Fields of backend configs that change how a request is sent, not what comes back.
 OPERATIONAL = frozenset(
@@ -66,7 +67,7 @@ class ResponseCache:
 
     def put_many(self, items: list[tuple[str, GenerationResult]]) -> None:
         rows = [
-            (key, r.text, r.tokens_in, r.tokens_out, time.time())
+            (key, redact(r.text or ""), r.tokens_in, r.tokens_out, time.time())
             for key, r in items
             if r.text is not None and r.error is None
         ]

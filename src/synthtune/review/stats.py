@@ -11,13 +11,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from scipy.stats import binomtest
-
 from synthtune.decisions import Decision
 from synthtune.records import Record, stratum_of
 
 
 def wilson(successes: int, n: int) -> tuple[float, float]:
+    from scipy.stats import binomtest
+
     if n == 0:
         return 0.0, 1.0
     ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")

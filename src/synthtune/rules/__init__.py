@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,6 +32,7 @@ from pydantic import (
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
 from synthtune.config import format_validation_error
+from synthtune.config.yamlio import read_yaml
 from synthtune.errors import RecipeError
 from synthtune.records import Payload
 
@@ -269,12 +269,7 @@ _RULES = TypeAdapter(list[Rule])
 
 def load_rules(path: Path) -> list[Rule]:
     """Load a rules YAML file; raise RecipeError naming the rule index and field on errors."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
-    except FileNotFoundError:
-        raise RecipeError(str(path), ["rules file not found"]) from None
-    except yaml.YAMLError as exc:
-        raise RecipeError(str(path), [f"not valid YAML: {exc}"]) from None
+    raw = read_yaml(path, "rules") or []
     try:
         rules = _RULES.validate_python(raw)
     except ValidationError as exc:

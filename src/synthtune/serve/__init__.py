@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from synthtune.secrets import register_secret
 from synthtune.serve.app import ServeLimits, ServeServer, create_app
 from synthtune.serve.models import (
     ServedModels,
@@ -57,6 +58,7 @@ def read_api_key(env_name: str | None) -> str | None:
     if env_name is None:
         return None
     key = os.environ.get(env_name)
+    register_secret(key)
     if not key:
         raise ServeError(f"--api-key-env {env_name}: that environment variable is not set")
     return key

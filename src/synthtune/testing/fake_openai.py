@@ -3,7 +3,8 @@
 The user message steers it: ``fail:429x2`` answers 429 (with ``Retry-After``) to the first two
 attempts, ``fail:500x1`` / ``fail:503x1`` likewise with 5xx, ``slow:1`` stalls the first attempt
 for ``slow_s`` seconds, ``malformed`` and ``empty`` always answer broken JSON or empty content,
-``truncated:1`` truncates the first reply. Anything else gets ``echo: <prompt>`` after
+``truncated:1`` truncates the first reply, ``leak:401`` / ``leak:200`` echo the caller's
+Authorization header in an error body and header / in the reply. Anything else gets ``echo: <prompt>`` after
 ``latency_s``. Every attempt is logged with its arrival time and headers.
 """
 
@@ -58,12 +59,17 @@ class FakeOpenAI:
         with self._lock:
             self._counts[prompt] += 1
             n = self._counts[prompt]
-        status, headers, body = self._behaviour(prompt, n)
+        status, headers, body = self._behaviour(prompt, n, authorization or "")
         with self._lock:
             self.attempts.append(Attempt(prompt, time.monotonic(), status, authorization))
         return status, headers, body
 
-    def _behaviour(self, prompt: str, n: int) -> tuple[int, dict[str, str], bytes]:
+    def _behaviour(
+        self, prompt: str, n: int, authorization: str = ""
+    ) -> tuple[int, dict[str, str], bytes]:
+        if "leak:401" in prompt:  # a hostile server echoing the caller's key back
+            body = {"error": {"message": f"bad key {authorization}", "key": authorization}}
+            return 401, {"WWW-Authenticate": f"Bearer {authorization}"}, json.dumps(body).encode()
         fail = re.search(r"fail:(\d{3})x(\d+)", prompt)
         if fail and n <= int(fail.group(2)):
             code = int(fail.group(1))
@@ -79,6 +85,8 @@ class FakeOpenAI:
             return 200, {}, b'{"choices": [{"mess'
         time.sleep(self.latency_s)
         content = "" if "empty" in prompt else f"echo: {prompt}"
+        if "leak:200" in prompt:
+            content = f"your key is {authorization}"
         body = {
             "choices": [
                 {

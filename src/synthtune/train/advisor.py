@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 GIB = 1024**3
 
 
@@ -33,6 +31,8 @@ class Hardware:
 
     @classmethod
     def detect(cls) -> Hardware:
+        import torch
+
         if torch.cuda.is_available():
             return cls("cuda", torch.cuda.get_device_properties(0).total_memory)
         import psutil

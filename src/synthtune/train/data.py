@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from synthtune.records import Message, Record
+
+if TYPE_CHECKING:
+    import torch
+
 
 # Per-example flag the train stage adds for `train.adversarial.on: edge_cases` (1 = the record
 # is tagged lineage.edge_case); the collators carry it to the trainer, never to the model.
@@ -119,6 +121,8 @@ class NoisyCollator:
         return ids
 
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        import torch
+
         width = max(len(f["input_ids"]) for f in features)
         batch_ids, batch_labels, batch_mask = [], [], []
         for f in features:
@@ -157,6 +161,8 @@ class PackedCollator(NoisyCollator):
     """
 
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        import torch
+
         ids: list[int] = []
         labels: list[int] = []
         positions: list[int] = []

@@ -25,12 +25,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import torch
-
 from synthtune.config import TrainConfig
 
 
 def matmul_peak_gflops(size: int = 1024, repeats: int = 10) -> float:
+    import torch
+
     a, b = torch.randn(size, size), torch.randn(size, size)
     torch.matmul(a, b)
     started = time.perf_counter()

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from synthtune.config import TrainConfig
 from synthtune.errors import StageError
 from synthtune.registry import Registry
@@ -151,6 +149,7 @@ def _qlora_load(cfg: TrainConfig) -> dict[str, Any]:
     kernels too: on CPU it runs (slowly) with fp32 compute, on a GPU with bf16."""
     import importlib.util
 
+    import torch
     from transformers import BitsAndBytesConfig
 
     if importlib.util.find_spec("bitsandbytes") is None:
@@ -168,6 +167,7 @@ def _qlora_load(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _qlora(model: Any, cfg: TrainConfig) -> Any:
+    import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     # checkpointing only pays on a GPU (see train.stage.device_settings)
@@ -363,15 +363,166 @@ def method_problem(config: Any, cfg: TrainConfig) -> str | None:
 def check_method(recipe: Any) -> None:
     """``RecipeError`` naming ``train.method`` when it cannot train ``train.task`` on
     ``train.base`` (validate time, from the base's config; a base whose config cannot be read
-    offline is left to ``model_names.recipe_model_problems``, which reports it)."""
+    offline is left to ``model_names.recipe_model_problems``, which reports it).
+
+    Asking a method builds the task model on meta weights, which needs transformers and
+    torch (5-8 s of imports on 2 cores). Methods that run anywhere (full, freeze) are not
+    asked; for the others the answer is cached per (base config file, task, method settings,
+    synthtune version), so a recipe validates in about a second from the second time on."""
     from synthtune.errors import RecipeError
-    from synthtune.train.advisor import base_config
 
     if recipe.train.task == "clip":
         return
-    try:
-        config = base_config(recipe, None, local_only=True)
-    except StageError:
+    method = METHODS.get(recipe.train.method)
+    if method.adapter and recipe.train.method in ("lora", "dora", "qlora"):
+        hidden = _hidden_size(recipe)
+        if hidden is not None and recipe.train.lora.r > hidden:
+            raise RecipeError(
+                str(recipe.source),
+                [
+                    f"train.lora.r: {recipe.train.lora.r} is above the base's hidden size "
+                    f"{hidden}, the largest rank an adapter can have (8 to 64 is usual)"
+                ],
+            )
+    if method.unsupported is _runs_anywhere:
         return
-    if problem := method_problem(config, recipe.train):
+    if _known_fine(recipe):
+        return
+    key = _check_key(recipe)
+    cached = _cached_check(key)
+    if cached is not None:
+        problem = cached.get("problem")
+    else:
+        from synthtune.model_names import built_on_demand, offline_problem
+        from synthtune.train.advisor import base_config
+
+        if not built_on_demand(recipe.train.base) and offline_problem(recipe.train.base):
+            return  # recipe_model_problems names the missing model; nothing to ask here
+
+        try:
+            config = base_config(recipe, None, local_only=True)
+        except StageError:
+            return
+        problem = method_problem(config, recipe.train)
+        _store_check(key, problem)
+    if problem:
         raise RecipeError(str(recipe.source), [problem])
+
+
+def _base_config_file(recipe: Any) -> dict[str, Any] | None:
+    """The base's config.json as a dict, read without transformers (None: not a local file,
+    or local-tiny, whose config the recipe holds)."""
+    import json
+    from pathlib import Path
+
+    from synthtune.model_names import built_on_demand, resolve_name
+
+    if built_on_demand(recipe.train.base):
+        return None
+    try:
+        found = json.loads(
+            (Path(resolve_name(recipe.train.base)) / "config.json").read_text("utf-8")
+        )
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _hidden_size(recipe: Any) -> int | None:
+    from synthtune.models import LOCAL_TINY
+
+    if recipe.train.base == LOCAL_TINY:
+        return int(recipe.local_tiny.hidden_size)
+    config = _base_config_file(recipe) or {}
+    nested = config.get("text_config")
+    text: dict[str, Any] = nested if isinstance(nested, dict) else config
+    for key in ("hidden_size", "d_model", "n_embd", "dim"):
+        if isinstance(text.get(key), int):
+            return int(text[key])
+    return None
+
+
+def _known_fine(recipe: Any) -> bool:
+    """LoRA/DoRA with a target alias of a family in the alias tables: the alias names the
+    family's modules, so the answer is known from the config file's model_type alone."""
+
+    from synthtune.models import LOCAL_TINY
+
+    cfg = recipe.train
+    target = cfg.lora.target_modules
+    if cfg.method not in ("lora", "dora") or not isinstance(target, str):
+        return False
+    if target == "all-linear":
+        return True
+    table = {"attention": _ATTENTION, "query_key_value": _ATTENTION, "mlp": _MLP}.get(target)
+    if table is None:
+        return False
+    if cfg.base == LOCAL_TINY:
+        return "llama" in table
+    config = _base_config_file(recipe)
+    return config is not None and config.get("model_type") in table
+
+
+def _check_key(recipe: Any) -> str | None:
+    """What a method check depends on, hashed; None when the base's config file is not a
+    local file (a hub id): then nothing is cached."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from synthtune import __version__
+    from synthtune.model_names import built_on_demand, resolve_name
+
+    cfg = recipe.train
+    parts: dict[str, Any] = {
+        "version": __version__,
+        "task": cfg.task,
+        "method": cfg.method,
+        "lora": cfg.lora.model_dump(mode="json"),
+        "prompt_learning": cfg.prompt_learning.model_dump(mode="json"),
+    }
+    if built_on_demand(cfg.base):
+        parts["local"] = [cfg.base, recipe.local_tiny.model_dump(mode="json")]
+    else:
+        config_file = Path(resolve_name(cfg.base)) / "config.json"
+        if not config_file.is_file():
+            return None
+        parts["config"] = hashlib.sha256(config_file.read_bytes()).hexdigest()
+    blob = json.dumps(parts, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def _check_file(key: str) -> Any:
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("SYNTHTUNE_CACHE", Path.home() / ".cache" / "synthtune"))
+    return root / "checks" / f"{key}.json"
+
+
+def _cached_check(key: str | None) -> dict[str, Any] | None:
+    import json
+
+    if key is None:
+        return None
+    try:
+        found = json.loads(_check_file(key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _store_check(key: str | None, problem: str | None) -> None:
+    import json
+    import os
+
+    if key is None:
+        return
+    path = _check_file(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"problem": problem}), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home only costs the next validate its seconds

@@ -10,31 +10,29 @@ schedule, the log history, parameter groups, the early stop and throughput total
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from rich.table import Table
-from transformers import TrainingArguments
-from transformers.trainer_callback import PrinterCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from synthtune.config import Recipe
 from synthtune.context import StageContext
 from synthtune.errors import RecipeError, StageError
 from synthtune.models import load_causal_lm, seed_everything
-from synthtune.train.augment import PromptNoiseDataset
 from synthtune.train.data import EDGE_FLAG, LOSS_WEIGHT, PackedCollator, as_plain_text
 from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
 from synthtune.train.schedule import Schedule, resolve_schedule
 from synthtune.train.tasks import TASKS, TaskSetup, labels_of
-from synthtune.train.trainer import (
-    AnnouncedEarlyStopping,
-    EpochCallback,
-    ProgressCallback,
-    SynthtuneTrainer,
-)
 from synthtune.vision import clip_model
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
+
+    from synthtune.train.trainer import (
+        AnnouncedEarlyStopping,
+        SynthtuneTrainer,
+    )
+
 
 # importing registers the offline models this stage may build (local-tiny-clip)
 REGISTERED = (clip_model,)
@@ -47,6 +45,8 @@ def device_settings(recipe: Recipe, cuda: bool | None = None) -> dict[str, Any]:
     made CPU LoRA training ~17x slower on these machines: bf16 matmuls have no fast path on
     AVX2 CPUs, and checkpointing recomputes activations memory does not need to save.
     """
+    import torch
+
     cuda = torch.cuda.is_available() if cuda is None else cuda
     bf16 = cuda and torch.cuda.is_bf16_supported()
     checkpointing = {"auto": cuda, "on": True, "off": False}[recipe.train.gradient_checkpointing]
@@ -62,6 +62,8 @@ def training_arguments(recipe: Recipe, out_dir: str, schedule: Schedule) -> Trai
     """TrainingArguments from the recipe and its resolved schedule. When evaluating, the
     early-stopping metric is tracked (``best_metric``); the best checkpoint is restored at the
     end only when early stopping is on, otherwise the last model is kept."""
+    from transformers import TrainingArguments
+
     cfg = recipe.train
     evaluating = schedule.eval_strategy != "no"
     metric = cfg.early_stopping_metric() if evaluating else None
@@ -104,7 +106,12 @@ class TrainStage:
     distributed = True  # runs on every process of a torchrun/accelerate launch (DDP)
 
     def check(self, recipe: Recipe) -> None:
-        METHODS.get(recipe.train.method)
+        if recipe.train.method not in METHODS:
+            known = ", ".join(METHODS.names())
+            raise RecipeError(
+                str(recipe.source),
+                [f"train.method: unknown method {recipe.train.method!r}; known: {known}"],
+            )
         from synthtune.train.methods import check_method
 
         check_method(recipe)  # e.g. prefix tuning of a BERT classifier: refused here
@@ -165,6 +172,8 @@ class TrainStage:
     def _datasets(
         self, ctx: StageContext, tokenizer: Any, train_records: list[Any], ids: dict[str, int]
     ) -> tuple[Any, list[dict[str, Any]]]:
+        from synthtune.train.augment import PromptNoiseDataset
+
         recipe, cfg = ctx.recipe, ctx.recipe.train
         task = TASKS.get(cfg.task)
         text = cfg.task == "causal_lm" and cfg.lm_format == "text"
@@ -240,6 +249,16 @@ class TrainStage:
     def _trainer(
         self, ctx: StageContext, parts: dict[str, Any], schedule: Schedule, advance: Any
     ) -> tuple[SynthtuneTrainer, AnnouncedEarlyStopping | None]:
+        import torch
+        from transformers.trainer_callback import PrinterCallback
+
+        from synthtune.train.trainer import (
+            AnnouncedEarlyStopping,
+            EpochCallback,
+            ProgressCallback,
+            SynthtuneTrainer,
+        )
+
         recipe, cfg = ctx.recipe, ctx.recipe.train
         task = TASKS.get(cfg.task)
         out_dir = ctx.store.stage_dir(self.name)
@@ -282,6 +301,8 @@ class TrainStage:
         return trainer, stopper
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
+        from transformers.trainer_utils import get_last_checkpoint
+
         recipe, store, cfg = ctx.recipe, ctx.store, ctx.recipe.train
         seed_everything(cfg.seed_for(recipe.seed))  # head init, dropout
         task = TASKS.get(cfg.task)

@@ -14,16 +14,18 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from synthtune.config import TrainConfig
 from synthtune.errors import StageError
 from synthtune.records import Record
 from synthtune.registry import Registry
 from synthtune.train.data import NoisyCollator, encode_record
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ class ClassificationCollator(NoisyCollator):
     """Pads inputs (perturbed with the same noise as SFT); labels are class indices."""
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch
+
         padded = super().__call__(
             # every key but the class label passes through (the edge-case flag, when set)
             [{**f, "labels": [0] * len(f["input_ids"])} for f in features]
@@ -194,6 +198,8 @@ class ClipCollator(NoisyCollator):
         return np.ascontiguousarray(turned[:, :, ::-1] if rng.random() < 0.5 else turned)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch
+
         width = max(len(f["input_ids"]) for f in features)
         ids = [
             list(f["input_ids"]) + [self.pad_id] * (width - len(f["input_ids"])) for f in features

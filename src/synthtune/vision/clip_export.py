@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from sklearn.metrics import f1_score
 
 from synthtune.context import StageContext
 from synthtune.errors import StageError
@@ -39,6 +37,8 @@ def test_images(inputs_processor: Any, root: Path, records: list[Record], labels
 
 
 def _quality(logits: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
     predicted = logits.argmax(-1)
     return {
         "accuracy": round(float((predicted == truth).mean()), 4),
@@ -54,6 +54,8 @@ def check_and_time(
     cfg: Any,
 ) -> dict[str, Any]:
     """Every runtime on the same images: agreement with PyTorch, quality, images/s."""
+    import torch
+
     runners = {"torch_fp32": onnx.torch_runner(scorer)}
     runners.update({name: onnx.ort_runner(onnx.ort_session(p)) for name, p in paths.items()})
     logits = {name: run(pixels) for name, run in runners.items()}

@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from synthtune.models import LOCAL_MODELS, seed_everything, train_bpe
 
 LOCAL_TINY_CLIP = "local-tiny-clip"
@@ -109,6 +107,7 @@ def build_tiny_clip(
 
 def load_clip(path: str) -> tuple[Any, Any]:
     """``(CLIPModel in fp32, CLIPProcessor)`` from a hub id or a folder."""
+    import torch
     from transformers import CLIPModel, CLIPProcessor
 
     model = CLIPModel.from_pretrained(path, dtype=torch.float32)

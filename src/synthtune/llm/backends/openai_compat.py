@@ -19,14 +19,17 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from synthtune.config import OpenAIBackendConfig
 from synthtune.errors import BackendError
 from synthtune.llm.backends.base import BACKENDS, GenerationRequest, GenerationResult
 from synthtune.llm.tokens import estimate_messages
+from synthtune.secrets import register_secret
+
+if TYPE_CHECKING:
+    import httpx
+
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -152,6 +155,8 @@ class OpenAIBackend:
     async def _attempt(
         self, client: httpx.AsyncClient, request: GenerationRequest
     ) -> GenerationResult:
+        import httpx
+
         path, body = self._body(request)
         try:
             response = await client.post(path, json=body)
@@ -208,6 +213,8 @@ class OpenAIBackend:
         )
 
     async def agenerate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        import httpx
+
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         limiter = AdaptiveLimiter(self.config.concurrency)
         pacer = RatePacer(self.config.max_rpm, self.config.max_tpm)
@@ -235,6 +242,7 @@ def read_api_key(config: OpenAIBackendConfig) -> str | None:
     if config.api_key_env is None:
         return None
     key = os.environ.get(config.api_key_env)
+    register_secret(key)  # redacted from every file and output from here on
     if not key:
         raise BackendError(
             f"generate.backend.api_key_env: environment variable {config.api_key_env} is not "

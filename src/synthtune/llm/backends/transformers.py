@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from synthtune.config import TransformersBackendConfig
 from synthtune.llm.backends.base import BACKENDS, GenerationRequest, GenerationResult
 from synthtune.models import load_causal_lm, pick_device
@@ -59,6 +57,8 @@ class TransformersBackend:
     def _generate_batch(self, prompts: list[str]) -> list[tuple[str, int, int]]:
         # Only ids and mask go to generate(): some tokenizers (BERT-style vocabularies reused
         # for a decoder) also return token_type_ids, which a causal LM's generate() rejects.
+        import torch
+
         enc = self.tokenizer(
             prompts, return_tensors="pt", padding=True, return_token_type_ids=False
         ).to(self.device)

@@ -12,8 +12,6 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from synthtune.config import VLLMBackendConfig
 from synthtune.errors import BackendError
 from synthtune.llm.backends.base import BACKENDS, GenerationRequest, GenerationResult
@@ -27,6 +25,8 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, config: VLLMBackendConfig, path: str) -> None:
+        import torch
+
         try:
             from vllm import LLM
         except ImportError:
