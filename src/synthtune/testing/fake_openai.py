@@ -69,8 +69,9 @@ class FakeOpenAI:
         self, prompt: str, n: int, authorization: str = ""
     ) -> tuple[int, dict[str, str], bytes]:
         if "leak:401" in prompt:  # a hostile server echoing the caller's key back
-            body = {"error": {"message": f"bad key {authorization}", "key": authorization}}
-            return 401, {"WWW-Authenticate": f"Bearer {authorization}"}, json.dumps(body).encode()
+            error = {"error": {"message": f"bad key {authorization}", "key": authorization}}
+            headers = {"WWW-Authenticate": f"Bearer {authorization}"}
+            return 401, headers, json.dumps(error).encode()
         fail = re.search(r"fail:(\d{3})x(\d+)", prompt)
         if fail and n <= int(fail.group(2)):
             code = int(fail.group(1))
