@@ -29,6 +29,11 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return its item (a plugin unloaded, a test's stand-in)."""
+        self.get(name)  # the usual error for an unknown name
+        return self._items.pop(name)
+
     def decorator(self, name: str) -> Callable[[T], T]:
         """``@REGISTRY.decorator("name")`` form of :meth:`register`."""
 
