@@ -89,3 +89,16 @@ def test_a_broken_merge_is_an_error(
     with pytest.raises(StageError, match="merge_tolerance"):
         merge_adapter(str(base), tmp_path / "adapter", tmp_path / "merged", [PROMPT], 1e-4)
     assert not (tmp_path / "merged").exists()
+
+
+def test_the_merge_bound_scales_with_the_largest_logit(tmp_path: Path) -> None:
+    from synthtune.export.merge import check_merge
+
+    # SmolLM2-135M after a correct merge: 1.16e-4 with logits up to ~30 (health-tweets-lm)
+    check_merge(1.16e-4, 1e-4, "model", "8 prompts", tmp_path, scale=30.0)
+    with pytest.raises(StageError, match=r"x largest \|logit\| 30"):
+        check_merge(4e-3, 1e-4, "model", "8 prompts", tmp_path, scale=30.0)
+    with pytest.raises(StageError):  # small logits: the bound never drops below tolerance x 1
+        check_merge(2e-4, 1e-4, "model", "8 prompts", tmp_path, scale=0.1)
+    with pytest.raises(StageError):
+        check_merge(float("nan"), 1e-4, "model", "8 prompts", tmp_path, scale=30.0)

@@ -747,7 +747,10 @@ class ExportConfig(StrictModel):
         True, description="Merge a trained LoRA adapter into the base (export/model)."
     )
     merge_tolerance: float = Field(
-        1e-4, gt=0, description="Max abs logit diff, merged vs base+adapter, in fp32."
+        1e-4,
+        gt=0,
+        description="Max abs logit diff, merged vs base+adapter, in fp32, relative to the "
+        "largest |logit| (at least 1): rounding grows with the logits' size.",
     )
     verify_prompts: int = Field(8, gt=0, description="Test prompts the merge check compares.")
     quantize: Literal["int8", "nf4"] | None = Field(

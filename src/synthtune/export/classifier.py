@@ -39,7 +39,8 @@ def merge_classifier(
         reference = class_logits(model, tokenizer, texts, batch_size=1)
         merged = model.merge_and_unload()
         diff = float((reference - class_logits(merged, tokenizer, texts, batch_size=1)).abs().max())
-        check_merge(diff, tolerance, "classifier", f"{len(texts)} texts", tuned_dir)
+        scale = float(abs(reference).max())
+        check_merge(diff, tolerance, "classifier", f"{len(texts)} texts", tuned_dir, scale)
     else:
         merged = model
     save_model_folder(merged, tokenizer, out_dir)
