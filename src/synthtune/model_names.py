@@ -204,7 +204,6 @@ def resolve_name(name: str) -> str:
 def built_on_demand(name: str) -> bool:
     """local-tiny or another registered offline model (``models.LOCAL_MODELS``)."""
     from synthtune.models import LOCAL_MODELS, LOCAL_TINY
-    from synthtune.vision import clip_model  # noqa: F401  (registers local-tiny-clip)
 
     return name == LOCAL_TINY or name in LOCAL_MODELS
 

@@ -27,6 +27,8 @@ LOCAL_TINY = "local-tiny"
 # built (e.g. synthtune.vision.clip_model registers local-tiny-clip).
 LocalBuilder = Callable[[Path, Any], Path]
 LOCAL_MODELS: Registry[LocalBuilder] = Registry("local model")
+# the CLIP twin of local-tiny, imported only when a recipe names it
+LOCAL_MODELS.register_lazy("local-tiny-clip", "synthtune.vision.clip_model:ensure_local_tiny_clip")
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
 # A minimal chat layout: role tag line, content, and EOS after each assistant turn so a tuned
 # model learns to stop.

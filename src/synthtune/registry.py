@@ -20,14 +20,35 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._lazy: dict[str, str] = {}  # name -> "module:attribute", imported on first get
 
-    def register(self, name: str, item: T) -> T:
+    def _check_name(self, name: str) -> None:
         if not name or not name.replace("-", "_").replace("_", "a").isalnum():
             raise RegistryError(f"invalid {self.kind} name {name!r}: use letters, digits, - or _")
+
+    def register(self, name: str, item: T) -> T:
+        self._check_name(name)
         if name in self._items:
             raise RegistryError(f"{self.kind} {name!r} is already registered")
+        self._lazy.pop(name, None)  # the module a lazy entry pointed at registers itself
         self._items[name] = item
         return item
+
+    def register_lazy(self, name: str, target: str) -> None:
+        """Register ``name`` without importing it: ``target`` is ``"package.module:attr"``,
+        imported on the first :meth:`get` (so a heavy module loads only when a recipe names
+        it). The module may register the name itself on import; otherwise ``attr`` is used."""
+        self._check_name(name)
+        if name in self._items or name in self._lazy:
+            raise RegistryError(f"{self.kind} {name!r} is already registered")
+        if ":" not in target:
+            raise RegistryError(f"lazy {self.kind} {name!r}: target must be 'module:attribute'")
+        self._lazy[name] = target
+
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return its item (a plugin unloaded, a test's stand-in)."""
+        self.get(name)  # the usual error for an unknown name (and a lazy one resolved)
+        return self._items.pop(name)
 
     def decorator(self, name: str) -> Callable[[T], T]:
         """``@REGISTRY.decorator("name")`` form of :meth:`register`."""
@@ -38,17 +59,24 @@ class Registry(Generic[T]):
         return wrap
 
     def get(self, name: str) -> T:
+        if name not in self._items and name in self._lazy:
+            import importlib
+
+            module_name, attribute = self._lazy.pop(name).split(":", 1)
+            module = importlib.import_module(module_name)
+            if name not in self._items:  # the module did not register it on import
+                self._items[name] = getattr(module, attribute)
         try:
             return self._items[name]
         except KeyError:
-            known = ", ".join(sorted(self._items)) or "none"
+            known = ", ".join(self.names()) or "none"
             raise RegistryError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def names(self) -> list[str]:
-        return sorted(self._items)
+        return sorted({*self._items, *self._lazy})
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or name in self._lazy
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
+        return iter(self.names())

@@ -88,3 +88,47 @@ def test_unknown_names_are_recipe_errors(tmp_path: Path) -> None:
             load_recipe(write_tiny_recipe(tmp_path, {"metrics": ["perplexity"]})),
             tmp_path / "runs",
         )
+
+
+def test_unfiltered_keeps_the_rules_and_shares_generation(tmp_path: Path) -> None:
+    """Rules also plan edge cases: `unfiltered` checks them without rejecting, so its
+    generation fingerprint equals real+synthetic's and one generation feeds both."""
+    from types import SimpleNamespace
+
+    from synthtune.pipeline import fingerprints
+    from synthtune.quality.stage import rules_tier
+    from synthtune.records import Message, Payload, Record
+    from tests.conftest import write_recipe
+
+    path = write_recipe(
+        tmp_path,
+        {
+            "generate": {"edge_cases": {"share": 0.5}},
+            "ablate": {"variants": ["real+synthetic", "unfiltered"], "reference": "unfiltered"},
+        },
+    )
+    recipes = variant_recipes(load_recipe(path))
+    filtered, unfiltered = recipes["real+synthetic"], recipes["unfiltered"]
+    assert unfiltered.quality.rules == filtered.quality.rules and filtered.quality.rules
+    prints = [fingerprints(r, tmp_path / "runs")["generate"] for r in (filtered, unfiltered)]
+    assert prints[0] == prints[1]
+
+    def record() -> Record:
+        prompt = "Patient: 30-year-old male. Temperature 37.2 °C. What should the patient do?"
+        return Record.create(
+            "synthetic",
+            Payload(
+                messages=[
+                    Message(role="user", content=prompt),
+                    Message(role="assistant", content="Take ibuprofen and rest."),
+                ]
+            ),
+        )
+
+    kept, rejected = record(), record()
+    rules_tier(SimpleNamespace(recipe=unfiltered), [kept])
+    rules_tier(SimpleNamespace(recipe=filtered), [rejected])
+    assert rejected.status == "rejected" and "rules: no-antipyretic-below-38.5" in rejected.reasons
+    assert kept.status == "accepted"
+    assert [o["ok"] for o in kept.quality["rules"]] == [o["ok"] for o in rejected.quality["rules"]]
+    assert any(not o["ok"] for o in kept.quality["rules"])  # checked and reported all the same

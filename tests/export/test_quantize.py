@@ -32,13 +32,13 @@ def _mark_slow(model):  # type: ignore[no-untyped-def]
 
 
 def test_the_fastest_measured_backend_wins(
-    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     from synthtune.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(str(tiny_model_dir), dtype="float32")
-    monkeypatch.setattr(INT8_CPU, "_items", dict(INT8_CPU._items))
     INT8_CPU.register("slow-test-backend", _mark_slow)
+    request.addfinalizer(lambda: INT8_CPU.unregister("slow-test-backend"))
 
     def fake_timer(model, tokenizer, prompt, new_tokens):  # type: ignore[no-untyped-def]
         return 5.0 if getattr(model, "slow", False) else 0.01

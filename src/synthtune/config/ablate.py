@@ -12,7 +12,8 @@ from synthtune.config.base import StrictModel
 # Built-in variants usable by name alone. ``synthetic-only`` names mix.use_real_train, a
 # MixConfig switch; ``unfiltered`` turns off every quality tier that drops records (the
 # decontamination tier stays on: removing it would let test text leak into training and
-# inflate the very score being compared).
+# inflate the very score being compared). The rules stay loaded with ``rule_filter: false``:
+# they also plan edge cases, so removing them would change (and re-run) generation.
 BUILT_IN_VARIANTS: dict[str, dict[str, Any]] = {
     "real-only": {"generate": None},
     "real+synthetic": {},
@@ -22,7 +23,7 @@ BUILT_IN_VARIANTS: dict[str, dict[str, Any]] = {
             "heuristics": {"enabled": False},
             "dedup": {"exact": False, "minhash_threshold": None, "embedding": None},
             "perplexity": {"enabled": False},
-            "rules": [],
+            "rule_filter": False,
             "judge": None,
             "review": {"fraction": 0.0, "min_per_stratum": 0},
         }

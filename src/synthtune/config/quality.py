@@ -184,6 +184,13 @@ class QualityConfig(StrictModel):
         default_factory=list,
         description="Rules files, or built-in packs as pack:medical, pack:legal, pack:finance.",
     )
+    rule_filter: bool = Field(
+        True,
+        description="false: the rules are still checked and reported on every record (and "
+        "still plan edge cases and score the rules suite), but reject none; the `unfiltered` "
+        "ablation variant uses it so that generation stays shared with `real+synthetic`.",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
     judge: JudgeConfig | None = Field(None, description="Optional LLM-as-judge tier.")
     review: ReviewConfig = Field(default_factory=ReviewConfig)
 

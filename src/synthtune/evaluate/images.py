@@ -18,9 +18,6 @@ from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite
 from synthtune.evaluate.variants import Loaded, ModelVariant
 from synthtune.lazy import inference_mode
 from synthtune.records import Record
-from synthtune.vision import clip_model
-
-REGISTERED = (clip_model,)  # local-tiny-clip resolves from here too
 
 BATCH = 32
 

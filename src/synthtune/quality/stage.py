@@ -164,7 +164,7 @@ def rules_tier(ctx: StageContext, records: list[Record]) -> None:
             continue
         outcomes = check_rules(rules, record.payload)
         record.quality["rules"] = [o.as_dict() for o in outcomes]
-        if record.status != "accepted":
+        if record.status != "accepted" or not ctx.recipe.quality.rule_filter:
             continue
         for o in outcomes:
             if not o.ok and o.severity == "error":

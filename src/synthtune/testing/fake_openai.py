@@ -4,8 +4,9 @@ The user message steers it: ``fail:429x2`` answers 429 (with ``Retry-After``) to
 attempts, ``fail:500x1`` / ``fail:503x1`` likewise with 5xx, ``slow:1`` stalls the first attempt
 for ``slow_s`` seconds, ``malformed`` and ``empty`` always answer broken JSON or empty content,
 ``truncated:1`` truncates the first reply, ``leak:401`` / ``leak:200`` echo the caller's
-Authorization header in an error body and header / in the reply. Anything else gets ``echo: <prompt>`` after
-``latency_s``. Every attempt is logged with its arrival time and headers.
+Authorization header in an error body and header / in the reply. Anything else gets
+``echo: <prompt>`` after ``latency_s``. Every attempt is logged with its arrival time and
+headers.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ class FakeOpenAI:
         self, prompt: str, n: int, authorization: str = ""
     ) -> tuple[int, dict[str, str], bytes]:
         if "leak:401" in prompt:  # a hostile server echoing the caller's key back
-            body = {"error": {"message": f"bad key {authorization}", "key": authorization}}
-            return 401, {"WWW-Authenticate": f"Bearer {authorization}"}, json.dumps(body).encode()
+            error = {"error": {"message": f"bad key {authorization}", "key": authorization}}
+            headers = {"WWW-Authenticate": f"Bearer {authorization}"}
+            return 401, headers, json.dumps(error).encode()
         fail = re.search(r"fail:(\d{3})x(\d+)", prompt)
         if fail and n <= int(fail.group(2)):
             code = int(fail.group(1))

@@ -23,7 +23,6 @@ from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
 from synthtune.train.schedule import Schedule, resolve_schedule
 from synthtune.train.tasks import TASKS, TaskSetup, labels_of
-from synthtune.vision import clip_model
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -32,10 +31,6 @@ if TYPE_CHECKING:
         AnnouncedEarlyStopping,
         SynthtuneTrainer,
     )
-
-
-# importing registers the offline models this stage may build (local-tiny-clip)
-REGISTERED = (clip_model,)
 
 
 def device_settings(recipe: Recipe, cuda: bool | None = None) -> dict[str, Any]:

@@ -18,11 +18,8 @@ import numpy as np
 from synthtune.context import StageContext
 from synthtune.errors import StageError
 from synthtune.records import Record
-from synthtune.vision import clip_model
 from synthtune.vision import onnx_export as onnx
 from synthtune.vision.clip_task import load_image, load_tuned_classifier
-
-REGISTERED = (clip_model,)  # local-tiny-clip resolves from here too
 
 
 def test_images(inputs_processor: Any, root: Path, records: list[Record], labels: list[str]) -> Any:
