@@ -4,7 +4,8 @@ recipe models need pydantic and YAML whatever else happens).
 
 Goal (issue 19): validate, --help and schema under 1.5 s on 2 cores. Before the lazy
 imports validate took 12-16 s: the pipeline imported every stage, and with it torch,
-transformers, peft and scikit-learn, before reading the recipe.
+transformers, peft and scikit-learn, before reading the recipe. Measured after (2 idle cores,
+median of 3): validate 0.85-1.14 s on every example, --help 0.23 s, schema 0.58 s, floor 0.09 s.
 
     python bench/cold_start.py [--repeats 3]
 """
