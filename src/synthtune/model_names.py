@@ -157,6 +157,12 @@ def packaged_folder(model: PackagedModel) -> Path | None:
     return _converted(model, source)
 
 
+def cache_root() -> Path:
+    """Where synthtune keeps what it builds once per machine (converted models, checks):
+    ``$SYNTHTUNE_CACHE``, else ``~/.cache/synthtune``."""
+    return Path(os.environ.get("SYNTHTUNE_CACHE", Path.home() / ".cache" / "synthtune"))
+
+
 def _converted(model: PackagedModel, source: Path) -> Path:
     """The cached conversion of ``source`` (per package version), made on first use."""
     import shutil
@@ -167,8 +173,7 @@ def _converted(model: PackagedModel, source: Path) -> Path:
         version = metadata.version(model.package.replace("_", "-"))
     except metadata.PackageNotFoundError:
         version = "unversioned"
-    cache = Path(os.environ.get("SYNTHTUNE_CACHE", Path.home() / ".cache" / "synthtune"))
-    out = cache / "models" / model.name.replace("/", "--") / version
+    out = cache_root() / "models" / model.name.replace("/", "--") / version
     if (out / "config.json").exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)

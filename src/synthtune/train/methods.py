@@ -367,15 +367,16 @@ def check_method(recipe: Any) -> None:
 
     Asking a method builds the task model on meta weights, which needs transformers and
     torch (5-8 s of imports on 2 cores). Methods that run anywhere (full, freeze) are not
-    asked; for the others the answer is cached per (base config file, task, method settings,
+    asked; for the others the answer is cached per (base config, task, method settings,
     synthtune version), so a recipe validates in about a second from the second time on."""
     from synthtune.errors import RecipeError
 
     if recipe.train.task == "clip":
         return
     method = METHODS.get(recipe.train.method)
+    config = _base_config_file(recipe)  # read once, without transformers
     if method.adapter and recipe.train.method in ("lora", "dora", "qlora"):
-        hidden = _hidden_size(recipe)
+        hidden = _hidden_size(recipe, config)
         if hidden is not None and recipe.train.lora.r > hidden:
             raise RecipeError(
                 str(recipe.source),
@@ -384,11 +385,9 @@ def check_method(recipe: Any) -> None:
                     f"{hidden}, the largest rank an adapter can have (8 to 64 is usual)"
                 ],
             )
-    if method.unsupported is _runs_anywhere:
+    if method.unsupported is _runs_anywhere or _known_fine(recipe, config):
         return
-    if _known_fine(recipe):
-        return
-    key = _check_key(recipe)
+    key = _check_key(recipe, config)
     cached = _cached_check(key)
     if cached is not None:
         problem = cached.get("problem")
@@ -398,12 +397,11 @@ def check_method(recipe: Any) -> None:
 
         if not built_on_demand(recipe.train.base) and offline_problem(recipe.train.base):
             return  # recipe_model_problems names the missing model; nothing to ask here
-
         try:
-            config = base_config(recipe, None, local_only=True)
+            model_config = base_config(recipe, None, local_only=True)
         except StageError:
             return
-        problem = method_problem(config, recipe.train)
+        problem = method_problem(model_config, recipe.train)
         _store_check(key, problem)
     if problem:
         raise RecipeError(str(recipe.source), [problem])
@@ -428,12 +426,12 @@ def _base_config_file(recipe: Any) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def _hidden_size(recipe: Any) -> int | None:
+def _hidden_size(recipe: Any, config: dict[str, Any] | None) -> int | None:
     from synthtune.models import LOCAL_TINY
 
     if recipe.train.base == LOCAL_TINY:
         return int(recipe.local_tiny.hidden_size)
-    config = _base_config_file(recipe) or {}
+    config = config or {}
     nested = config.get("text_config")
     text: dict[str, Any] = nested if isinstance(nested, dict) else config
     for key in ("hidden_size", "d_model", "n_embd", "dim"):
@@ -442,10 +440,9 @@ def _hidden_size(recipe: Any) -> int | None:
     return None
 
 
-def _known_fine(recipe: Any) -> bool:
+def _known_fine(recipe: Any, config: dict[str, Any] | None) -> bool:
     """LoRA/DoRA with a target alias of a family in the alias tables: the alias names the
     family's modules, so the answer is known from the config file's model_type alone."""
-
     from synthtune.models import LOCAL_TINY
 
     cfg = recipe.train
@@ -459,19 +456,15 @@ def _known_fine(recipe: Any) -> bool:
         return False
     if cfg.base == LOCAL_TINY:
         return "llama" in table
-    config = _base_config_file(recipe)
     return config is not None and config.get("model_type") in table
 
 
-def _check_key(recipe: Any) -> str | None:
-    """What a method check depends on, hashed; None when the base's config file is not a
-    local file (a hub id): then nothing is cached."""
-    import hashlib
-    import json
-    from pathlib import Path
-
+def _check_key(recipe: Any, config: dict[str, Any] | None) -> str | None:
+    """What a method check depends on, hashed; None when the base's config is not a local
+    file (a hub id): then nothing is cached."""
     from synthtune import __version__
-    from synthtune.model_names import built_on_demand, resolve_name
+    from synthtune.model_names import built_on_demand
+    from synthtune.records import content_hash
 
     cfg = recipe.train
     parts: dict[str, Any] = {
@@ -483,21 +476,17 @@ def _check_key(recipe: Any) -> str | None:
     }
     if built_on_demand(cfg.base):
         parts["local"] = [cfg.base, recipe.local_tiny.model_dump(mode="json")]
+    elif config is None:
+        return None
     else:
-        config_file = Path(resolve_name(cfg.base)) / "config.json"
-        if not config_file.is_file():
-            return None
-        parts["config"] = hashlib.sha256(config_file.read_bytes()).hexdigest()
-    blob = json.dumps(parts, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:32]
+        parts["config"] = config
+    return content_hash(parts, 32)
 
 
 def _check_file(key: str) -> Any:
-    import os
-    from pathlib import Path
+    from synthtune.model_names import cache_root
 
-    root = Path(os.environ.get("SYNTHTUNE_CACHE", Path.home() / ".cache" / "synthtune"))
-    return root / "checks" / f"{key}.json"
+    return cache_root() / "checks" / f"{key}.json"
 
 
 def _cached_check(key: str | None) -> dict[str, Any] | None:
@@ -513,16 +502,12 @@ def _cached_check(key: str | None) -> dict[str, Any] | None:
 
 
 def _store_check(key: str | None, problem: str | None) -> None:
-    import json
-    import os
+    import contextlib
+
+    from synthtune.store import atomic_write_json
 
     if key is None:
         return
-    path = _check_file(key)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"problem": problem}), encoding="utf-8")
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only home only costs the next validate its seconds
+    # a read-only home only costs the next validate its seconds
+    with contextlib.suppress(OSError):
+        atomic_write_json(_check_file(key), {"problem": problem})
