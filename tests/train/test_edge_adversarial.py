@@ -8,20 +8,7 @@ import torch
 from synthtune.config import AdversarialConfig
 from synthtune.train.data import EDGE_FLAG, NoisyCollator, PackedCollator
 from synthtune.train.tasks import ClassificationCollator
-
-
-@pytest.fixture(scope="module")
-def setup(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from transformers import AutoTokenizer, TrainingArguments
-
-    from synthtune.models import load_causal_lm
-
-    model, _ = load_causal_lm(str(tiny_model_dir), dtype="float32")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    args = TrainingArguments(
-        output_dir=str(tmp_path_factory.mktemp("unused")), use_cpu=True, report_to=[]
-    )
-    return model, tokenizer, args
+from tests.train.conftest import step_grads
 
 
 def _rows(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -33,20 +20,7 @@ def _rows(tokenizer, texts: list[str]) -> list[list[int]]:
 
 def _grads(setup, rows, flags, adversarial: AdversarialConfig | None) -> torch.Tensor:
     """All parameter gradients after one training step on ``rows``."""
-    from synthtune.train.trainer import SynthtuneTrainer
-
-    model, _, args = setup
-    trainer = SynthtuneTrainer(model=model, args=args, adversarial=adversarial)
-    trainer.current_gradient_accumulation_steps = 1  # set by the training loop otherwise
-    model.zero_grad(set_to_none=True)
-    batch = {
-        "input_ids": torch.tensor(rows),
-        "labels": torch.tensor(rows),
-        "attention_mask": torch.ones(len(rows), len(rows[0]), dtype=torch.long),
-        EDGE_FLAG: torch.tensor(flags, dtype=torch.bool),
-    }
-    trainer.training_step(model, batch)
-    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return step_grads(setup, rows, {EDGE_FLAG: torch.tensor(flags, dtype=torch.bool)}, adversarial)
 
 
 def _adversarial_part(setup, rows, flags, cfg: AdversarialConfig) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from synthtune.train.data import LOSS_WEIGHT, NoisyCollator, PackedCollator, as_plain_text
 from synthtune.train.tasks import ClassificationCollator
 from synthtune.train.trainer import weighted_loss
+from tests.train.conftest import step_grads
 
 
 def test_weighted_loss_of_a_classifier_is_the_weighted_mean_of_example_losses() -> None:
@@ -40,36 +41,9 @@ def test_weighted_loss_of_a_causal_lm_weighs_learned_tokens() -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def setup(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from transformers import AutoTokenizer, TrainingArguments
-
-    from synthtune.models import load_causal_lm
-
-    model, _ = load_causal_lm(str(tiny_model_dir), dtype="float32")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    args = TrainingArguments(
-        output_dir=str(tmp_path_factory.mktemp("unused")), use_cpu=True, report_to=[]
-    )
-    return model, tokenizer, args
-
-
 def _grads(setup, rows: list[list[int]], weights: list[float] | None) -> torch.Tensor:
-    from synthtune.train.trainer import SynthtuneTrainer
-
-    model, _, args = setup
-    trainer = SynthtuneTrainer(model=model, args=args)
-    trainer.current_gradient_accumulation_steps = 1  # set by the training loop otherwise
-    model.zero_grad(set_to_none=True)
-    batch = {
-        "input_ids": torch.tensor(rows),
-        "labels": torch.tensor(rows),
-        "attention_mask": torch.ones(len(rows), len(rows[0]), dtype=torch.long),
-    }
-    if weights is not None:
-        batch[LOSS_WEIGHT] = torch.tensor(weights)
-    trainer.training_step(model, batch)
-    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    extra = None if weights is None else {LOSS_WEIGHT: torch.tensor(weights)}
+    return step_grads(setup, rows, extra)
 
 
 def test_a_weighted_step_learns_in_proportion_to_the_weights(setup) -> None:
