@@ -40,22 +40,23 @@ def read_yaml(path: str | Path, what: str = "recipe") -> Any:
         raise RecipeError(str(path), [f"{what} file not found"]) from None
     except OSError as exc:
         raise RecipeError(str(path), [f"cannot read the {what} file: {exc.strerror}"]) from None
-    text = _decode(path, data, what)
+    loader = yaml.SafeLoader(_decode(path, data, what))
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        # what yaml.safe_load does, in two steps: compose the nodes, measure them, then build
+        # the Python values from those same nodes (the text is parsed once)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _measure(path, node)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise RecipeError(str(path), [f"not valid YAML: {exc}"]) from None
     except RecursionError:
         raise RecipeError(
             str(path), [f"nested too deeply to read (at most {MAX_DEPTH} levels)"]
         ) from None
-    if node is None:
-        return None
-    _measure(path, node)
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError(str(path), [f"not valid YAML: {exc}"]) from None
+    finally:
+        loader.dispose()
 
 
 def _decode(path: Path, data: bytes, what: str) -> str:
