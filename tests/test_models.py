@@ -67,7 +67,8 @@ def test_packaged_minilm_is_a_classification_base_that_learns(tmp_path: Path) ->
     a few full fine-tuning steps lower the loss on the batch they see."""
     from synthtune.config import TrainConfig
     from synthtune.models import ModelResolver
-    from synthtune.train.tasks import TASKS, TaskSetup
+    from synthtune.plugins import TASKS
+    from synthtune.train.tasks import TaskSetup
 
     path = ModelResolver(tmp_path, recipe=None).resolve("all-MiniLM-L6-v2")
     labels = ["markets", "sports"]

@@ -553,12 +553,17 @@ def rules_check(
 
 @rules_app.command("packs")
 def rules_packs() -> None:
-    """List the built-in rule packs and their rules."""
+    """List the rule packs (built-in and installed plugins') and their rules."""
     from synthtune.rules import load_rule_sources, pack_names
 
     for name in pack_names():
         out.print(f"[bold]pack:{name}[/]")
-        for rule in load_rule_sources([f"pack:{name}"]):
+        try:
+            rules = load_rule_sources([f"pack:{name}"])
+        except SynthtuneError as exc:  # a broken plugin pack: said, the others still listed
+            out.print(f"  [red]cannot load: {exc}[/]")
+            continue
+        for rule in rules:
             out.print(f"  {rule.id}: {rule.description}")
 
 

@@ -23,11 +23,11 @@ from synthtune.errors import BackendError, RecipeError, RegistryError, StageErro
 from synthtune.evaluate.stage import EvaluateStage
 from synthtune.export.stage import ExportStage
 from synthtune.generate.stage import GenerateStage
+from synthtune.label_targets import label_weights_fingerprint
 from synthtune.mix.stage import MixStage
-from synthtune.mix.targets import label_weights_fingerprint
 from synthtune.model_names import recipe_model_problems
 from synthtune.quality.stage import QualityStage
-from synthtune.records import content_hash
+from synthtune.records import Record, content_hash
 from synthtune.registry import Registry
 from synthtune.rules import rules_path
 from synthtune.store import RunStore, review_decisions
@@ -190,6 +190,34 @@ def _reuse(
             seconds = time.perf_counter() - started
             return StageOutcome(name, "reused", seconds, entry.get("summary", {}))
     return None
+
+
+def ensure_stage(ctx: StageContext, stage: Stage, inputs: Any) -> dict[str, Any]:
+    """Run ``stage`` in ``ctx``'s run folder unless it is complete for these ``inputs``
+    (its fingerprint is their content hash); returns the stage's summary. The skip/resume
+    rule for stages run outside a recipe's sequence: each round and arm of ``evolve``."""
+    fingerprint = content_hash(inputs)
+    if ctx.store.is_complete(stage.name, fingerprint):
+        return dict((ctx.store.stage_state(stage.name) or {}).get("summary", {}))
+    return _run_stage(ctx, stage, fingerprint, main=True).summary
+
+
+def publish_results(
+    recipe: Recipe,
+    runs_root: Path | str,
+    results: dict[str, tuple[list[Record], dict[str, Any]]],
+) -> None:
+    """Make records produced outside the sequence (evolve's rounds) the run's complete
+    ``stage -> (dataset, summary)`` results, under the recipe's own fingerprints, after
+    forgetting every stage (their inputs changed): ``synthtune run`` then continues after
+    the last published stage."""
+    store = RunStore(Path(runs_root) / recipe.name)
+    prints = fingerprints(recipe, runs_root)
+    for name in ORDER:
+        store.invalidate(name)
+    for name, (records, summary) in results.items():
+        store.write_table(name, "dataset", records)
+        store.mark_complete(name, prints[name], summary)
 
 
 def run_recipe(

@@ -101,8 +101,16 @@ def test_rerun_with_nothing_new_keeps_downstream_results(tmp_path: Path) -> None
     recipe = load_recipe(write_setting(tmp_path, evolve={"rounds": 1, "per_round": 20}))
     Evolution(recipe, tmp_path / "runs", quiet=True).run()
     run_recipe(recipe, tmp_path / "runs", quiet=True, until="mix")
+    run_dir = tmp_path / "runs" / "arms"
+    before = {p.name: p.read_bytes() for p in (run_dir / "mix").glob("*.parquet")}
+    state = json.loads((run_dir / "state.json").read_text())["stages"]
     Evolution(recipe, tmp_path / "runs", quiet=True).run()  # nothing to do
-    assert (tmp_path / "runs" / "arms" / "mix" / "manifest.json").exists()
+    after = {p.name: p.read_bytes() for p in (run_dir / "mix").glob("*.parquet")}
+    assert set(before) == {"train.parquet", "val.parquet", "test.parquet"}
+    assert after == before  # byte-equal: mix was neither invalidated nor rewritten
+    assert json.loads((run_dir / "state.json").read_text())["stages"] == state
+    again = run_recipe(recipe, tmp_path / "runs", quiet=True, until="mix")
+    assert [o.status for o in again.outcomes] == ["skipped", "skipped", "skipped"]
 
 
 def test_policy_comes_from_the_recipe_on_resume(tmp_path: Path) -> None:

@@ -1,10 +1,9 @@
 import pytest
-from jinja2.exceptions import SecurityError
 
 from synthtune.config import Recipe, TemplateConfig
 from synthtune.errors import RecipeError
 from synthtune.generate.strategies.base import plan_template_items
-from synthtune.generate.templates import compile_template
+from synthtune.templates import compile_template
 
 SLOTS = {
     "age": {"randint": [18, 80]},
@@ -85,8 +84,10 @@ def test_cycles_and_unknown_slots_are_recipe_errors() -> None:
 
 def test_templates_are_sandboxed() -> None:
     compiled = compile_template(_template(prompt="{{ age.__class__.__mro__[1].__subclasses__() }}"))
-    with pytest.raises(SecurityError):
+    with pytest.raises(RecipeError) as caught:  # the sandbox refuses, the field is named
         compiled.render(compiled.sample_slots(0, 0))
+    assert caught.value.path == "generate.templates[t].prompt"
+    assert caught.value.problems[0].startswith("cannot render: SecurityError: access to")
 
 
 def test_a_missing_branch_of_a_dependent_choice_is_refused_at_compile_time() -> None:

@@ -14,8 +14,8 @@ import yaml
 
 from synthtune.config import LabelTargetsConfig, load_recipe
 from synthtune.errors import RecipeError
+from synthtune.label_targets import label_targets
 from synthtune.mix.stage import MixStage
-from synthtune.mix.targets import label_targets
 from synthtune.pipeline import run_recipe
 from synthtune.store import RunStore
 

@@ -63,7 +63,22 @@ def test_conditions_cannot_run_code(tmp_path: Path) -> None:
         "- id: evil\n  extract: {x: {regex: '(\\d+)', type: int}}\n"
         "  when: \"__import__('os').system('echo pwned')\"\n  forbid: {regex: 'a'}\n"
     )
-    [rule] = load_rules(path)
+    with pytest.raises(RecipeError, match="no call in rule expressions"):
+        load_rules(path)  # refused before any record is checked
+    # and were it constructed without validation, the evaluator still refuses to run it
+    from synthtune.rules import Rule
+
+    rule = Rule.model_construct(
+        id="evil",
+        extract={},
+        when="__import__('os').system('echo pwned')",
+        forbid=None,
+        require=None,
+        check=None,
+        optional=[],
+        severity="error",
+        description="",
+    )
     [outcome] = check_rules([rule], _consult("5", "a"))
     assert not outcome.ok and "failed to evaluate" in outcome.why
 

@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 from synthtune.config.quality import CaptionScoreConfig, ImageQualityConfig
-from synthtune.quality.images import check_images
 from synthtune.records import Media, Message, Payload, Record
 from synthtune.vision.embed import CAPTION_SCORERS, ClipCaptionScorer
 from synthtune.vision.exposure import exposure_reasons, measure_exposure
 from synthtune.vision.phash import hamming_pairs, perceptual_hashes
 from synthtune.vision.procedural import generate_dataset
+from synthtune.vision.quality_tier import check_images
 
 
 def _reencoded(image: Image.Image) -> Image.Image:

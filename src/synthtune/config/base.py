@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationInfo,
+)
 from pydantic.functional_validators import AfterValidator
+from pydantic_core import core_schema
 
 
 class StrictModel(BaseModel):
@@ -58,3 +66,93 @@ def _drop_unset_late_fields(model: Any, dump: Any) -> None:
         for key, item in model.items():
             if str(key) in dump:
                 _drop_unset_late_fields(item, dump[str(key)])
+
+
+# --------------------------------------------------------------------------- plugin-backed fields
+# The recipe schema is assembled from the registries (synthtune.plugins) when a recipe is
+# validated, not written out here: a plugin's name and its config model are checked with field
+# paths exactly like a built-in's. The registries are imported inside the validators (at
+# validation time) so config/ does not depend on plugins/ at import time.
+def _registry(concept: str) -> Any:
+    from synthtune.plugins import ALL
+
+    return ALL[concept]
+
+
+def _known(registry: Any) -> str:
+    return ", ".join(registry.names()) or "none"
+
+
+@dataclass(frozen=True)
+class RegisteredName:
+    """A field that names something registered under ``concept`` (``train.task``...): the
+    check runs against the registry (built-ins and installed plugins); the JSON Schema lists
+    the names registered when the schema is printed."""
+
+    concept: str
+
+    def _check(self, value: str) -> str:
+        registry = _registry(self.concept)
+        if value not in registry:
+            raise ValueError(f"unknown {registry.kind} {value!r}; known: {_known(registry)}")
+        return value
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        out = handler(schema)
+        out["enum"] = _registry(self.concept).names()
+        return out
+
+
+@dataclass(frozen=True)
+class PluginSection:
+    """A section whose ``type`` picks the config model registered for that name in the
+    ``concepts`` registries (``generate.backend``, ``generate.strategy``): validated with that
+    model, errors carry the section's field path, dumps carry every field of the chosen model.
+    The JSON Schema is the ``oneOf`` of the registered models."""
+
+    concepts: tuple[str, ...]
+    key: str = "type"
+
+    def _model(self, name: Any) -> Any:
+        registries = [_registry(c) for c in self.concepts]
+        for registry in registries:
+            if isinstance(name, str) and name in registry:
+                return registry.config(name)
+        known = ", ".join(sorted(n for r in registries for n in r.names()))
+        kind = " or ".join(r.kind for r in registries)
+        if name is None:
+            raise ValueError(f"{self.key}: required, the {kind} to use; known: {known}")
+        raise ValueError(f"{self.key}: unknown {kind} {name!r}; known: {known}")
+
+    def _validate(self, value: Any, handler: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, BaseModel):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a mapping with a `{self.key}` (got {value!r})")
+        model = self._model(value.get(self.key))
+        if model is None:  # registered without a config model: only the type is accepted
+            raise ValueError(f"{value.get(self.key)!r} was registered without a config model")
+        return model.model_validate(value, context=info.context)
+
+    def models(self) -> list[Any]:
+        found = []
+        for concept in self.concepts:
+            registry = _registry(concept)
+            found += [registry.config(n) for n in registry.names()]
+        return [m for m in found if m is not None]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.with_info_wrap_validator_function(
+            self._validate,
+            handler(source),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda v, info: v.model_dump(mode=info.mode, by_alias=info.by_alias),
+                info_arg=True,
+            ),
+        )
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        return {"oneOf": [handler(m.__pydantic_core_schema__) for m in self.models()]}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from synthtune.config.base import StrictModel
+from synthtune.config.base import RegisteredName, StrictModel
 from synthtune.config.generate import StrategyConfig
 
 
@@ -15,7 +15,7 @@ class EvolveConfig(StrictModel):
 
     rounds: int = Field(5, ge=1, description="Rounds (the CLI's --rounds overrides).")
     per_round: int = Field(100, gt=0, description="Generation requests per round.")
-    policy: Literal["thompson", "ucb", "uniform"] = Field(
+    policy: Annotated[str, RegisteredName("policy")] = Field(
         "thompson", description="How requests are split over arms (uniform: no learning)."
     )
     templates: list[str] | None = Field(

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from synthtune.config.base import RecipePath, StrictModel
+from synthtune.config.base import PluginSection, RecipePath, StrictModel
 
 
 # --------------------------------------------------------------------------- slots
@@ -107,6 +107,9 @@ _SLOT_KINDS: dict[str, type[StrictModel]] = {
 }
 
 
+SLOT_KINDS = list(_SLOT_KINDS)
+
+
 def _slot_kind(value: Any) -> str | None:
     if isinstance(value, BaseModel):
         return next(k for k, cls in _SLOT_KINDS.items() if isinstance(value, cls))
@@ -177,11 +180,18 @@ class TemplateConfig(StrictModel):
         return value
 
 
-class TemplateBackendConfig(StrictModel):
+class SectionConfig(StrictModel):
+    """Base of a section picked by its ``type`` from a registry (backends, strategies): a
+    plugin's config model subclasses it with ``type: Literal["<its name>"]``."""
+
+    type: str
+
+
+class TemplateBackendConfig(SectionConfig):
     type: Literal["template"] = "template"
 
 
-class TransformersBackendConfig(StrictModel):
+class TransformersBackendConfig(SectionConfig):
     type: Literal["transformers"]
     model: str = Field("local-tiny", description="Hugging Face id, local path, or local-tiny.")
     max_new_tokens: int = Field(64, gt=0, description="Tokens to generate per reply.")
@@ -201,7 +211,7 @@ class TransformersBackendConfig(StrictModel):
     )
 
 
-class VLLMBackendConfig(StrictModel):
+class VLLMBackendConfig(SectionConfig):
     type: Literal["vllm"]
     model: str = Field(description="Hugging Face id or local path.")
     max_tokens: int = Field(256, gt=0)
@@ -213,7 +223,7 @@ class VLLMBackendConfig(StrictModel):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
 
 
-class OpenAIBackendConfig(StrictModel):
+class OpenAIBackendConfig(SectionConfig):
     type: Literal["openai"]
     base_url: str = Field(
         "https://api.openai.com/v1", description="Any OpenAI-compatible server's /v1 URL."
@@ -248,7 +258,7 @@ class OpenAIBackendConfig(StrictModel):
         return value
 
 
-class ProceduralBackendConfig(StrictModel):
+class ProceduralBackendConfig(SectionConfig):
     """Defect images drawn on real textures with exact labels (``synthtune.vision``); slots
     named defect, material, size, orientation, intensity, lighting, x, y steer the drawing."""
 
@@ -258,7 +268,7 @@ class ProceduralBackendConfig(StrictModel):
     masks: bool = Field(True, description="Also write each defect's binary mask (PNG).")
 
 
-class DiffusersBackendConfig(StrictModel):
+class DiffusersBackendConfig(SectionConfig):
     """Stable Diffusion text-to-image, or inpainting a defect into a procedural clean image
     (the template prompt is the diffusion prompt; the inpainted region is the label)."""
 
@@ -279,25 +289,22 @@ class DiffusersBackendConfig(StrictModel):
     )
 
 
-# Backends that make images: the `image` strategy turns their output into records.
-IMAGE_BACKENDS = ("procedural", "diffusers")
+def is_image_backend(name: str) -> bool:
+    """An image backend (``strategy: image`` turns its output into records)."""
+    from synthtune.plugins import IMAGE_BACKENDS
 
-BackendConfig = Annotated[
-    TemplateBackendConfig
-    | TransformersBackendConfig
-    | OpenAIBackendConfig
-    | VLLMBackendConfig
-    | ProceduralBackendConfig
-    | DiffusersBackendConfig,
-    Field(discriminator="type"),
-]
+    return name in IMAGE_BACKENDS
 
 
-class TemplateFillStrategy(StrictModel):
+# generate.backend / quality.judge.backend: any registered backend's config model
+BackendConfig = Annotated[SectionConfig, PluginSection(("backend", "image backend"))]
+
+
+class TemplateFillStrategy(SectionConfig):
     type: Literal["template-fill"] = "template-fill"
 
 
-class SelfInstructStrategy(StrictModel):
+class SelfInstructStrategy(SectionConfig):
     """Seed tasks -> new instructions (template prompt sees ``examples``) -> answers."""
 
     type: Literal["self-instruct"]
@@ -311,7 +318,7 @@ class SelfInstructStrategy(StrictModel):
     )
 
 
-class EvolInstructStrategy(StrictModel):
+class EvolInstructStrategy(SectionConfig):
     """The template's reply is an instruction; it is evolved ``rounds`` times, then answered."""
 
     type: Literal["evol-instruct"]
@@ -327,7 +334,7 @@ class EvolInstructStrategy(StrictModel):
     )
 
 
-class DocQAStrategy(StrictModel):
+class DocQAStrategy(SectionConfig):
     """Chunk local documents and ask for question/answer pairs grounded in each chunk."""
 
     type: Literal["doc-qa"]
@@ -345,21 +352,14 @@ class DocQAStrategy(StrictModel):
         return self
 
 
-class ImageStrategy(StrictModel):
+class ImageStrategy(SectionConfig):
     """Each item's rendered prompt is an image caption; an image backend draws the image.
     The default strategy of image backends."""
 
     type: Literal["image"]
 
 
-StrategyConfig = Annotated[
-    TemplateFillStrategy
-    | SelfInstructStrategy
-    | EvolInstructStrategy
-    | DocQAStrategy
-    | ImageStrategy,
-    Field(discriminator="type"),
-]
+StrategyConfig = Annotated[SectionConfig, PluginSection(("strategy",))]
 
 
 class EdgeCasesConfig(StrictModel):
@@ -455,7 +455,7 @@ class GenerateConfig(StrictModel):
         """An image backend without a strategy gets the `image` strategy."""
         backend = data.get("backend") if isinstance(data, dict) else None
         kind = backend.get("type") if isinstance(backend, dict) else getattr(backend, "type", None)
-        if kind in IMAGE_BACKENDS and "strategy" not in data:
+        if isinstance(kind, str) and is_image_backend(kind) and "strategy" not in data:
             return {**data, "strategy": {"type": "image"}}
         return data
 
@@ -476,10 +476,12 @@ class GenerateConfig(StrictModel):
                 raise ValueError(
                     f"the template backend needs a `response` on templates: {', '.join(missing)}"
                 )
-        if (self.backend.type in IMAGE_BACKENDS) != (self.strategy.type == "image"):
+        if is_image_backend(self.backend.type) != (self.strategy.type == "image"):
+            from synthtune.plugins import IMAGE_BACKENDS
+
             raise ValueError(
                 f"strategy {self.strategy.type!r} with backend {self.backend.type!r}: image "
-                f"backends ({', '.join(IMAGE_BACKENDS)}) go with the `image` strategy, and "
+                f"backends ({', '.join(IMAGE_BACKENDS.names())}) go with the `image` strategy, and "
                 "the `image` strategy needs one of them"
             )
         if self.edge_cases is not None and self.strategy.type == "doc-qa":

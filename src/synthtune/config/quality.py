@@ -4,11 +4,11 @@ LLM-as-judge and the human review sample. Tiers run cheap to costly in that orde
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from synthtune.config.base import StrictModel
+from synthtune.config.base import RegisteredName, StrictModel
 from synthtune.config.generate import BackendConfig
 
 
@@ -192,6 +192,12 @@ class QualityConfig(StrictModel):
         json_schema_extra={"fingerprint": "when_set"},
     )
     judge: JudgeConfig | None = Field(None, description="Optional LLM-as-judge tier.")
+    filters: list[Annotated[str, RegisteredName("quality filter")]] = Field(
+        default_factory=list,
+        description="Quality filters of installed plugins to run (the built-in tiers are "
+        "turned on by their own sections); each runs at its registered order.",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
     review: ReviewConfig = Field(default_factory=ReviewConfig)
 
     @field_validator("rules", mode="before")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from synthtune.config.base import RecipePath, StrictModel
+from synthtune.config.base import RecipePath, RegisteredName, StrictModel
 
 # --------------------------------------------------------------------------- mix
 _RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
@@ -154,7 +154,7 @@ class StopWhenConfig(StrictModel):
 class FeatureSpaceConfig(StrictModel):
     """Where distances are measured: text -> vectors fitted on the real data."""
 
-    space: Literal["tfidf", "embedding", "clip", "pixels"] = Field(
+    space: Annotated[str, RegisteredName("feature space")] = Field(
         "tfidf",
         description="tfidf: hashed character n-gram TF-IDF + SVD (no model, any script); "
         "embedding: a sentence-transformers model; image records: clip (a CLIP model's "
@@ -464,7 +464,7 @@ class TrainConfig(StrictModel):
     base: str = Field(
         "local-tiny", description="Base model: id, path, local-tiny or local-tiny-clip."
     )
-    task: Literal["causal_lm", "classification", "clip"] = Field(
+    task: Annotated[str, RegisteredName("task")] = Field(
         "causal_lm",
         description="causal_lm: SFT on the replies; classification: a sequence classifier "
         "on the records' labels (AutoModelForSequenceClassification); clip: CLIP on image "
@@ -686,11 +686,7 @@ class ForgettingConfig(StrictModel):
 
 
 class EvaluateConfig(StrictModel):
-    suites: list[
-        Literal[
-            "perplexity", "classification", "generation", "rules", "lm_eval", "images", "forgetting"
-        ]
-    ] = Field(
+    suites: list[Annotated[str, RegisteredName("suite")]] = Field(
         default=["perplexity"],
         description="Evaluation suites to run (docs/evaluation.md); classification runs "
         "on its own when train.task is classification, forgetting for causal LMs while "
@@ -735,7 +731,7 @@ class VisionExportConfig(StrictModel):
 
 
 class ExportConfig(StrictModel):
-    formats: list[Literal["openai", "alpaca", "sharegpt"]] = Field(
+    formats: list[Annotated[str, RegisteredName("export format")]] = Field(
         default=["openai"], description="Dataset export formats."
     )
     dataset_files: list[Literal["dataset_info", "save_to_disk", "card"]] = Field(

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from synthtune import plugins
 from synthtune.errors import StageError
-from synthtune.registry import Registry
 
 MIN_ROWS = 8  # below this, a distance (and its floor, measured on halves) means nothing
 
@@ -237,7 +237,7 @@ def _debiased(
 
 
 Metric = Callable[[np.ndarray, np.ndarray, DistanceOptions], Distance]
-DISTANCES: Registry[Metric] = Registry("distance metric")
+DISTANCES = plugins.DISTANCES  # name -> Metric
 
 
 def wasserstein_1d(syn: Sequence[float], ref: Sequence[float], opts: DistanceOptions) -> Distance:
@@ -324,5 +324,5 @@ def total_variation(syn: Sequence[str], ref: Sequence[str]) -> Distance:
     return Distance("total_variation", value, value, 0.0, None, len(syn), len(ref))
 
 
-DISTANCES.register("sliced_wasserstein", sliced_wasserstein)
-DISTANCES.register("mmd_rbf", mmd_rbf)
+plugins.register_distance("sliced_wasserstein", sliced_wasserstein)
+plugins.register_distance("mmd_rbf", mmd_rbf)

@@ -20,10 +20,10 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from typing_extensions import Self
 
+from synthtune import plugins
 from synthtune.embeddings import embed_texts
 from synthtune.errors import StageError
 from synthtune.records import Record
-from synthtune.registry import Registry
 from synthtune.textsim import tokens
 
 
@@ -47,7 +47,7 @@ class TextFeatures(Protocol):
 
 
 View = Literal["all", "response", "prompt"]
-FEATURE_SPACES: Registry[type[TextFeatures]] = Registry("feature space")
+FEATURE_SPACES = plugins.FEATURE_SPACES  # name -> TextFeatures subclass
 
 
 class TextInputs:
@@ -234,35 +234,8 @@ class ImageFeatures:
         return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-class ClipImageFeatures(ImageFeatures):
-    """Unit-length image embeddings of a CLIP checkpoint (``mix.features.model``: an id or
-    folder, e.g. the fine-tuned model)."""
-
-    name = "clip"
-
-    @classmethod
-    def from_config(cls, cfg: Any, seed: int, media_root: Path | None = None) -> Self:
-        from synthtune.vision.embed import clip_embedder
-
-        return cls(clip_embedder(cfg.model).images, media_root)
-
-
-class PixelFeatures(ImageFeatures):
-    """Pixel statistics (``vision.embed.pixel_statistics``): no model, offline, fast."""
-
-    name = "pixels"
-
-    @classmethod
-    def from_config(cls, cfg: Any, seed: int, media_root: Path | None = None) -> Self:
-        from synthtune.vision.embed import pixel_statistics
-
-        return cls(pixel_statistics, media_root)
-
-
-FEATURE_SPACES.register("embedding", EmbeddingFeatures)
-FEATURE_SPACES.register("tfidf", HashedTfidfFeatures)
-FEATURE_SPACES.register("clip", ClipImageFeatures)
-FEATURE_SPACES.register("pixels", PixelFeatures)
+plugins.register_feature_space("embedding", EmbeddingFeatures)
+plugins.register_feature_space("tfidf", HashedTfidfFeatures)
 
 
 @dataclass

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from synthtune import plugins
 from synthtune.classify import labelled, predict
 from synthtune.config import Recipe
 from synthtune.evaluate.baseline import score_baseline
 from synthtune.evaluate.caveats import classifier_caveats
 from synthtune.evaluate.class_metrics import class_metrics
-from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite
+from synthtune.evaluate.suites import Columns, EvalInputs, Suite
 
 
 def measure(model: Any, tokenizer: Any, inputs: EvalInputs, variant: str) -> dict[str, Any]:
@@ -61,7 +62,7 @@ def caveats(summary: dict[str, Any], recipe: Recipe) -> list[str]:
     return classifier_caveats("classification", summary, recipe)
 
 
-SUITES.register(
+plugins.register_suite(
     "classification",
     Suite(
         task="classification",

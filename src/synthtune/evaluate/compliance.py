@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from synthtune import plugins
 from synthtune.config import Recipe
 from synthtune.errors import RecipeError
 from synthtune.evaluate.generation import generate_replies
-from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite
+from synthtune.evaluate.suites import Columns, EvalInputs, Suite
 from synthtune.records import Message, Payload
 from synthtune.rules import RuleOutcome, check_rules, load_rule_sources
 
@@ -71,4 +72,6 @@ def check(recipe: Recipe) -> None:
         )
 
 
-SUITES.register("rules", Suite(task="causal", measure=measure, summarize=summarize, check=check))
+plugins.register_suite(
+    "rules", Suite(task="causal", measure=measure, summarize=summarize, check=check)
+)

@@ -13,8 +13,9 @@ import random
 from functools import lru_cache
 from typing import Any
 
+from synthtune import plugins
 from synthtune.config import Recipe
-from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite
+from synthtune.evaluate.suites import Columns, EvalInputs, Suite
 from synthtune.models import general_corpus
 from synthtune.perplexity import PerplexityScorer
 
@@ -62,7 +63,7 @@ def caveats(summary: dict[str, Any], recipe: Recipe) -> list[str]:
     return [summary["warning"]] if summary.get("warning") else []
 
 
-SUITES.register(
+plugins.register_suite(
     "forgetting",
     Suite(task="causal", measure=measure, summarize=summarize, auto=enabled, caveats=caveats),
 )

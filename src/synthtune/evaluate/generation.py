@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from synthtune import plugins
 from synthtune.config import TransformersBackendConfig
-from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite
+from synthtune.evaluate.suites import Columns, EvalInputs, Suite
 from synthtune.llm.backends.base import GenerationRequest
 from synthtune.llm.backends.transformers import TransformersBackend
 
@@ -97,4 +98,4 @@ def summarize(columns: Columns, inputs: EvalInputs) -> dict[str, Any]:
     }
 
 
-SUITES.register("generation", Suite(task="causal", measure=measure, summarize=summarize))
+plugins.register_suite("generation", Suite(task="causal", measure=measure, summarize=summarize))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from synthtune import plugins
 from synthtune.config import Recipe
 from synthtune.errors import RecipeError
-from synthtune.evaluate.suites import SUITES, EvalInputs, Suite, side_by_side
+from synthtune.evaluate.suites import EvalInputs, Suite, side_by_side
 
 
 def _importable() -> bool:
@@ -65,6 +66,6 @@ def measure(model: Any, tokenizer: Any, inputs: EvalInputs, variant: str) -> dic
     return numeric_results(out["results"])
 
 
-SUITES.register(
+plugins.register_suite(
     "lm_eval", Suite(task="causal", measure=measure, summarize=side_by_side, check=check)
 )

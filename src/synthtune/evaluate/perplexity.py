@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from synthtune import plugins
 from synthtune.config import Recipe
-from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite, change_pct
+from synthtune.evaluate.suites import Columns, EvalInputs, Suite, change_pct
 from synthtune.perplexity import PerplexityScorer
 
 
@@ -35,6 +36,6 @@ def caveats(summary: dict[str, Any], recipe: Recipe) -> list[str]:
     ]
 
 
-SUITES.register(
+plugins.register_suite(
     "perplexity", Suite(task="causal", measure=measure, summarize=summarize, caveats=caveats)
 )

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from synthtune.config import Recipe
 from synthtune.errors import RecipeError
-from synthtune.generate.templates import CompiledTemplate, compile_template, request_rng
 from synthtune.records import Message, Record
+from synthtune.templates import CompiledTemplate, compile_template, request_rng
 
 TEMPLATE_SEED_OFFSET = 1_000_003
 

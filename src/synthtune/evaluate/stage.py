@@ -14,23 +14,10 @@ from typing import Any
 
 from synthtune.config import Recipe
 from synthtune.context import StageContext
-from synthtune.evaluate import (
-    classification,
-    compliance,
-    forgetting,
-    generation,
-    harness,
-    images,
-    perplexity,
-)
+from synthtune.errors import StageError
 from synthtune.evaluate.prompts import eval_prompts
 from synthtune.evaluate.suites import SUITES, Columns, EvalInputs
-from synthtune.evaluate.variants import causal_variants, classification_variants
-
-# importing the suite modules registers them
-REGISTERED = (perplexity, classification, generation, compliance, harness, images, forgetting)
-# suite kind of the models each train.task makes (causal for the rest)
-SUITE_TASK = {"classification": "classification", "clip": "images"}
+from synthtune.plugins import TASKS
 
 
 def _runs_unlisted(name: str, recipe: Recipe) -> bool:
@@ -41,7 +28,12 @@ def _runs_unlisted(name: str, recipe: Recipe) -> bool:
 def requested(recipe: Recipe, task: str) -> tuple[list[str], dict[str, str]]:
     """``(suites to run, {skipped suite: why})``: the listed ones, after the suites of the
     task that run unlisted (``Suite.auto``: classification, images, forgetting)."""
-    auto = [n for n in SUITES.names() if SUITES.get(n).task == task and _runs_unlisted(n, recipe)]
+    # a plugin's suite is imported only when the recipe names it, so only built-ins run unlisted
+    auto = [
+        n
+        for n in SUITES.names()
+        if not SUITES.is_plugin(n) and SUITES.get(n).task == task and _runs_unlisted(n, recipe)
+    ]
     names = list(dict.fromkeys([*recipe.evaluate.suites, *auto]))
     run = [n for n in names if SUITES.get(n).task == task]
     skipped = {n: f"needs a {SUITES.get(n).task} model; train.task is {task}" for n in names}
@@ -92,8 +84,10 @@ class EvaluateStage:
         cfg = recipe.evaluate
         test = ctx.store.read_table("mix", "test")[: cfg.max_samples]
         train = ctx.store.read_json("train", "metrics.json")
-        task = SUITE_TASK.get(train.get("task", ""), "causal")
-        names, skipped = requested(recipe, task)
+        spec = TASKS.get(train.get("task", recipe.train.task))
+        if spec.eval_variants is None:
+            raise StageError(f"evaluate: train.task {train.get('task')} has no evaluation hook")
+        names, skipped = requested(recipe, spec.suite_kind)
         inputs = EvalInputs(
             recipe=recipe,
             test=test,
@@ -105,13 +99,7 @@ class EvaluateStage:
             inputs.prompt_source, inputs.prompts = eval_prompts(
                 recipe, test, cfg.generation_samples
             )
-        if task == "classification":
-            variants, quantized = classification_variants(ctx, inputs.labels)
-        elif task == "images":
-            variants = images.image_variants(ctx, inputs.labels)
-            quantized = "ONNX int8: export/vision.json"
-        else:
-            variants, quantized = causal_variants(ctx)
+        variants, quantized = spec.eval_variants(ctx, inputs.labels)
         if cfg.base == "skip":
             variants = [v for v in variants if v.name != "base"]
         columns: dict[str, Columns] = {name: {} for name in names}

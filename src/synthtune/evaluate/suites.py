@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from synthtune import plugins
 from synthtune.config import Recipe
 from synthtune.evaluate.prompts import EvalPrompt
 from synthtune.records import Record
-from synthtune.registry import Registry
 
 Columns = dict[str, dict[str, Any]]  # variant name -> that variant's measurements
 
@@ -36,8 +36,8 @@ class EvalInputs:
 
 @dataclass(frozen=True)
 class Suite:
-    """``task``: which models it measures (causal LMs, sequence classifiers, or CLIP image
-    classifiers).
+    """``task``: which models it measures, matched against ``TaskSpec.suite_kind`` (built in:
+    ``causal`` LMs, sequence ``classification``, CLIP ``images``).
     ``measure(model, tokenizer, inputs, variant)`` returns one column; ``summarize(columns,
     inputs)`` returns the suite's entry in ``evaluate/metrics.json``; ``check(recipe)`` raises
     :class:`~synthtune.errors.RecipeError` before any work when the suite cannot run;
@@ -45,7 +45,7 @@ class Suite:
     ``evaluate.suites``; ``caveats(summary, recipe)`` returns warnings about the summary
     (e.g. the tuned model no better than the base)."""
 
-    task: Literal["causal", "classification", "images"]
+    task: str  # the TaskSpec.suite_kind of the models it measures
     measure: Callable[[Any, Any, EvalInputs, str], dict[str, Any]]
     summarize: Callable[[Columns, EvalInputs], dict[str, Any]]
     check: Callable[[Recipe], None] | None = None
@@ -53,7 +53,7 @@ class Suite:
     caveats: Callable[[dict[str, Any], Recipe], list[str]] | None = None
 
 
-SUITES: Registry[Suite] = Registry("evaluation suite")
+SUITES = plugins.SUITES  # name -> Suite (register with plugins.register_suite)
 
 
 def side_by_side(columns: Columns, inputs: EvalInputs) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def load_quantized(
     path = Path(report["path"])
     if report["device"] == "cuda":
         return load_causal_lm(str(path), device_map={"": 0})
-    from synthtune.export.quantize import INT8_CPU
+    from synthtune.int8 import INT8_CPU
 
     if load_fp32 is None:
         model, tokenizer = load_causal_lm(

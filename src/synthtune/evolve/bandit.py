@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from synthtune.registry import Registry
+from synthtune import plugins
 
 
 @dataclass
@@ -89,7 +89,7 @@ class Policy(Protocol):
     def __call__(self, bandit: Bandit, n: int, rng: np.random.Generator) -> np.ndarray: ...
 
 
-POLICIES: Registry[Policy] = Registry("bandit policy")
+POLICIES = plugins.POLICIES  # name -> Policy
 
 
 def _explore_floor(n: int, arms: int, share: float) -> np.ndarray:
@@ -140,6 +140,6 @@ def uniform(bandit: Bandit, n: int, rng: np.random.Generator) -> np.ndarray:
     return counts
 
 
-POLICIES.register("thompson", thompson)
-POLICIES.register("ucb", ucb)
-POLICIES.register("uniform", uniform)
+plugins.register_policy("thompson", thompson)
+plugins.register_policy("ucb", ucb)
+plugins.register_policy("uniform", uniform)

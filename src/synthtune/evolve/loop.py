@@ -28,6 +28,7 @@ from synthtune.evolve.arms import Arm, build_arms
 from synthtune.evolve.bandit import Bandit
 from synthtune.generate.stage import GenerateStage
 from synthtune.models import ModelResolver
+from synthtune.pipeline import ensure_stage, publish_results
 from synthtune.quality.dedup import minhash_clusters
 from synthtune.quality.stage import QualityStage
 from synthtune.records import Record, content_hash
@@ -233,11 +234,7 @@ class Evolution:
         recipe = arm.recipe(self.recipe, requests, number)
         ctx = self._context(recipe, round_dir / f"arm-{content_hash(arm.name)[:8]}")
         stage = GenerateStage()
-        fingerprint = content_hash(
-            recipe.model_dump(mode="json")["generate"] | {"seed": recipe.seed}
-        )
-        if not ctx.store.is_complete(stage.name, fingerprint):
-            ctx.store.mark_complete(stage.name, fingerprint, stage.run(ctx))
+        ensure_stage(ctx, stage, recipe.model_dump(mode="json")["generate"] | {"seed": recipe.seed})
         records = ctx.store.read_table(stage.name, "dataset")
         for record in records:
             record.lineage["evolve_arm"] = arm.name
@@ -248,9 +245,7 @@ class Evolution:
         ctx = self._context(self.recipe, round_dir / "filter")
         ctx.store.write_table("generate", "dataset", records)
         stage = QualityStage()
-        fingerprint = content_hash(sorted(r.id for r in records))
-        if not ctx.store.is_complete(stage.name, fingerprint):
-            ctx.store.mark_complete(stage.name, fingerprint, stage.run(ctx))
+        ensure_stage(ctx, stage, sorted(r.id for r in records))
         return ctx.store.read_table(stage.name, "dataset")
 
     def _dedup_against(self, pool: list[Record], judged: list[Record]) -> None:
@@ -313,8 +308,6 @@ class Evolution:
         """Every round's records become the run's generate/quality results; later stages are
         forgotten (their inputs changed), so ``synthtune run`` continues at mix. Nothing is
         touched when the rounds and the pool are what was published last time."""
-        from synthtune.pipeline import ORDER, fingerprints
-
         published = content_hash([len(state["rounds"]), [r.id for r in pool]])
         done = self.store.stage_state("quality") or {}
         if done.get("summary", {}).get("evolve_publication") == published:
@@ -324,34 +317,28 @@ class Evolution:
             for round_ in state["rounds"]
             for r in self.store.read_table("evolve", f"round-{round_['number']:02d}")
         ]
-        prints = fingerprints(self.recipe, self.store.root.parent)
-        summaries: dict[str, dict[str, Any]] = {
-            "generate": {"records_in": len(records), "records": len(records)},
-            "quality": {
-                "records_in": len(records),
-                "funnel": [
-                    {"tier": "generated", "remaining": len(records)},
-                    {"tier": "accepted (all rounds)", "remaining": len(pool)},
-                ],
-                "rejected_reasons": dict(
-                    Counter(x.split(" (")[0] for r in records for x in r.reasons).most_common(8)
-                ),
-            },
+        tail = {
+            "records_out": len(pool),
+            "evolved_rounds": len(state["rounds"]),
+            "evolve_publication": published,
         }
-        for stage in ORDER:
-            self.store.invalidate(stage)
-        for stage, summary in summaries.items():
-            self.store.write_table(stage, "dataset", records)
-            self.store.mark_complete(
-                stage,
-                prints[stage],
+        reasons = Counter(x.split(" (")[0] for r in records for x in r.reasons)
+        results = {
+            "generate": (records, {"records_in": len(records), "records": len(records), **tail}),
+            "quality": (
+                records,
                 {
-                    **summary,
-                    "records_out": len(pool),
-                    "evolved_rounds": len(state["rounds"]),
-                    "evolve_publication": published,
+                    "records_in": len(records),
+                    "funnel": [
+                        {"tier": "generated", "remaining": len(records)},
+                        {"tier": "accepted (all rounds)", "remaining": len(pool)},
+                    ],
+                    "rejected_reasons": dict(reasons.most_common(8)),
+                    **tail,
                 },
-            )
+            ),
+        }
+        publish_results(self.recipe, self.store.root.parent, results)
         self.store.write_json(
             "evolve",
             "summary",

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from synthtune import plugins
 from synthtune.records import Record
-from synthtune.registry import Registry
 
 Formatter = Callable[[Record], dict[str, Any] | None]
-FORMATS: Registry[Formatter] = Registry("export format")
+FORMATS = plugins.EXPORT_FORMATS  # name -> Formatter
 
 
 def _turns(record: Record) -> tuple[str, str, str]:

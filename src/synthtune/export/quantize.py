@@ -21,41 +21,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synthtune.int8 import INT8_CPU, available_int8_backends
 from synthtune.lazy import inference_mode
 from synthtune.perplexity import PerplexityScorer
-from synthtune.registry import Registry
 
 if TYPE_CHECKING:
     import torch
-
-
-Quantizer = Callable[[Any], Any]
-INT8_CPU: Registry[Quantizer] = Registry("int8 CPU backend")
-
-
-@INT8_CPU.decorator("torch-ao-dynamic")
-def torch_dynamic_int8(model: Any) -> Any:
-    """int8 weights, activations quantized per batch at run time (nn.Linear only)."""
-    import torch
-
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
-@INT8_CPU.decorator("torchao-int8-dynamic")
-def torchao_int8(model: Any) -> Any:
-    """torchao's Int8DynamicActivationInt8WeightConfig (fast with AMX/VNNI, slow on AVX2)."""
-    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-
-    quantize_(model, Int8DynamicActivationInt8WeightConfig())
-    return model
-
-
-def available_int8_backends() -> list[str]:
-    return [n for n in INT8_CPU.names() if n != "torchao-int8-dynamic" or _has("torchao")]
-
-
-def _has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 @inference_mode
@@ -260,7 +231,7 @@ def quantize_model(
     import torch
 
     cuda = torch.cuda.is_available() if cuda is None else cuda
-    if cuda and _has("bitsandbytes"):
+    if cuda and importlib.util.find_spec("bitsandbytes") is not None:
         return quantize_bnb(mode, model_dir, out_dir, texts, prompts, new_tokens)
     if mode == "int8":
         return quantize_cpu_int8(model_dir, out_dir, texts, prompts, new_tokens)

@@ -21,11 +21,11 @@ from synthtune.config import Recipe
 from synthtune.context import StageContext
 from synthtune.federated.params import adapter_arrays, load_adapter_arrays
 from synthtune.models import load_causal_lm
+from synthtune.plugins import TASKS
 from synthtune.records import Record
 from synthtune.store import RunStore
 from synthtune.train.methods import METHODS
 from synthtune.train.stage import TrainStage
-from synthtune.train.tasks import TASKS
 
 
 class RoundTrainStage(TrainStage):
@@ -37,8 +37,10 @@ class RoundTrainStage(TrainStage):
         self.mu = mu
         self.model: Any = None
 
-    def _model(self, ctx: StageContext, *args: Any) -> tuple[Any, Any, str, list[dict[str, Any]]]:
-        model, tokenizer, base_path, groups = super()._model(ctx, *args)
+    def build_model(
+        self, ctx: StageContext, *args: Any
+    ) -> tuple[Any, Any, str, list[dict[str, Any]]]:
+        model, tokenizer, base_path, groups = super().build_model(ctx, *args)
         if self.start is not None:
             load_adapter_arrays(model, self.start)
         if self.mu > 0:

@@ -23,8 +23,8 @@ from typing import Any
 
 from synthtune.config import EdgeCasesConfig, RandIntSlot, Recipe, UniformSlot
 from synthtune.errors import RecipeError
-from synthtune.generate.templates import CompiledTemplate, request_rng
 from synthtune.rules import Rule, load_rule_sources
+from synthtune.templates import CompiledTemplate, request_rng
 
 _OPS: dict[type[ast.cmpop], str] = {
     ast.Lt: "<",

@@ -16,10 +16,10 @@ from typing import Any
 from synthtune.config import OpenAIBackendConfig, Recipe
 from synthtune.context import StageContext
 from synthtune.generate.strategies import STRATEGIES, Output, Strategy, WorkItem
+from synthtune.label_targets import GenerationTargets, generation_targets
 from synthtune.llm.backends.openai_compat import read_api_key
 from synthtune.llm.cache import ResponseCache
 from synthtune.llm.engine import GenerationEngine, Usage
-from synthtune.mix.targets import GenerationTargets, generation_targets
 from synthtune.records import Payload, Record, content_hash
 
 
@@ -103,7 +103,10 @@ class GenerateStage:
         if generate.n > CHECK_REQUESTS:
             sample = generate.model_copy(update={"n": CHECK_REQUESTS})
             recipe = recipe.model_copy(update={"generate": sample})
-        make_strategy(recipe).plan()
+        for item in make_strategy(recipe).plan():
+            # every field renders within the limits (templates.render): a template that
+            # hangs, divides by zero or escapes the sandbox fails here, before any work
+            item.render(**dict.fromkeys(item.template.provided, ""))
         if isinstance(recipe.generation.backend, OpenAIBackendConfig):
             read_api_key(recipe.generation.backend)  # a missing key fails before any work
 

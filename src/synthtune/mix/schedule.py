@@ -63,7 +63,7 @@ def choose_additions(
 
 @dataclass
 class LabelQuotas:
-    """Per-label quotas (``mix.labels``, from ``mix.targets``).
+    """Per-label quotas (``mix.labels``, from ``synthtune.label_targets``).
 
     ``labels[i]``: the label index of pool record ``i`` (-1: a label without a target, never
     chosen); ``quota[j]``: records label ``j`` gets at the start; ``closeness[i]``: distance

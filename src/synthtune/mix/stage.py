@@ -14,9 +14,10 @@ the distance to the real train split, and stop below ``mix.stop_when.wasserstein
 the ``max_ratio`` budget, when a round makes the distance worse (undone), or when no record is
 left where the real data is under-covered. ``mix/rounds.json`` holds the per-round table.
 
-Classification data (``mix.labels``, ``mix.targets``): each label gets a quota computed from
-the real train split; the start fills every quota from that label's records, off the real
-manifold too (closest first) when the label has too few on it, and rounds add by quota share.
+Classification data (``mix.labels``, ``synthtune.label_targets``): each label gets a quota
+computed from the real train split; the start fills every quota from that label's records,
+off the real manifold too (closest first) when the label has too few on it, and rounds add by
+quota share.
 ``mix.use_real_train: false`` trains on the synthetic records alone (val/test stay real).
 """
 
@@ -34,13 +35,14 @@ from synthtune.decisions import apply_decisions
 from synthtune.distribution.coverage import declared_domains
 from synthtune.distribution.probe import DistributionProbe
 from synthtune.errors import RecipeError, StageError
-from synthtune.mix.schedule import LabelQuotas, Schedule, run_schedule
-from synthtune.mix.targets import (
+from synthtune.label_targets import (
     label_targets,
     real_label_counts,
     target_problems,
     uses_label_targets,
 )
+from synthtune.mix.schedule import LabelQuotas, Schedule, run_schedule
+from synthtune.plugins import FEATURE_SPACES, TASKS
 from synthtune.realdata import RealSplits, load_real_splits
 from synthtune.records import Record, split_of, stratum_of
 from synthtune.store import review_decisions
@@ -114,11 +116,11 @@ def check_real_sizes(recipe: Recipe, real: RealSplits) -> list[str]:
 
 def check_real_labels(recipe: Recipe, real: RealSplits) -> list[str]:
     """Problems a classifier trained on real data alone would hit (one class, no labels)."""
-    if recipe.train.task != "classification" or recipe.generate is not None:
+    if not TASKS.get(recipe.train.task).labelled or recipe.generate is not None:
         return []
     assert recipe.mix.real is not None
     if recipe.mix.real.label_field is None:
-        return ["mix.real.label_field: train.task classification needs a label column"]
+        return [f"mix.real.label_field: train.task {recipe.train.task} needs a label column"]
     labels = {r.payload.label for r in real.splits["train"]}
     if len(labels) < 2:
         return [
@@ -258,7 +260,8 @@ class MixStage:
         if not pool:
             ctx.log("[yellow]mix: no accepted synthetic records to inject[/]")
             return [], {"stopped": "no synthetic records", "rounds": []}
-        if mix.features.space == "clip":  # an offline name (local-tiny-clip) is built first
+        space = FEATURE_SPACES.get(mix.features.space)
+        if getattr(space, "needs_model_path", False):  # e.g. local-tiny-clip is built first
             features = mix.features.model_copy(
                 update={"model": ctx.resolve_model(mix.features.model)}
             )

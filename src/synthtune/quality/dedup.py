@@ -28,7 +28,7 @@ def normalise(text: str) -> str:
 
 def content_text(record: Record) -> str:
     """What exact dedup compares: the text, plus the media file names when there are any
-    (content hashes, see ``generate.strategies.image``): one caption on two images is not
+    (content hashes, see ``vision.image_strategy``): one caption on two images is not
     a duplicate, one image twice with one caption is."""
     paths = [m.path for m in record.payload.media or ()]
     return "\n".join([record.payload.text("all"), *paths])

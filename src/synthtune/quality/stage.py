@@ -16,16 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from synthtune import plugins
 from synthtune.config import Recipe
-from synthtune.config.generate import IMAGE_BACKENDS
 from synthtune.context import StageContext
 from synthtune.llm.cache import ResponseCache
 from synthtune.llm.engine import GenerationEngine
 from synthtune.models import load_causal_lm
 from synthtune.ngram import NGramLM
 from synthtune.perplexity import PerplexityScorer
+from synthtune.plugins import QUALITY_FILTERS, QualityFilter
 from synthtune.quality import decontam, dedup
 from synthtune.quality.heuristics import heuristic_reasons
 from synthtune.quality.judge import judge_records
@@ -34,6 +34,8 @@ from synthtune.realdata import real_texts
 from synthtune.records import Record
 from synthtune.rules import check_rules, load_rule_sources
 from synthtune.store import atomic_write_text
+
+Tier = Callable[[StageContext, list[Record]], None]
 
 
 def _accepted(records: list[Record]) -> list[Record]:
@@ -59,21 +61,6 @@ def _text_only(records: list[Record]) -> list[Record]:
     their media (exact: the content-addressed file; near: the image tier's perceptual hash),
     since many images share one caption."""
     return [r for r in _accepted(records) if not r.payload.media]
-
-
-def image_tier(ctx: StageContext, records: list[Record]) -> None:
-    from synthtune.quality.images import check_images  # the image stack, image runs only
-
-    def load(relative: str) -> Image.Image:
-        with Image.open(ctx.store.media_path(relative)) as image:
-            return image.convert("RGB")
-
-    cfg = ctx.recipe.quality.image
-    if cfg.caption_score is not None:  # an offline name (local-tiny-clip) is built first
-        model = ctx.resolve_model(cfg.caption_score.model)
-        score = cfg.caption_score.model_copy(update={"model": model})
-        cfg = cfg.model_copy(update={"caption_score": score})
-    check_images(records, load, cfg)
 
 
 def dedup_tier(ctx: StageContext, records: list[Record]) -> None:
@@ -184,28 +171,31 @@ def judge_tier(ctx: StageContext, records: list[Record]) -> None:
             cache.close()
 
 
-Tier = Callable[[StageContext, list[Record]], None]
+def _dedup_on(recipe: Recipe) -> bool:
+    d = recipe.quality.dedup
+    return bool(d.exact or d.minhash_threshold is not None or d.embedding)
+
+
+for _name, _spec in {
+    "heuristics": QualityFilter(10, heuristics_tier, lambda r: r.quality.heuristics.enabled),
+    "dedup": QualityFilter(30, dedup_tier, _dedup_on),
+    "decontam": QualityFilter(
+        40, decontam_tier, lambda r: r.quality.decontam.enabled and r.mix.real is not None
+    ),
+    "fluency": QualityFilter(50, fluency_tier, lambda r: r.quality.perplexity.enabled),
+    "rules": QualityFilter(60, rules_tier, lambda r: bool(r.quality.rules)),
+    "judge": QualityFilter(70, judge_tier, lambda r: r.quality.judge is not None),
+}.items():
+    plugins.register_quality_filter(_name, _spec)
 
 
 def enabled_tiers(recipe: Recipe) -> list[tuple[str, Tier]]:
-    q = recipe.quality
-    dedup_on = q.dedup.exact or q.dedup.minhash_threshold is not None or q.dedup.embedding
-    candidates: list[tuple[str, bool, Tier]] = [
-        ("heuristics", q.heuristics.enabled, heuristics_tier),
-        (
-            "image",
-            q.image.enabled
-            and recipe.generate is not None
-            and recipe.generate.backend.type in IMAGE_BACKENDS,
-            image_tier,
-        ),
-        ("dedup", bool(dedup_on), dedup_tier),
-        ("decontam", q.decontam.enabled and recipe.mix.real is not None, decontam_tier),
-        ("fluency", q.perplexity.enabled, fluency_tier),
-        ("rules", bool(q.rules), rules_tier),
-        ("judge", q.judge is not None, judge_tier),
-    ]
-    return [(name, tier) for name, on, tier in candidates if on]
+    """The built-in tiers the recipe turns on and the plugin filters it lists
+    (``quality.filters``), by ascending ``order``."""
+    names = [n for n in QUALITY_FILTERS.names() if not QUALITY_FILTERS.is_plugin(n)]
+    chosen = [(n, QUALITY_FILTERS.get(n)) for n in dict.fromkeys([*names, *recipe.quality.filters])]
+    chosen = [(n, f) for n, f in chosen if f.enabled(recipe)]
+    return [(n, f.run) for n, f in sorted(chosen, key=lambda item: item[1].order)]
 
 
 class QualityStage:

@@ -102,14 +102,11 @@ def build_report(run_dir: Path | str) -> Path:
     federated = store.path("federated", "summary.json")
     if not state and not federated.exists():
         raise StageError(f"no completed stage in {run_dir}: run the recipe first")
-    from synthtune.pipeline import ORDER
-
-    def position(name: str) -> int:  # pipeline order; stages a plug-in added go last
-        return ORDER.index(name) if name in ORDER else len(ORDER)
-
+    # run order: the runner completes stages in sequence and forgets every later stage when
+    # one re-runs, so completion times follow it (a stable sort keeps ties as written)
     stages = [
         {"name": k, "status": v["status"], "summary": v["summary"], "seconds": v.get("seconds")}
-        for k, v in sorted(state.items(), key=lambda item: position(item[0]))
+        for k, v in sorted(state.items(), key=lambda item: str(item[1].get("finished_at")))
     ]
     context: dict[str, Any] = {
         "name": store.root.name,

@@ -1,8 +1,14 @@
 """Declarative rule engine: the logic tier of quality, and rule compliance in evaluation.
 
 A rule extracts typed values from a record's text, evaluates an optional condition over them
-with ``simpleeval`` (a safe expression evaluator: no ``eval``, no attribute access, no
-imports), then requires or forbids a pattern. Each outcome carries a human-readable reason.
+with ``simpleeval`` (a safe expression evaluator: no ``eval``, no imports; synthtune also
+refuses attribute access and calls, and names other than the extracted ones and ``label``,
+when the rules are loaded), then requires or forbids a pattern. Each outcome carries a
+human-readable reason.
+
+Patterns run on the ``regex`` engine with a time limit (``REGEX_TIMEOUT_S``): a pattern that
+backtracks catastrophically on one record fails that record's rule with the reason, instead
+of hanging the stage. A condition that divides by zero or overflows likewise.
 
 .. code-block:: yaml
 
@@ -14,29 +20,49 @@ imports), then requires or forbids a pattern. Each outcome carries a human-reada
 
 from __future__ import annotations
 
-import re
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import regex as re
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
+    PlainValidator,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
+from synthtune import plugins
 from synthtune.config import format_validation_error
 from synthtune.config.yamlio import read_yaml
 from synthtune.errors import RecipeError
 from synthtune.records import Payload
 
 TextField = Literal["prompt", "response", "all", "label"]
+REGEX_TIMEOUT_S = 1.0  # per pattern and text; the regex engine raises TimeoutError past it
+
+
+class RuleTimeout(Exception):
+    """A pattern ran past REGEX_TIMEOUT_S on one text."""
+
+
+def _search(pattern: str | re.Pattern[str], text: str) -> re.Match[str] | None:
+    try:
+        if isinstance(pattern, str):
+            return re.search(pattern, text, flags=re.IGNORECASE, timeout=REGEX_TIMEOUT_S)
+        return pattern.search(text, timeout=REGEX_TIMEOUT_S)
+    except TimeoutError:
+        shown = pattern if isinstance(pattern, str) else pattern.pattern
+        raise RuleTimeout(f"/{shown}/ ran past {REGEX_TIMEOUT_S:g} s") from None
+
+
 _CASTS = {"float": float, "int": int, "str": str}
 
 
@@ -47,7 +73,7 @@ class _Strict(BaseModel):
 def _check_regex(value: str) -> str:
     try:
         re.compile(value)
-    except re.error as exc:
+    except (re.error, RecursionError) as exc:
         raise ValueError(f"invalid regex: {exc}") from None
     return value
 
@@ -67,7 +93,7 @@ class RegexExtractor(_Strict):
     _validate = field_validator("regex")(_check_regex)
 
     def extract(self, payload: Payload) -> Any:
-        match = re.search(self.regex, _text(payload, self.field), flags=re.IGNORECASE)
+        match = _search(self.regex, _text(payload, self.field))
         if match is None:
             return None
         raw = match.group(1) if match.groups() else match.group(0)
@@ -95,7 +121,7 @@ class KeywordsExtractor(_Strict):
 
     def extract(self, payload: Payload) -> Any:
         text = _text(payload, self.field)
-        found = [k for k in self.keywords if _keyword_pattern(k).search(text)]
+        found = [k for k in self.keywords if _search(_keyword_pattern(k), text)]
         if self.mode == "count":
             return len(found)
         return found[0] if found else None
@@ -135,32 +161,26 @@ class JsonPathExtractor(_Strict):
         return value if self.type == "any" else _CASTS[self.type](value)
 
 
-_EXTRACTORS: dict[str, type[_Strict]] = {
-    "regex": RegexExtractor,
-    "keywords": KeywordsExtractor,
-    "json_path": JsonPathExtractor,
-}
+plugins.register_extractor("regex", RegexExtractor)
+plugins.register_extractor("keywords", KeywordsExtractor)
+plugins.register_extractor("json_path", JsonPathExtractor)
 
 
-def _extractor_kind(value: Any) -> str | None:
+def _validate_extractor(value: Any, info: ValidationInfo) -> Any:
+    """An ``extract:`` entry: the one key naming a registered extractor (``regex``,
+    ``keywords``, ``json_path`` or a plugin's) picks the model that validates the entry."""
     if isinstance(value, BaseModel):
-        return next(k for k, cls in _EXTRACTORS.items() if isinstance(value, cls))
-    if isinstance(value, dict):
-        found = [k for k in _EXTRACTORS if k in value]
-        return found[0] if len(found) == 1 else None
-    return None
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"an extractor is a mapping (got {value!r})")
+    found = [k for k in value if isinstance(k, str) and k in plugins.EXTRACTORS]
+    if len(found) != 1:
+        known = ", ".join(plugins.EXTRACTORS.names())
+        raise ValueError(f"an extractor needs exactly one of: {known} (got {sorted(value)})")
+    return plugins.EXTRACTORS.get(found[0]).model_validate(value, context=info.context)
 
 
-Extractor = Annotated[
-    Annotated[RegexExtractor, Tag("regex")]
-    | Annotated[KeywordsExtractor, Tag("keywords")]
-    | Annotated[JsonPathExtractor, Tag("json_path")],
-    Discriminator(
-        _extractor_kind,
-        custom_error_type="extractor_kind",
-        custom_error_message="an extractor needs one of: regex, keywords, json_path",
-    ),
-]
+Extractor = Annotated[Any, PlainValidator(_validate_extractor)]
 
 
 class Pattern(_Strict):
@@ -169,7 +189,7 @@ class Pattern(_Strict):
     _validate = field_validator("regex")(_check_regex)
 
     def find(self, payload: Payload) -> str | None:
-        match = re.search(self.regex, _text(payload, self.field), flags=re.IGNORECASE)
+        match = _search(self.regex, _text(payload, self.field))
         return match.group(0) if match else None
 
 
@@ -190,13 +210,42 @@ class Rule(_Strict):
     @classmethod
     def _parse(cls, value: str | None) -> str | None:
         if value is not None:
-            import ast
-
             try:
-                ast.parse(value, mode="eval")
+                tree = ast.parse(value, mode="eval")
             except SyntaxError as exc:
-                raise ValueError(f"`when` is not an expression: {exc.msg}") from None
+                raise ValueError(f"`{value}` is not an expression: {exc.msg}") from None
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Attribute | ast.Call | ast.Lambda | ast.NamedExpr):
+                    what = type(node).__name__.lower().replace("namedexpr", "assignment")
+                    raise ValueError(
+                        f"`{value}`: no {what} in rule expressions (only the extracted "
+                        "names, label, literals and operators)"
+                    )
         return value
+
+    @model_validator(mode="after")
+    def _known_names(self) -> Rule:
+        """A name in ``when``/``check`` that nothing extracts (a typo) would fail every
+        record at run time: refused when the rules are loaded."""
+        known = {*self.extract, "label", "True", "False", "None"}
+        for expression in (self.when, self.check):
+            if expression is None:
+                continue
+            names = {
+                n.id
+                for n in ast.walk(ast.parse(expression, mode="eval"))
+                if isinstance(n, ast.Name)
+            }
+            unknown = sorted(names - known)
+            if unknown:
+                raise ValueError(
+                    f"`{expression}` names {', '.join(unknown)}, which nothing extracts; "
+                    f"known: {', '.join(sorted(known - {'True', 'False', 'None'}))}"
+                )
+        for name in self.optional:
+            if name not in self.extract:
+                raise ValueError(f"optional: {name!r} is not an extracted name")
+        return self
 
 
 @dataclass(frozen=True)
@@ -221,7 +270,19 @@ def check_rule(rule: Rule, payload: Payload) -> RuleOutcome:
     def outcome(ok: bool, applicable: bool, why: str) -> RuleOutcome:
         return RuleOutcome(rule.id, ok, applicable, why, rule.severity)
 
-    values = {name: ex.extract(payload) for name, ex in rule.extract.items()}
+    try:
+        values = {name: ex.extract(payload) for name, ex in rule.extract.items()}
+        return _judge(rule, payload, values, outcome)
+    except RuleTimeout as exc:
+        return outcome(False, True, f"pattern timed out: {exc}")
+
+
+def _judge(
+    rule: Rule,
+    payload: Payload,
+    values: dict[str, Any],
+    outcome: Any,
+) -> RuleOutcome:
     missing = sorted(k for k, v in values.items() if v is None and k not in rule.optional)
     if missing:
         return outcome(True, False, f"not applicable: no {', '.join(missing)} found")
@@ -256,8 +317,8 @@ def _evaluate(expression: str, names: dict[str, Any]) -> bool | str:
     """The truth of a safe expression, or an error message (a string) when it cannot run."""
     try:
         return bool(EvalWithCompoundTypes(names=names, functions={}).eval(expression))
-    except (InvalidExpression, TypeError, ValueError) as exc:
-        return f"condition `{expression}` failed to evaluate: {exc}"
+    except (InvalidExpression, TypeError, ValueError, ArithmeticError) as exc:
+        return f"condition `{expression}` failed to evaluate: {type(exc).__name__}: {exc}"
 
 
 def check_rules(rules: list[Rule], payload: Payload) -> list[RuleOutcome]:
@@ -281,20 +342,18 @@ def load_rules(path: Path) -> list[Rule]:
     return rules
 
 
-PACKS_DIR = Path(__file__).parent / "packs"
-
-
 def pack_names() -> list[str]:
-    return sorted(p.stem for p in PACKS_DIR.glob("*.yaml"))
+    return plugins.RULE_PACKS.names()
 
 
 def rules_path(source: str) -> Path:
-    """A rules file path, or the file of a built-in pack (``pack:medical``)."""
+    """A rules file path, or the file of a registered pack (``pack:medical``, or a plugin's
+    ``plugins.register_rule_pack``)."""
     if source.startswith("pack:"):
-        path = PACKS_DIR / f"{source.removeprefix('pack:')}.yaml"
-        if not path.exists():
+        name = source.removeprefix("pack:")
+        if name not in plugins.RULE_PACKS:
             raise RecipeError(source, [f"no rule pack; packs: {', '.join(pack_names())}"])
-        return path
+        return plugins.RULE_PACKS.get(name)
     return Path(source)
 
 

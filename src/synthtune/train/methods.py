@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthtune import plugins
 from synthtune.config import TrainConfig
 from synthtune.errors import StageError
-from synthtune.registry import Registry
 
 
 def _runs_anywhere(model: Any, cfg: TrainConfig) -> str | None:
@@ -38,7 +38,7 @@ class TrainingMethod:
     unsupported: Callable[[Any, TrainConfig], str | None] = _runs_anywhere
 
 
-METHODS: Registry[TrainingMethod] = Registry("training method")
+METHODS = plugins.METHODS  # name -> TrainingMethod (plugins.register_method)
 
 # Module-name aliases per architecture family (model.config.model_type).
 _ATTENTION = {
@@ -76,7 +76,7 @@ _IA3 = {
 def _task_type(cfg: TrainConfig) -> Any:
     from peft import TaskType
 
-    from synthtune.train.tasks import TASKS
+    from synthtune.plugins import TASKS
 
     name = TASKS.get(cfg.task).peft_task
     return None if name is None else TaskType[name]
@@ -85,7 +85,7 @@ def _task_type(cfg: TrainConfig) -> Any:
 def _heads_to_save(model: Any, cfg: TrainConfig) -> list[str] | None:
     """Task heads of a plain module (no peft task type to add them): trained and saved with
     the adapter. Task types such as SEQ_CLS add their own heads."""
-    from synthtune.train.tasks import TASKS
+    from synthtune.plugins import TASKS
 
     spec = TASKS.get(cfg.task)
     if spec.peft_task is not None:
@@ -293,28 +293,30 @@ def _ia3(model: Any, cfg: TrainConfig) -> Any:
     return get_peft_model(model, config)
 
 
-METHODS.register("full", TrainingMethod(_full, False, "all weights; most compute"))
-METHODS.register("freeze", TrainingMethod(_freeze, False, "train some blocks, freeze the rest"))
-METHODS.register(
+plugins.register_method("full", TrainingMethod(_full, False, "all weights; most compute"))
+plugins.register_method(
+    "freeze", TrainingMethod(_freeze, False, "train some blocks, freeze the rest")
+)
+plugins.register_method(
     "lora",
     TrainingMethod(_lora, True, "low-rank adapters; <1 % of parameters", unsupported=_lora_targets),
 )
-METHODS.register(
+plugins.register_method(
     "dora", TrainingMethod(_dora, True, "weight-decomposed LoRA", unsupported=_lora_targets)
 )
-METHODS.register(
+plugins.register_method(
     "qlora",
     TrainingMethod(_qlora, True, "LoRA on a 4-bit NF4 base", _qlora_load, _lora_targets),
 )
-METHODS.register(
+plugins.register_method(
     "prefix",
     TrainingMethod(
         _prompt_learning("prefix"), True, "prefix tuning", unsupported=_takes_past_key_values
     ),
 )
-METHODS.register("prompt", TrainingMethod(_prompt_learning("prompt"), True, "prompt tuning"))
-METHODS.register("ptuning", TrainingMethod(_prompt_learning("ptuning"), True, "P-tuning"))
-METHODS.register(
+plugins.register_method("prompt", TrainingMethod(_prompt_learning("prompt"), True, "prompt tuning"))
+plugins.register_method("ptuning", TrainingMethod(_prompt_learning("ptuning"), True, "P-tuning"))
+plugins.register_method(
     "ia3",
     TrainingMethod(_ia3, True, "IA3 rescaling vectors; ~0.01 %", unsupported=_ia3_mapping),
 )

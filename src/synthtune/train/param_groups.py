@@ -49,7 +49,7 @@ def apply_freezing(model: Any, cfg: TrainConfig) -> None:
 def _is_new_head(name: str, cfg: TrainConfig) -> bool:
     """Heads created for the task (``TaskSpec.heads``: a classifier) are new parameters, like
     adapters: they start from scratch and need the adapter learning rate, not the base one."""
-    from synthtune.train.tasks import TASKS
+    from synthtune.plugins import TASKS
 
     return any(re.search(rf"(?:^|\.){head}\.", name) for head in TASKS.get(cfg.task).heads)
 

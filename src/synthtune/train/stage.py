@@ -17,12 +17,13 @@ from rich.table import Table
 from synthtune.config import Recipe
 from synthtune.context import StageContext
 from synthtune.errors import RecipeError, StageError
-from synthtune.models import load_causal_lm, seed_everything
-from synthtune.train.data import EDGE_FLAG, LOSS_WEIGHT, PackedCollator, as_plain_text
+from synthtune.models import seed_everything
+from synthtune.plugins import TASKS
+from synthtune.train.data import EDGE_FLAG, LOSS_WEIGHT
 from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
 from synthtune.train.schedule import Schedule, resolve_schedule
-from synthtune.train.tasks import TASKS, TaskSetup, labels_of
+from synthtune.train.tasks import TaskSetup, labels_of
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -110,13 +111,12 @@ class TrainStage:
         from synthtune.train.methods import check_method
 
         check_method(recipe)  # e.g. prefix tuning of a BERT classifier: refused here
-        if recipe.train.adversarial is not None and recipe.train.task == "clip":
-            # FGM/PGD perturb token embeddings; a CLIP classifier reads pixels
+        if recipe.train.adversarial is not None and not TASKS.get(recipe.train.task).adversarial:
             raise RecipeError(
                 str(recipe.source),
                 [
-                    "train.adversarial: not supported with train.task clip (FGM/PGD perturb "
-                    "token embeddings); remove it or use a text task"
+                    f"train.adversarial: not supported with train.task {recipe.train.task} "
+                    "(FGM/PGD perturb token embeddings); remove it or use a text task"
                 ],
             )
         import importlib.util
@@ -137,17 +137,16 @@ class TrainStage:
         if not ctx.quiet:
             ctx.console.print(table)
 
-    def _model(
+    def build_model(
         self, ctx: StageContext, labels: list[str], records: list[Any]
     ) -> tuple[Any, Any, str, list[dict[str, Any]]]:
+        """Public hook: ``(model, tokenizer, base path, parameter groups)``, the task's model
+        with the method applied and freezing done. Subclasses (federated rounds) extend it."""
         cfg = ctx.recipe.train
         method = METHODS.get(cfg.method)
         base_path = ctx.resolve_model(cfg.base)
-        if cfg.task == "causal_lm":
-            model, tokenizer = load_causal_lm(base_path, dtype="float32", **method.load_kwargs(cfg))
-        else:
-            setup = TaskSetup(labels, cfg, ctx.store.root, records)
-            model, tokenizer = TASKS.get(cfg.task).load(base_path, setup)
+        setup = TaskSetup(labels, cfg, ctx.store.root, records, method.load_kwargs(cfg))
+        model, tokenizer = TASKS.get(cfg.task).load(base_path, setup)
         model.train()
         model = method.prepare(model, cfg)
         apply_freezing(model, cfg)
@@ -155,7 +154,8 @@ class TrainStage:
         self._print_groups(ctx, groups)
         return model, tokenizer, base_path, groups
 
-    def _loggers(self, ctx: StageContext) -> list[Any]:
+    def callbacks(self, ctx: StageContext) -> list[Any]:
+        """Public hook: extra Trainer callbacks (TensorBoard when train.log_to asks)."""
         if "tensorboard" not in ctx.recipe.train.log_to:
             return []
         from torch.utils.tensorboard import SummaryWriter
@@ -164,16 +164,15 @@ class TrainStage:
         writer = SummaryWriter(log_dir=str(ctx.store.path(self.name, "tensorboard")))
         return [TensorBoardCallback(tb_writer=writer)]
 
-    def _datasets(
+    def build_datasets(
         self, ctx: StageContext, tokenizer: Any, train_records: list[Any], ids: dict[str, int]
     ) -> tuple[Any, list[dict[str, Any]]]:
         from synthtune.train.augment import PromptNoiseDataset
 
         recipe, cfg = ctx.recipe, ctx.recipe.train
         task = TASKS.get(cfg.task)
-        text = cfg.task == "causal_lm" and cfg.lm_format == "text"
-        if text:  # every record learned as its reply in plain text (train.lm_format)
-            train_records = [as_plain_text(r) for r in train_records]
+        if task.prepare is not None:  # e.g. train.lm_format: text
+            train_records = task.prepare(train_records, cfg)
         flag_edges = cfg.adversarial is not None and cfg.adversarial.on == "edge_cases"
         if flag_edges and not any("edge_case" in r.lineage for r in train_records):
             ctx.log(
@@ -209,12 +208,12 @@ class TrainStage:
                 cfg.seed_for(recipe.seed),
                 cfg.augment.weights(),
             )
-            if cfg.task == "causal_lm"
+            if task.prompt_noise
             else [encode(r) for r in train_records]
         )
         val = self._val(ctx)
-        if text:
-            val = [as_plain_text(r) for r in val]
+        if task.prepare is not None:
+            val = task.prepare(val, cfg)
         return train, [task.encode(tokenizer, r, cfg.max_length, ids) for r in val]
 
     def _val(self, ctx: StageContext) -> list[Any]:
@@ -259,8 +258,8 @@ class TrainStage:
         out_dir = ctx.store.stage_dir(self.name)
         args = training_arguments(recipe, str(out_dir / "checkpoints"), schedule)
         collator_cls = (
-            PackedCollator
-            if cfg.batching == "packed" and cfg.task == "causal_lm"
+            task.packed_collator
+            if cfg.batching == "packed" and task.packed_collator is not None
             else task.collator
         )
         collator = collator_cls(
@@ -286,7 +285,7 @@ class TrainStage:
                 *([stopper] if stopper else []),
                 ProgressCallback(advance),
                 EpochCallback(collator, parts["train"]),
-                *self._loggers(ctx),
+                *self.callbacks(ctx),
             ],
             adversarial=cfg.adversarial,
             compute_metrics=task.metrics if evaluating else None,
@@ -304,8 +303,8 @@ class TrainStage:
         train_records = store.read_table("mix", "train")
         labels = labels_of(train_records) if task.labelled else []
         ids = {label: i for i, label in enumerate(labels)}
-        model, tokenizer, base_path, groups = self._model(ctx, labels, train_records)
-        train, val = self._datasets(ctx, tokenizer, train_records, ids)
+        model, tokenizer, base_path, groups = self.build_model(ctx, labels, train_records)
+        train, val = self.build_datasets(ctx, tokenizer, train_records, ids)
         schedule = self._schedule(ctx, len(train), len(val))
         parts = {"model": model, "tokenizer": tokenizer, "train": train, "val": val}
         with ctx.progress("train", schedule.total_steps) as advance:

@@ -1,15 +1,17 @@
-"""Task types of the train stage, registered by name: how a record becomes model inputs.
+"""The task contract (:class:`TaskSpec`) and the pieces text tasks are built from.
 
-``causal_lm``: chat SFT with completion-only loss (``data.encode_record``). ``classification``:
-the input text (the non-assistant turns, or the text itself) with the record's label as a
-class index, trained through ``AutoModelForSequenceClassification``. ``clip``: image records
-(image + caption + label) through CLIP (``synthtune.vision.clip_task``).
+A task says how a record becomes model inputs and what the later stages do with the model it
+makes: which evaluation suites measure it, how its variants load for evaluation, how export
+writes it. Stages read these hooks from ``plugins.TASKS``; none of them switches on a task's
+name. The built-in tasks are assembled in :mod:`synthtune.text_tasks` (``causal_lm``:
+chat SFT with completion-only loss; ``classification``: the input text with the record's label
+as a class index through ``AutoModelForSequenceClassification``) and
+:mod:`synthtune.vision.clip_task` (``clip``); a plugin registers its own with
+``plugins.register_task``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +23,6 @@ import numpy as np
 from synthtune.config import TrainConfig
 from synthtune.errors import StageError
 from synthtune.records import Record
-from synthtune.registry import Registry
 from synthtune.train.data import NoisyCollator, encode_record
 
 if TYPE_CHECKING:
@@ -36,6 +37,12 @@ class TaskSetup:
     config: TrainConfig
     root: Path  # the run directory (record media paths are relative to it)
     records: list[Record] = field(default_factory=list)  # the train split
+    load_kwargs: dict[str, Any] = field(default_factory=dict)  # the method's (e.g. 4-bit)
+
+
+# Hooks of the later stages; ``ctx`` is the stage's StageContext.
+EvalVariants = Callable[[Any, list[str]], tuple[list[Any], str]]
+ExportModel = Callable[[Any, list[Record], dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,17 @@ class TaskSpec:
     """``peft_task``: peft TaskType name, or None for a plain module (no task wrapper).
     ``labelled``: needs class labels (at least two). ``heads``: module names created for the
     task; they train at ``lr.adapter`` and are saved with adapters (peft modules_to_save).
-    ``preprocess``: the Trainer's ``preprocess_logits_for_metrics``, run per eval batch."""
+    ``preprocess``: the Trainer's ``preprocess_logits_for_metrics``, run per eval batch.
+
+    Train-stage hooks: ``prepare`` rewrites the train/val records before encoding (e.g.
+    ``train.lm_format: text``); ``prompt_noise`` trains through the prompt-noise dataset
+    (``train.augment``, re-drawn each epoch); ``packed_collator`` is used for ``batching:
+    packed`` (None: the task's collator); ``adversarial`` false refuses ``train.adversarial``
+    (FGM/PGD perturb token embeddings).
+    Later stages: ``suite_kind`` is the ``Suite.task`` of the evaluation suites that measure
+    this task's models; ``eval_variants(ctx, labels)`` returns ``(model variants, quantized
+    note)`` for the evaluate stage; ``export(ctx, test_records, train_metrics)`` writes the
+    model under export/ and returns its report (None: export writes datasets only)."""
 
     peft_task: str | None
     load: Callable[[str, TaskSetup], tuple[Any, Any]]
@@ -53,6 +70,13 @@ class TaskSpec:
     labelled: bool = False
     heads: tuple[str, ...] = ()
     preprocess: Callable[[Any, Any], Any] | None = None
+    prepare: Callable[[list[Record], TrainConfig], list[Record]] | None = None
+    prompt_noise: bool = False
+    packed_collator: type[NoisyCollator] | None = None
+    adversarial: bool = True
+    suite_kind: str = "causal"
+    eval_variants: EvalVariants | None = None
+    export: ExportModel | None = None
 
 
 def labels_of(records: list[Record]) -> list[str]:
@@ -75,39 +99,25 @@ def labels_of(records: list[Record]) -> list[str]:
     return sorted(counts)
 
 
-def _load_causal(path: str, setup: TaskSetup) -> tuple[Any, Any]:
+def load_causal(path: str, setup: TaskSetup) -> tuple[Any, Any]:
     from synthtune.models import load_causal_lm
 
-    return load_causal_lm(path, dtype="float32")
+    return load_causal_lm(path, dtype="float32", **setup.load_kwargs)
 
 
-def _load_classifier(path: str, setup: TaskSetup) -> tuple[Any, Any]:
+def load_classifier(path: str, setup: TaskSetup) -> tuple[Any, Any]:
     from synthtune.models import load_sequence_classifier
 
     return load_sequence_classifier(path, setup.labels)
 
 
-def _load_clip(path: str, setup: TaskSetup) -> tuple[Any, Any]:
-    from synthtune.vision.clip_task import load_clip_task
-
-    return load_clip_task(path, setup)
-
-
-def _encode_clip(
-    inputs: Any, record: Record, max_length: int, ids: dict[str, int]
-) -> dict[str, Any]:
-    from synthtune.vision.clip_task import encode_clip
-
-    return encode_clip(inputs, record, max_length, ids)
-
-
-def _encode_causal(
+def encode_causal(
     tokenizer: Any, record: Record, max_length: int, ids: dict[str, int]
 ) -> dict[str, Any]:
     return encode_record(tokenizer, record, max_length)
 
 
-def _encode_classification(
+def encode_classification(
     tokenizer: Any, record: Record, max_length: int, ids: dict[str, int]
 ) -> dict[str, Any]:
     enc = tokenizer(record.payload.input_text(), truncation=True, max_length=max_length)
@@ -154,76 +164,3 @@ def classification_metrics(prediction: Any) -> dict[str, float]:
         "accuracy": float(accuracy_score(labels, predicted)),
         "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
     }
-
-
-TASKS: Registry[TaskSpec] = Registry("training task")
-TASKS.register(
-    "causal_lm", TaskSpec("CAUSAL_LM", _load_causal, _encode_causal, NoisyCollator, None)
-)
-TASKS.register(
-    "classification",
-    TaskSpec(
-        "SEQ_CLS",
-        _load_classifier,
-        _encode_classification,
-        ClassificationCollator,
-        classification_metrics,
-        labelled=True,
-        heads=("score", "classifier"),
-        preprocess=argmax_logits,
-    ),
-)
-
-
-class ClipCollator(NoisyCollator):
-    """Stacks pixel values and pads captions. In training, with probability ``noise_prob``
-    (``train.augment.noise_prob``) an image is flipped and/or turned by a multiple of 90
-    degrees -- a defect's class does not depend on its orientation. As for text noise, the
-    draw depends only on (seed, epoch, the image), so a resumed run sees the same images.
-    Captions get no token noise: they are not what the model learns to write."""
-
-    def __init__(self, inputs: Any, noise_prob: float, token_rate: float, seed: int) -> None:
-        self.pad_id = inputs.processor.tokenizer.pad_token_id
-        self.noise_prob = noise_prob
-        self.seed = seed
-        self.epoch = 0
-        self.training = True
-
-    def _augment(self, pixels: np.ndarray) -> np.ndarray:
-        digest = hashlib.sha256(pixels[:, ::7, ::7].tobytes()).digest()[:8]
-        rng = random.Random(f"{self.seed}:{self.epoch}:{digest.hex()}")
-        if not self.training or rng.random() >= self.noise_prob:
-            return pixels
-        turned = np.rot90(pixels, k=rng.randrange(4), axes=(1, 2))
-        return np.ascontiguousarray(turned[:, :, ::-1] if rng.random() < 0.5 else turned)
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        import torch
-
-        width = max(len(f["input_ids"]) for f in features)
-        ids = [
-            list(f["input_ids"]) + [self.pad_id] * (width - len(f["input_ids"])) for f in features
-        ]
-        mask = [[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features]
-        pixels = np.stack([self._augment(np.asarray(f["pixel_values"])) for f in features])
-        return {
-            "pixel_values": torch.from_numpy(pixels),
-            "input_ids": torch.tensor(ids),
-            "attention_mask": torch.tensor(mask),
-            "labels": torch.tensor([int(f["labels"]) for f in features]),
-        }
-
-
-TASKS.register(
-    "clip",
-    TaskSpec(
-        None,
-        _load_clip,
-        _encode_clip,
-        ClipCollator,
-        classification_metrics,
-        labelled=True,
-        heads=("classifier",),
-        preprocess=argmax_logits,
-    ),
-)

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from synthtune import plugins
+from synthtune.config.generate import DiffusersBackendConfig
 from synthtune.errors import BackendError, SynthtuneError
-from synthtune.vision.image_backends import IMAGE_BACKENDS, ImageRequest, ImageResult
+from synthtune.vision.image_backends import ImageRequest, ImageResult
 from synthtune.vision.procedural import NO_DEFECT, DefectSpec, box_of, render_defect
 
 LATENT_CELL = 8  # Stable Diffusion's VAE downsamples by 8
@@ -161,4 +163,4 @@ class DiffusersBackend:
         )
 
 
-IMAGE_BACKENDS.register("diffusers", DiffusersBackend)
+plugins.register_image_backend("diffusers", DiffusersBackend, config=DiffusersBackendConfig)

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
+from typing_extensions import Self
 
+from synthtune import plugins
+from synthtune.distribution.features import ImageFeatures
 from synthtune.registry import Registry
 
 
@@ -139,3 +143,30 @@ class ClipCaptionScorer:
 CaptionScorerFactory = Callable[[str, int], CaptionScorer]
 CAPTION_SCORERS: Registry[CaptionScorerFactory] = Registry("caption scorer")
 CAPTION_SCORERS.register("clip", ClipCaptionScorer)
+
+
+# Feature spaces of image records for mix.features.space (distribution distances).
+class ClipImageFeatures(ImageFeatures):
+    """Unit-length image embeddings of a CLIP checkpoint (``mix.features.model``: an id or
+    folder, e.g. the fine-tuned model)."""
+
+    name = "clip"
+    needs_model_path = True  # mix resolves an offline name (local-tiny-clip) to its folder
+
+    @classmethod
+    def from_config(cls, cfg: Any, seed: int, media_root: Path | None = None) -> Self:
+        return cls(clip_embedder(cfg.model).images, media_root)
+
+
+class PixelFeatures(ImageFeatures):
+    """Pixel statistics (``vision.embed.pixel_statistics``): no model, offline, fast."""
+
+    name = "pixels"
+
+    @classmethod
+    def from_config(cls, cfg: Any, seed: int, media_root: Path | None = None) -> Self:
+        return cls(pixel_statistics, media_root)
+
+
+plugins.register_feature_space("clip", ClipImageFeatures)
+plugins.register_feature_space("pixels", PixelFeatures)

@@ -17,9 +17,10 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from synthtune import plugins
+from synthtune.config.generate import ProceduralBackendConfig
 from synthtune.errors import SynthtuneError
 from synthtune.records import Box
-from synthtune.registry import Registry
 from synthtune.vision.procedural import DefectSpec, render_defect
 
 
@@ -50,7 +51,7 @@ class ImageBackend(Protocol):
 
 # A factory takes the backend's config section and a model resolver (name -> local path).
 ImageBackendFactory = Callable[[Any, Callable[[str], str]], ImageBackend]
-IMAGE_BACKENDS: Registry[ImageBackendFactory] = Registry("image backend")
+IMAGE_BACKENDS = plugins.IMAGE_BACKENDS  # name -> ImageBackendFactory
 
 
 def create_image_backend(config: Any, resolve_model: Callable[[str], str]) -> ImageBackend:
@@ -98,7 +99,7 @@ def _procedural(config: Any, resolve_model: Callable[[str], str]) -> ProceduralB
     return ProceduralBackend(config.width, config.height)
 
 
-IMAGE_BACKENDS.register("procedural", _procedural)
+plugins.register_image_backend("procedural", _procedural, config=ProceduralBackendConfig)
 
 
 # Importing the module registers it; it imports diffusers only when a pipeline is built.

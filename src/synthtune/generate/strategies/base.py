@@ -11,15 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from synthtune import plugins
 from synthtune.config import Recipe
 from synthtune.generate.edge_cases import compile_edge_cases
-from synthtune.generate.templates import CompiledTemplate, compile_template, request_rng
 from synthtune.llm.backends.base import GenerationRequest
 from synthtune.llm.engine import GenerationEngine
 from synthtune.llm.structured import Reply
 from synthtune.llm.tokens import estimate_messages
 from synthtune.records import Record, content_hash
-from synthtune.registry import Registry
+from synthtune.templates import CompiledTemplate, compile_template, request_rng
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Strategy(Protocol):
 
 
 StrategyFactory = Callable[[Recipe], Strategy]
-STRATEGIES: Registry[StrategyFactory] = Registry("generation strategy")
+STRATEGIES = plugins.STRATEGIES  # name -> StrategyFactory (plugins.register_strategy)
 
 
 def compile_all(recipe: Recipe, provided: frozenset[str] = frozenset()) -> list[CompiledTemplate]:

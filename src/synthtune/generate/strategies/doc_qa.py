@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from synthtune import plugins
 from synthtune.config import DocQAStrategy, Recipe
 from synthtune.generate.documents import Chunk, load_chunks
 from synthtune.generate.strategies.base import (
-    STRATEGIES,
     Output,
     WorkItem,
     item_requests,
@@ -125,4 +125,4 @@ class DocQA:
         return Output(messages, None, lineage)
 
 
-STRATEGIES.register("doc-qa", DocQA)
+plugins.register_strategy("doc-qa", DocQA, config=DocQAStrategy)

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import re
 
+from synthtune import plugins
 from synthtune.config import EvolInstructStrategy, Recipe
 from synthtune.generate.strategies.base import (
-    STRATEGIES,
     Output,
     WorkItem,
     plan_template_items,
     usage_lineage,
 )
-from synthtune.generate.templates import request_rng
 from synthtune.llm.backends.base import GenerationRequest
 from synthtune.llm.engine import GenerationEngine
 from synthtune.llm.structured import Reply, ask
 from synthtune.llm.tokens import estimate_messages
 from synthtune.records import Record
+from synthtune.templates import request_rng
 from synthtune.textsim import rouge_l
 
 _DEPTH = (
@@ -148,4 +148,4 @@ class EvolInstruct:
         return {i: (q, r) for i, q, r in zip(alive, requests, replies, strict=True)}
 
 
-STRATEGIES.register("evol-instruct", EvolInstruct)
+plugins.register_strategy("evol-instruct", EvolInstruct, config=EvolInstructStrategy)

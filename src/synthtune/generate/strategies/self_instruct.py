@@ -12,21 +12,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from synthtune import plugins
 from synthtune.config import Recipe, SelfInstructStrategy
 from synthtune.generate.strategies.base import (
-    STRATEGIES,
     Output,
     WorkItem,
     load_lines,
     plan_template_items,
     usage_lineage,
 )
-from synthtune.generate.templates import request_rng
 from synthtune.llm.backends.base import GenerationRequest
 from synthtune.llm.engine import GenerationEngine
 from synthtune.llm.structured import ask
 from synthtune.llm.tokens import estimate_messages
 from synthtune.records import Record
+from synthtune.templates import request_rng
 from synthtune.textsim import max_rouge_l
 
 _NUMBERING = re.compile(r"^\s*(?:\d+[.)]|[-*]|task\s*\d*\s*:|instruction\s*:)\s*", re.IGNORECASE)
@@ -119,4 +119,4 @@ class SelfInstruct:
         return requests
 
 
-STRATEGIES.register("self-instruct", SelfInstruct)
+plugins.register_strategy("self-instruct", SelfInstruct, config=SelfInstructStrategy)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from synthtune import plugins
 from synthtune.config import Recipe
+from synthtune.config.generate import TemplateFillStrategy
 from synthtune.generate.strategies.base import (
-    STRATEGIES,
     Output,
     WorkItem,
     item_requests,
@@ -47,4 +48,4 @@ class TemplateFill:
         return outputs
 
 
-STRATEGIES.register("template-fill", TemplateFill)
+plugins.register_strategy("template-fill", TemplateFill, config=TemplateFillStrategy)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from synthtune.registry import Registry
+from synthtune import plugins
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Backend(Protocol):
 
 # A factory takes the backend's config section and a model resolver (name -> local path).
 BackendFactory = Callable[[Any, Callable[[str], str]], Backend]
-BACKENDS: Registry[BackendFactory] = Registry("generation backend")
+BACKENDS = plugins.BACKENDS  # name -> BackendFactory (plugins.register_backend)
 
 
 def create_backend(config: Any, resolve_model: Callable[[str], str]) -> Backend:

@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from synthtune import plugins
 from synthtune.config import OpenAIBackendConfig
 from synthtune.errors import BackendError
-from synthtune.llm.backends.base import BACKENDS, GenerationRequest, GenerationResult
+from synthtune.llm.backends.base import GenerationRequest, GenerationResult
 from synthtune.llm.tokens import estimate_messages
 from synthtune.secrets import register_secret
 
@@ -255,4 +256,4 @@ def _create(config: Any, resolve_model: Callable[[str], str]) -> OpenAIBackend:
     return OpenAIBackend(config, read_api_key(config))
 
 
-BACKENDS.register("openai", _create)
+plugins.register_backend("openai", _create, config=OpenAIBackendConfig)

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from synthtune import plugins
+from synthtune.config.generate import TemplateBackendConfig
 from synthtune.llm.backends.base import (
-    BACKENDS,
     GenerationRequest,
     GenerationResult,
 )
@@ -32,4 +33,4 @@ def _create(config: Any, resolve_model: Callable[[str], str]) -> TemplateBackend
     return TemplateBackend()
 
 
-BACKENDS.register("template", _create)
+plugins.register_backend("template", _create, config=TemplateBackendConfig)

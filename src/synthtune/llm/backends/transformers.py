@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from synthtune import plugins
 from synthtune.config import TransformersBackendConfig
-from synthtune.llm.backends.base import BACKENDS, GenerationRequest, GenerationResult
+from synthtune.llm.backends.base import GenerationRequest, GenerationResult
 from synthtune.models import load_causal_lm, pick_device
 
 
@@ -129,4 +130,4 @@ def _create(config: Any, resolve_model: Callable[[str], str]) -> TransformersBac
     return TransformersBackend(config, resolve_model(config.model))
 
 
-BACKENDS.register("transformers", _create)
+plugins.register_backend("transformers", _create, config=TransformersBackendConfig)

@@ -12,9 +12,10 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+from synthtune import plugins
 from synthtune.config import VLLMBackendConfig
 from synthtune.errors import BackendError
-from synthtune.llm.backends.base import BACKENDS, GenerationRequest, GenerationResult
+from synthtune.llm.backends.base import GenerationRequest, GenerationResult
 
 
 def _seed(sample: int, key: str) -> int:
@@ -82,4 +83,4 @@ def _create(config: Any, resolve_model: Callable[[str], str]) -> VLLMBackend:
     return VLLMBackend(config, resolve_model(config.model))
 
 
-BACKENDS.register("vllm", _create)
+plugins.register_backend("vllm", _create, config=VLLMBackendConfig)

@@ -7,18 +7,23 @@ samples exactly the same values.
 
 from __future__ import annotations
 
+import contextvars
 import graphlib
 import hashlib
+import math
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import jinja2
 from jinja2 import meta
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from synthtune import plugins
 from synthtune.config import (
     ChoiceSlot,
     FakerSlot,
@@ -30,15 +35,96 @@ from synthtune.config import (
     UniformSlot,
 )
 from synthtune.errors import RecipeError
-from synthtune.registry import Registry
 
-# Immutable sandbox: templates from recipes may not call unsafe attributes or mutate values.
-_ENV = ImmutableSandboxedEnvironment(
+# Limits of one render (a template comes from a recipe, i.e. from whoever wrote it): the
+# sandbox stops attribute tricks, these stop a render from hanging or eating memory.
+RENDER_SECONDS = 2.0
+RENDER_CHARS = 100_000
+LOOP_STEPS = 100_000  # range() iterations summed over the whole render (nested loops too)
+MAX_EXPONENT = 256
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.deadline = time.monotonic() + RENDER_SECONDS
+        self.steps = 0
+
+    def tick(self) -> None:
+        self.steps += 1
+        if self.steps > LOOP_STEPS:
+            raise SecurityError(f"loops ran over {LOOP_STEPS:,} range() steps")
+        if self.steps % 1024 == 0:
+            self.check_time()
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise SecurityError(f"rendering took over {RENDER_SECONDS:g} s")
+
+
+_BUDGET: contextvars.ContextVar[_Budget] = contextvars.ContextVar("render_budget")
+
+
+def _counted_range(*args: int) -> Iterator[int]:
+    steps = range(*args)
+    if len(steps) > LOOP_STEPS:
+        raise SecurityError(f"range of {len(steps):,} steps (at most {LOOP_STEPS:,})")
+    budget = _BUDGET.get(None)
+    for value in steps:
+        if budget is not None:
+            budget.tick()
+        yield value
+
+
+class _LimitedSandbox(ImmutableSandboxedEnvironment):
+    """Immutable sandbox (no unsafe attributes, no mutation) that also refuses huge powers
+    and repetitions (``10 ** 10 ** 9``, ``'x' * 10 ** 9``) and counts loop steps."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        numbers = isinstance(left, int | float) and isinstance(right, int | float)
+        if operator == "**" and numbers:
+            if abs(right) > MAX_EXPONENT:
+                raise SecurityError(f"exponent {right} is over {MAX_EXPONENT}")
+            if abs(left) > 1 and right * math.log10(abs(left)) > 4300:  # Python's str limit
+                raise SecurityError("a power of over 4,300 digits")
+        if operator == "*":
+            for sized, times in ((left, right), (right, left)):
+                repeats = isinstance(sized, str | list | tuple) and isinstance(times, int)
+                if repeats and len(sized) * times > RENDER_CHARS:
+                    raise SecurityError(f"repetition of over {RENDER_CHARS:,} items")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _LimitedSandbox(
     undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
 )
+_ENV.globals["range"] = _counted_range
+
+
+def render(template: jinja2.Template, values: dict[str, Any], where: str) -> str:
+    """``template`` rendered with ``values`` inside the render limits, stripped. Any failure
+    (an undefined name, a division by zero, a sandbox or limit refusal) is a RecipeError
+    naming ``where`` (e.g. ``generate.templates[triage].prompt``)."""
+    token = _BUDGET.set(budget := _Budget())
+    try:
+        out: list[str] = []
+        size = 0
+        for chunk in template.generate(**values):
+            size += len(chunk)
+            if size > RENDER_CHARS:
+                raise SecurityError(f"output over {RENDER_CHARS:,} characters")
+            budget.check_time()
+            out.append(chunk)
+        return "".join(out).strip()
+    except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+        raise RecipeError(where, [f"cannot render: {type(exc).__name__}: {exc}"]) from None
+    finally:
+        _BUDGET.reset(token)
+
 
 Sampler = Callable[[Any, random.Random, dict[str, Any]], Any]
-SLOT_SAMPLERS: Registry[Sampler] = Registry("slot sampler")
+SLOT_SAMPLERS = plugins.SLOT_SAMPLERS  # name -> Sampler
 
 
 def request_rng(seed: int, index: int, salt: str = "") -> random.Random:
@@ -92,7 +178,7 @@ def _faker_slot(spec: FakerSlot, rng: random.Random, ctx: dict[str, Any]) -> Any
 
 @SLOT_SAMPLERS.decorator("template")
 def _template_slot(spec: TemplateSlot, rng: random.Random, ctx: dict[str, Any]) -> str:
-    return _compile(spec.template).render(**ctx).strip()
+    return render(_compile(spec.template), ctx, "a template slot")
 
 
 @lru_cache(maxsize=1024)
@@ -123,6 +209,7 @@ class CompiledTemplate:
     config: TemplateConfig
     order: tuple[str, ...]
     kinds: dict[str, str] = field(default_factory=dict)
+    provided: frozenset[str] = frozenset()  # names the strategy supplies at render time
 
     def sample_slots(
         self, seed: int, index: int, overrides: dict[str, Any] | None = None
@@ -148,11 +235,12 @@ class CompiledTemplate:
     def render(self, slots: dict[str, Any]) -> dict[str, str | None]:
         """system, prompt, response and label, rendered (None where not configured)."""
         cfg = self.config
+        where = f"generate.templates[{cfg.id}]"
+        fields = {"system": cfg.system, "prompt": cfg.prompt, "response": cfg.response}
+        fields["label"] = cfg.label
         return {
-            "system": _compile(cfg.system).render(**slots).strip() if cfg.system else None,
-            "prompt": _compile(cfg.prompt).render(**slots).strip(),
-            "response": _compile(cfg.response).render(**slots).strip() if cfg.response else None,
-            "label": _compile(cfg.label).render(**slots).strip() if cfg.label else None,
+            name: render(_compile(source), slots, f"{where}.{name}") if source else None
+            for name, source in fields.items()
         }
 
 
@@ -238,4 +326,4 @@ def compile_template(
     if problems:
         raise RecipeError(here, problems)
     kinds = {name: _slot_kind(spec) for name, spec in cfg.slots.items()}
-    return CompiledTemplate(config=cfg, order=order, kinds=kinds)
+    return CompiledTemplate(config=cfg, order=order, kinds=kinds, provided=provided)

@@ -13,17 +13,18 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from synthtune import plugins
 from synthtune.config import Recipe
+from synthtune.config.generate import ImageStrategy
 from synthtune.generate.strategies.base import (
-    STRATEGIES,
     Output,
     WorkItem,
     plan_template_items,
 )
-from synthtune.generate.templates import request_rng
 from synthtune.llm.backends.base import GenerationResult
 from synthtune.llm.engine import GenerationEngine
 from synthtune.records import Record
+from synthtune.templates import request_rng
 
 IMAGE_DIR = "generate/images"
 
@@ -109,4 +110,4 @@ class ImageSynthesis:
         return Output(messages, None, lineage, label, media=[media], files=files)
 
 
-STRATEGIES.register("image", ImageSynthesis)
+plugins.register_strategy("image", ImageSynthesis, config=ImageStrategy)

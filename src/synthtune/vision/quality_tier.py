@@ -13,11 +13,15 @@ not have to fit in memory) and per batch for 3. Measured values land in ``qualit
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from synthtune import plugins
+from synthtune.config.generate import is_image_backend
 from synthtune.config.quality import ImageQualityConfig
+from synthtune.context import StageContext
 from synthtune.quality import dedup
 from synthtune.records import Record
 
@@ -96,3 +100,28 @@ def check_images(
         perceptual_dedup(pool, bits, cfg.phash_distance)
     if cfg.caption_score is not None:
         caption_agreement(pool, load, cfg)
+
+
+def image_tier(ctx: StageContext, records: list[Record]) -> None:
+    def load(relative: str) -> Image.Image:
+        with Image.open(ctx.store.media_path(relative)) as image:
+            return image.convert("RGB")
+
+    cfg = ctx.recipe.quality.image
+    if cfg.caption_score is not None:  # an offline name (local-tiny-clip) is built first
+        model = ctx.resolve_model(cfg.caption_score.model)
+        score = cfg.caption_score.model_copy(update={"model": model})
+        cfg = cfg.model_copy(update={"caption_score": score})
+    check_images(records, load, cfg)
+
+
+def _image_run(recipe: Any) -> bool:
+    generate = recipe.generate
+    return bool(
+        recipe.quality.image.enabled
+        and generate is not None
+        and is_image_backend(generate.backend.type)
+    )
+
+
+plugins.register_quality_filter("image", plugins.QualityFilter(20, image_tier, _image_run))

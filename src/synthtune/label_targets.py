@@ -24,12 +24,15 @@ _PLAIN_SLOT = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$")
 
 
 def uses_label_targets(recipe: Recipe) -> bool:
-    """Classification with labelled real data and a generate section: the only case where
-    targets apply (unlabelled and causal-LM recipes keep the label-blind behaviour)."""
+    """A labelled task (classification, clip) with labelled real data and a generate
+    section: the only case where targets apply (unlabelled and causal-LM recipes keep the
+    label-blind behaviour)."""
+    from synthtune.plugins import TASKS
+
     real = recipe.mix.real
     return (
         recipe.generate is not None
-        and recipe.train.task == "classification"
+        and TASKS.get(recipe.train.task).labelled
         and real is not None
         and real.label_field is not None
     )

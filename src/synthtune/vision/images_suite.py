@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from synthtune import plugins
 from synthtune.context import StageContext
 from synthtune.evaluate.caveats import classifier_caveats
-from synthtune.evaluate.suites import SUITES, Columns, EvalInputs, Suite
+from synthtune.evaluate.suites import Columns, EvalInputs, Suite
 from synthtune.evaluate.variants import Loaded, ModelVariant
 from synthtune.lazy import inference_mode
 from synthtune.records import Record
@@ -119,7 +120,7 @@ def image_variants(ctx: StageContext, labels: list[str]) -> list[ModelVariant]:
     return [ModelVariant("base", base_path, base), ModelVariant("tuned", str(tuned_dir), tuned)]
 
 
-SUITES.register(
+plugins.register_suite(
     "images",
     Suite(
         task="images",

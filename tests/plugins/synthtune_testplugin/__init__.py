@@ -1,0 +1,1 @@
+"""synthtune's test plugin (see pyproject.toml): registers through synthtune.plugins only."""
