@@ -262,6 +262,12 @@ def run_recipe(
     for name in ORDER:
         stage = STAGE_REGISTRY.get(name)
         distributed.barrier()  # every process sees the same state before deciding
+        damaged = store.damaged_outputs(name) if store.stage_state(name) else []
+        if damaged:
+            ctx.log(
+                f"[yellow]{name}: {', '.join(damaged)} changed or damaged since the stage "
+                "completed: running it again[/]"
+            )
         if store.is_complete(name, prints[name]):
             done = store.stage_state(name) or {}
             outcomes.append(StageOutcome(name, "skipped", 0.0, done.get("summary", {})))

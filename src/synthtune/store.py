@@ -16,6 +16,7 @@ torn one. A stage counts as complete only once its manifest and state entry exis
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -282,7 +283,7 @@ class RunStore:
             summary = {
                 k: v
                 for k, v in manifest.items()
-                if k not in ("stage", "fingerprint", "finished_at")
+                if k not in ("stage", "fingerprint", "finished_at", "outputs")
             }
             stages[name] = {
                 "status": "complete",
@@ -290,6 +291,8 @@ class RunStore:
                 "finished_at": manifest.get("finished_at"),
                 "summary": summary,
             }
+            if isinstance(manifest.get("outputs"), dict):
+                stages[name]["outputs"] = manifest["outputs"]
         state = {"stages": stages, "rebuilt_from_manifests": True}
         shutil.copyfile(self.state_path, self.state_path.with_name("state.json.corrupt"))
         atomic_write_json(self.state_path, state)
@@ -305,7 +308,39 @@ class RunStore:
             and entry.get("status") == "complete"
             and entry.get("fingerprint") == fingerprint
             and (self.stage_dir(stage) / "manifest.json").exists()
+            and not self.damaged_outputs(stage)
         )
+
+    def output_digests(self, stage: str) -> dict[str, str]:
+        """SHA-256 of the stage's tables and JSON files (its folder's top level, the manifest
+        aside): what the next run checks before trusting the stage as complete."""
+        folder = self.stage_dir(stage)
+        files = [*folder.glob("*.parquet"), *folder.glob("*.json")]
+        return {
+            f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(files)
+            if f.name != "manifest.json"
+        }
+
+    def damaged_outputs(self, stage: str) -> list[str]:
+        """Files of a complete stage that are missing or no longer hold the bytes it wrote
+        (truncated, garbled, edited): the runner then runs the stage again instead of
+        reading them. Entries written before digests existed are trusted."""
+        entry = self.stage_state(stage) or {}
+        expected = entry.get("outputs")
+        if not isinstance(expected, dict):
+            return []
+        found = self.output_digests(stage)
+        return sorted(name for name, digest in expected.items() if found.get(name) != digest)
+
+    def quarantine(self, path: Path) -> Path:
+        """Move a damaged file aside (``<name>.corrupt-N``), kept for inspection; the
+        caller redoes what it held."""
+        n = 0
+        while (target := path.with_name(f"{path.name}.corrupt-{n}")).exists():
+            n += 1
+        os.replace(path, target)
+        return target
 
     def mark_complete(
         self,
@@ -317,14 +352,16 @@ class RunStore:
         """Record a finished stage; ``seconds``, its wall time, goes into state.json (the
         report's seconds per stage)."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        outputs = self.output_digests(stage)
         manifest = {"stage": stage, "fingerprint": fingerprint, "finished_at": now, **summary}
-        self.write_json(stage, "manifest.json", manifest)
+        self.write_json(stage, "manifest.json", {**manifest, "outputs": outputs})
         state = self.state()
         state["stages"][stage] = {
             "status": "complete",
             "fingerprint": fingerprint,
             "finished_at": now,
             "summary": summary,
+            "outputs": outputs,
         }
         if seconds is not None:
             state["stages"][stage]["seconds"] = round(seconds, 2)

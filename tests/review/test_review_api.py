@@ -29,7 +29,28 @@ def test_token_is_required(run_copy: Path) -> None:
         assert httpx.get(f"{server.url}/api/items").status_code == 401
         bad = httpx.post(f"{server.url}/api/decisions", json={}, headers={"X-Review-Token": "x"})
         assert bad.status_code == 401
-        assert httpx.get(f"{server.url}/?token={TOKEN}").status_code == 200
+        page = httpx.get(f"{server.url}/?token={TOKEN}")
+        assert page.status_code == 200
+        # the link's token becomes an HttpOnly, SameSite=Strict cookie ...
+        cookie = page.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+        jar = {"synthtune_review": TOKEN}
+        assert httpx.get(f"{server.url}/api/items", cookies=jar).status_code == 200
+        # ... and a token in a query string is refused everywhere but on the page
+        assert httpx.get(f"{server.url}/api/items?token={TOKEN}").status_code == 401
+        post = httpx.post(f"{server.url}/api/decisions?token={TOKEN}", json={})
+        assert post.status_code == 401
+
+
+def test_a_body_over_the_limit_is_413(run_copy: Path) -> None:
+    from synthtune.review.app import MAX_BODY_BYTES
+
+    with _server(run_copy) as server:
+        huge = {"record_id": "x", "decision": "edit", "edited_reply": "z" * MAX_BODY_BYTES}
+        answer = httpx.post(
+            f"{server.url}/api/decisions", json=huge, headers={"X-Review-Token": TOKEN}
+        )
+        assert answer.status_code == 413 and "bytes" in answer.json()["detail"]
 
 
 def test_decisions_are_saved_validated_and_survive_a_restart(run_copy: Path) -> None:

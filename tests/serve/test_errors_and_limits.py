@@ -116,3 +116,47 @@ def test_requests_over_the_concurrency_limit_get_429(served: ServedModels) -> No
         # the slot is free again once the stream ended
         reply = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=4)
         assert reply.choices[0].finish_reason in {"stop", "length"}
+
+
+def test_the_api_description_is_behind_the_key(keyed: ServeServer, server: ServeServer) -> None:
+    root = keyed.url.removesuffix("/v1")
+    assert httpx.get(f"{root}/openapi.json").status_code == 401
+    assert httpx.get(f"{root}/docs").status_code == 404  # cannot send a key: off with a key
+    described = httpx.get(f"{root}/openapi.json", headers={"Authorization": f"Bearer {KEY}"})
+    assert described.status_code == 200 and "/v1/chat/completions" in described.json()["paths"]
+    open_root = server.url.removesuffix("/v1")  # no key set: the usual FastAPI pages
+    assert httpx.get(f"{open_root}/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize("seed", [1e30, -1, 2**64])
+def test_an_out_of_range_seed_is_400_not_500(server: ServeServer, seed: float) -> None:
+    body = {"model": "tiny", "messages": MESSAGES, "seed": seed, "max_tokens": 2}
+    response = httpx.post(f"{server.url}/chat/completions", json=body, timeout=60)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "seed"
+
+
+def test_a_body_over_the_limit_is_413_declared_or_chunked(served: ServedModels) -> None:
+    limits = ServeLimits(max_body_bytes=2_000)
+    with ServeServer(create_app(served, limits=limits)) as small:
+        big = {"model": "tiny", "messages": [{"role": "user", "content": "x" * 5_000}]}
+        declared = httpx.post(f"{small.url}/chat/completions", json=big, timeout=60)
+        assert declared.status_code == 413
+        error = declared.json()["error"]
+        assert error["code"] == "body_too_large" and "2,000 bytes" in error["message"]
+
+        def chunks():  # no Content-Length: counted as it arrives
+            yield b'{"model": "tiny", "messages": [{"role": "user", "content": "'
+            for _ in range(10):
+                yield b"y" * 500
+            yield b'"}]}'
+
+        streamed = httpx.post(
+            f"{small.url}/chat/completions",
+            content=chunks(),
+            headers={"content-type": "application/json"},
+            timeout=60,
+        )
+        assert streamed.status_code == 413
+        ok = {"model": "tiny", "messages": MESSAGES, "max_tokens": 2}
+        assert httpx.post(f"{small.url}/chat/completions", json=ok, timeout=60).status_code == 200

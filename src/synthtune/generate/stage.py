@@ -20,7 +20,7 @@ from synthtune.label_targets import GenerationTargets, generation_targets
 from synthtune.llm.backends.openai_compat import read_api_key
 from synthtune.llm.cache import ResponseCache
 from synthtune.llm.engine import GenerationEngine, Usage
-from synthtune.records import Payload, Record, content_hash
+from synthtune.records import Payload, Record, content_hash, payload_id
 
 
 def make_strategy(recipe: Recipe) -> Strategy:
@@ -111,11 +111,30 @@ class GenerateStage:
             read_api_key(recipe.generation.backend)  # a missing key fails before any work
 
     def _existing(self, ctx: StageContext) -> list[Record]:
+        """The records of the shards written so far. A shard that cannot be read (cut off by
+        a crash or a full disk) is moved aside and a record whose id no longer matches its
+        content (damaged bytes) is dropped: their items are generated again (from the
+        response cache when it holds them), never read as something else."""
+        from synthtune.store import read_records
+
         records = []
         for n, path in enumerate(ctx.store.shard_paths(self.name)):
-            from synthtune.store import read_records
-
-            for record in read_records(path):
+            try:
+                shard = read_records(path)
+            except Exception as exc:  # pyarrow raises several types on damaged files
+                moved = ctx.store.quarantine(path)
+                ctx.log(
+                    f"[yellow]generate: {path.name} is unreadable ({type(exc).__name__}); "
+                    f"moved to {moved.name}, its items are generated again[/]"
+                )
+                continue
+            for record in shard:
+                if record.id != payload_id(record.payload):
+                    ctx.log(
+                        f"[yellow]generate: record {record.id} in {path.name} does not match "
+                        "its content (damaged bytes): dropped, its item is generated again[/]"
+                    )
+                    continue
                 record.lineage["_shard"] = n
                 records.append(record)
         return records

@@ -1,8 +1,11 @@
 """The review web app: FastAPI + one plain HTML/JS page.
 
-Binds 127.0.0.1 by default and requires a random token on every request (``?token=`` on the
-page, ``X-Review-Token`` on API calls); without it the answer is 401. Each decision is
-committed to SQLite the moment it is made (``store.ReviewStore``).
+Binds 127.0.0.1 by default and requires a random token on every request; without it the
+answer is 401. The link the CLI prints carries it as ``?token=``, accepted on the page alone,
+which then sets it as an HttpOnly, SameSite=Strict cookie and drops it from the address bar;
+every other request must carry the cookie or an ``X-Review-Token`` header (a token in a query
+string ends up in logs and histories). Bodies over ``MAX_BODY_BYTES`` get 413. Each decision
+is committed to SQLite the moment it is made (``store.ReviewStore``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, ValidationError
 
 from synthtune.decisions import Decision, Verdict
+from synthtune.http_limits import BodyLimit
 from synthtune.loopback import ThreadedServer
 from synthtune.records import Record
 from synthtune.review.stats import review_stats
 from synthtune.store import ReviewStore, RunStore, UnsafeMediaPath
+
+COOKIE = "synthtune_review"
+MAX_BODY_BYTES = 256_000  # a decision with an edited reply is a few KB
 
 
 class DecisionIn(BaseModel):
@@ -74,15 +81,27 @@ def create_app(
     by_id = {r.id: r for r in items}
     servable = media_files(items)
     app = FastAPI(title="synthtune review", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(
+        BodyLimit, max_bytes=MAX_BODY_BYTES, body=lambda n: {"detail": f"body over {n:,} bytes"}
+    )
+
+    def _matches(given: str) -> bool:
+        return secrets.compare_digest(given.encode(), token.encode())
 
     def authorised(request: Request) -> None:
-        given = request.headers.get("x-review-token") or request.query_params.get("token") or ""
-        if not secrets.compare_digest(given.encode(), token.encode()):
+        given = request.headers.get("x-review-token") or request.cookies.get(COOKIE) or ""
+        if not _matches(given):
             raise HTTPException(status_code=401, detail="missing or wrong review token")
 
-    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(authorised)])
-    def page() -> str:
-        return (resources.files("synthtune.review") / "static" / "index.html").read_text("utf-8")
+    @app.get("/", response_class=HTMLResponse)
+    def page(request: Request) -> HTMLResponse:
+        linked = request.query_params.get("token", "")
+        if not _matches(linked):
+            authorised(request)
+        html = (resources.files("synthtune.review") / "static" / "index.html").read_text("utf-8")
+        response = HTMLResponse(html)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        return response
 
     @app.get("/api/items", dependencies=[Depends(authorised)])
     def list_items() -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthtune.http_limits import BodyLimit
 from synthtune.llm.backends.transformers import render_chat
 from synthtune.loopback import ThreadedServer
 from synthtune.serve.generation import Outcome, SamplingParams
@@ -45,6 +46,9 @@ class ServeLimits(BaseModel):
     )
     max_batch: int = Field(
         16, gt=0, description="Queued requests generated together at most (1 = no batching)."
+    )
+    max_body_bytes: int = Field(
+        1_000_000, gt=0, description="Largest request body accepted; more get HTTP 413."
     )
 
 
@@ -120,8 +124,24 @@ def create_app(
         yield
         ready.clear()
 
-    app = FastAPI(title="synthtune serve", lifespan=lifespan)
+    # with a key, the API description is behind it too (/openapi.json) and the interactive
+    # /docs page, which cannot send the key, is off
+    keyed = api_key is not None
+    app = FastAPI(
+        title="synthtune serve",
+        lifespan=lifespan,
+        openapi_url=None if keyed else "/openapi.json",
+        docs_url=None if keyed else "/docs",
+        redoc_url=None,
+    )
     app.state.ready = ready
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=limits.max_body_bytes,
+        body=lambda n: error_body(
+            f"request body over {n:,} bytes", "invalid_request_error", None, "body_too_large"
+        ),
+    )
     _install_errors(app)
 
     def authorised(request: Request) -> None:
@@ -206,6 +226,12 @@ def create_app(
         finally:
             await deltas.aclose()
             admission.leave()
+
+    if keyed:
+
+        @app.get("/openapi.json", dependencies=[Depends(authorised)], include_in_schema=False)
+        def openapi() -> dict[str, Any]:
+            return app.openapi()
 
     @app.get("/v1/models", dependencies=[Depends(authorised)])
     def list_models() -> dict[str, Any]:

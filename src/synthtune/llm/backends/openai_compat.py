@@ -2,10 +2,16 @@
 
 Async with ``httpx``: at most ``concurrency`` requests in flight, cut in half on a 429 and
 grown back by one per success (AIMD, as TCP does), optional requests-per-minute pacing,
-a per-request timeout, and bounded retries with exponential backoff and full jitter on 429,
-5xx, timeouts, connection errors and malformed or empty replies. A ``Retry-After`` header
-wins over the computed backoff (capped by ``max_backoff_s``). Every request ends as a reply
-or as an error with its reason; one bad reply never sinks its batch.
+a per-request timeout, and bounded retries (``tenacity``) with exponential backoff and full
+jitter on 429, 5xx, timeouts, connection errors and malformed or empty replies. A
+``Retry-After`` header wins over the computed backoff (capped by ``max_backoff_s``). Every
+request ends as a reply or as an error with its reason; one bad reply never sinks its batch.
+
+Libraries, and why two pieces stay here: the retry loop is tenacity's. The AIMD concurrency
+limit has no maintained asyncio library (aiolimiter and asyncio.Semaphore are fixed limits).
+The RPM/TPM pacer spaces request starts evenly; aiolimiter's leaky bucket (the library
+candidate) lets a full bucket through at once -- e.g. all 60 requests of ``max_rpm: 60`` in
+the first second -- which is the burst a per-second server limit answers with 429s.
 
 The API key is read from the environment variable named in the recipe, sent only in the
 Authorization header, and never stored, logged or put into an error message.
@@ -16,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -30,6 +35,7 @@ from synthtune.secrets import register_secret
 
 if TYPE_CHECKING:
     import httpx
+    from tenacity import AsyncRetrying, RetryCallState
 
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -172,11 +178,36 @@ class OpenAIBackend:
             return GenerationResult(text=None, error=f"HTTP {response.status_code}: {detail}")
         return self._parse(response)
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+    def _retrying(self) -> AsyncRetrying:
+        """tenacity's retry loop: ``max_retries`` retries after the first attempt on a
+        retryable failure, waiting ``Retry-After`` when the server sends one (capped by
+        ``max_backoff_s``), else exponential backoff with full jitter (uniform in
+        ``[0, min(max_backoff_s, backoff_s * 2**retry)]``, as AWS's backoff study advises)."""
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
         cfg = self.config
-        if retry_after is not None:
-            return min(retry_after, cfg.max_backoff_s)
-        return random.uniform(0, min(cfg.max_backoff_s, cfg.backoff_s * 2**attempt))
+        jitter = wait_random_exponential(multiplier=cfg.backoff_s, max=cfg.max_backoff_s)
+
+        def wait(state: RetryCallState) -> float:
+            failure = state.outcome.exception() if state.outcome else None
+            after = getattr(failure, "retry_after", None)
+            return min(after, cfg.max_backoff_s) if after is not None else jitter(state)
+
+        def count(state: RetryCallState) -> None:
+            self.retries += 1
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(cfg.max_retries + 1),
+            wait=wait,
+            retry=retry_if_exception_type(_Retryable),
+            before_sleep=count,
+            reraise=True,
+        )
 
     async def _one(
         self,
@@ -185,33 +216,32 @@ class OpenAIBackend:
         pacer: RatePacer,
         request: GenerationRequest,
     ) -> GenerationResult:
-        reason = ""
-        for attempt in range(self.config.max_retries + 1):
-            async with limiter:
-                await pacer.wait(estimate_messages(request.messages) + self.config.max_tokens)
-                try:
-                    result = await self._attempt(client, request)
-                except _Retryable as exc:
-                    reason, retry_after = str(exc), exc.retry_after
-                    if reason == "HTTP 429":
-                        limiter.overloaded()
-                else:
-                    limiter.succeeded()
+        tokens = estimate_messages(request.messages) + self.config.max_tokens
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    async with limiter:
+                        await pacer.wait(tokens)
+                        try:
+                            result = await self._attempt(client, request)
+                        except _Retryable as exc:
+                            if str(exc) == "HTTP 429":
+                                limiter.overloaded()
+                            raise
+                        limiter.succeeded()
                     return GenerationResult(
                         result.text,
                         result.error,
                         result.tokens_in,
                         result.tokens_out,
-                        attempts=attempt + 1,
+                        attempts=attempt.retry_state.attempt_number,
                     )
-            if attempt < self.config.max_retries:
-                self.retries += 1
-                await asyncio.sleep(self._backoff(attempt, retry_after))
-        return GenerationResult(
-            text=None,
-            error=f"{reason} (gave up after {self.config.max_retries + 1} attempts)",
-            attempts=self.config.max_retries + 1,
-        )
+        except _Retryable as exc:
+            tries = self.config.max_retries + 1
+            return GenerationResult(
+                text=None, error=f"{exc} (gave up after {tries} attempts)", attempts=tries
+            )
+        raise AssertionError("unreachable: tenacity returns or re-raises")
 
     async def agenerate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         import httpx
