@@ -69,3 +69,45 @@ def test_validate_refuses_a_hanging_template_before_any_work(tmp_path: Path) -> 
     assert "generate.templates[t].prompt" in result.output and "range() steps" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_template_failing_on_some_slot_values_rejects_those_records_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import synthtune.generate.stage as stage
+    from synthtune.config import Recipe
+    from synthtune.pipeline import run_recipe
+    from synthtune.store import RunStore
+
+    monkeypatch.setattr(stage, "CHECK_REQUESTS", 0)  # as if the failures came after those
+    recipe = Recipe.model_validate(
+        {
+            "name": "some-fail",
+            "generate": {
+                "n": 60,
+                "templates": [
+                    {
+                        "id": "t",
+                        "prompt": "Dose {{ 60 // (i - 6) }} for {{ j }}",
+                        "response": "ok {{ j }}",
+                        "slots": {"i": {"randint": [1, 6]}, "j": {"randint": [0, 10**6]}},
+                    }
+                ],
+            },
+            "quality": {"perplexity": {"enabled": False}},
+        }
+    )
+    run_recipe(recipe, tmp_path / "runs", until="quality", quiet=True)
+    records = RunStore(tmp_path / "runs" / "some-fail").read_table("quality", "dataset")
+    failed = [r for r in records if r.lineage["slots"]["i"] == 6]
+    assert len(records) == 60 and 0 < len(failed) < 60
+    for record in records:
+        if record.lineage["slots"]["i"] == 6:
+            assert record.status == "rejected"
+            assert record.reasons[0] == (
+                "template: generate.templates[t].prompt: cannot render: ZeroDivisionError: "
+                "integer division or modulo by zero"
+            )
+        else:
+            assert record.status == "accepted", record.reasons
+    assert len({r.id for r in records}) == 60  # every failed item is its own record

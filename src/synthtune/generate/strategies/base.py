@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from synthtune import plugins
 from synthtune.config import Recipe
+from synthtune.errors import RecipeError
 from synthtune.generate.edge_cases import compile_edge_cases
 from synthtune.llm.backends.base import GenerationRequest
 from synthtune.llm.engine import GenerationEngine
@@ -132,7 +133,29 @@ def plan_template_items(
 
 
 def single_call_estimate(item: WorkItem) -> tuple[int, int]:
-    return 1, estimate_messages(item.messages())
+    try:
+        return 1, estimate_messages(item.messages())
+    except RecipeError:  # it will not render: no call (split_renderable rejects it)
+        return 0, 0
+
+
+def split_renderable(items: list[WorkItem]) -> tuple[list[WorkItem], dict[str, Output]]:
+    """``(items whose fields render, {key: failed output})``. A template that cannot render
+    for one item's slot values (validate renders the first items; a later slot value may
+    still divide by zero or run past a render limit) makes that item a rejected record with
+    the reason, and the run goes on."""
+    ok: list[WorkItem] = []
+    failed: dict[str, Output] = {}
+    for item in items:
+        try:
+            item.render()
+        except RecipeError as exc:
+            why = f"template: {exc.path}: {'; '.join(exc.problems)}"
+            note = f"[request {item.index}: template {item.template.config.id} did not render]"
+            failed[item.key] = Output([{"role": "user", "content": note}], why)
+        else:
+            ok.append(item)
+    return ok, failed
 
 
 def item_requests(items: list[WorkItem]) -> list[GenerationRequest]:

@@ -11,6 +11,7 @@ from synthtune.generate.strategies.base import (
     item_requests,
     plan_template_items,
     single_call_estimate,
+    split_renderable,
     usage_lineage,
 )
 from synthtune.llm.engine import GenerationEngine
@@ -34,18 +35,19 @@ class TemplateFill:
         return single_call_estimate(item)
 
     def run(self, items: list[WorkItem], engine: GenerationEngine) -> list[list[Output]]:
-        requests = item_requests(items)
-        schemas = [it.template.config.json_schema for it in items]
-        reasks = max((it.template.config.max_reasks for it in items), default=0)
+        renderable, failed = split_renderable(items)
+        requests = item_requests(renderable)
+        schemas = [it.template.config.json_schema for it in renderable]
+        reasks = max((it.template.config.max_reasks for it in renderable), default=0)
         replies = ask(engine, requests, schemas, reasks)
-        outputs = []
-        for item, reply, request in zip(items, replies, requests, strict=True):
+        done: dict[str, list[Output]] = {k: [output] for k, output in failed.items()}
+        for item, reply, request in zip(renderable, replies, requests, strict=True):
             messages = list(request.messages)
             if reply.text is not None:
                 messages.append({"role": "assistant", "content": reply.text})
             label = item.render()["label"]
-            outputs.append([Output(messages, reply.error, usage_lineage(reply), label)])
-        return outputs
+            done[item.key] = [Output(messages, reply.error, usage_lineage(reply), label)]
+        return [done[item.key] for item in items]
 
 
 plugins.register_strategy("template-fill", TemplateFill, config=TemplateFillStrategy)
