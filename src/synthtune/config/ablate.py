@@ -61,7 +61,12 @@ class AblateConfig(StrictModel):
     @field_validator("variants", mode="before")
     @classmethod
     def _names_only(cls, value: object) -> object:
-        return dict.fromkeys(value) if isinstance(value, list) else value
+        if isinstance(value, list):
+            names = [v for v in value if isinstance(v, str)]
+            if len(names) != len(value):
+                raise ValueError("a list of variants holds built-in variant names (strings)")
+            return dict.fromkeys(names)
+        return value
 
     @field_validator("seeds")
     @classmethod
