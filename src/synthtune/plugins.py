@@ -99,9 +99,11 @@ def register_strategy(name: str, factory: Callable[..., Any], *, config: type) -
     STRATEGIES.register(name, factory, config=config)
 
 
-def register_sampler(name: str, sampler: Callable[..., Any]) -> None:
-    """A slot sampler: ``sampler(spec, rng, context) -> value`` (synthtune.templates)."""
-    SLOT_SAMPLERS.register(name, sampler)
+def register_sampler(name: str, sampler: Callable[..., Any], *, config: type) -> None:
+    """A slot sampler: ``sampler(spec, rng, context) -> value`` (synthtune.templates);
+    ``config`` validates the slot, a pydantic model with a field ``name`` (the key that
+    selects the sampler in a recipe's ``slots:``)."""
+    SLOT_SAMPLERS.register(name, sampler, config=config)
 
 
 def register_rule_pack(name: str, path: str | Path) -> None:
@@ -189,7 +191,8 @@ def _declare_builtins() -> None:
             name, f"synthtune.generate.strategies.{module}:{name}", config=model
         )
     STRATEGIES.register_lazy("image", "synthtune.vision.image_strategy:image", g.ImageStrategy)
-    _declare(SLOT_SAMPLERS, "templates", g.SLOT_KINDS)
+    for name, model in g.SLOT_MODELS.items():
+        SLOT_SAMPLERS.register_lazy(name, f"synthtune.templates:{name}", config=model)
     for pack in sorted((Path(__file__).parent / "rules" / "packs").glob("*.yaml")):
         RULE_PACKS.register(pack.stem, pack)
     _declare(EXTRACTORS, "rules", ["regex", "keywords", "json_path"])

@@ -83,6 +83,13 @@ class Registry(Generic[T]):
             self.get(name)
         return self._configs.get(name)
 
+    def name_of_config(self, model: Any) -> str:
+        """The name registered with config model ``model`` (it validated a recipe section)."""
+        for name, config in self._configs.items():
+            if config is model:
+                return name
+        raise RegistryError(f"no {self.kind} is registered with config {model.__name__}")
+
     def unregister(self, name: str) -> T:
         """Remove ``name`` and return its item (a plugin unloaded, a test's stand-in)."""
         self.get(name)  # the usual error for an unknown name (and a lazy one resolved)

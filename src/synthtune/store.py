@@ -188,6 +188,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _next_order(state: dict[str, Any], stage: str) -> int:
+    """1 + the highest completion order of the other stages: the order stages completed in
+    (state.json is written with sorted keys, so the mapping itself does not keep it)."""
+    others = [e.get("order", 0) for k, e in state["stages"].items() if k != stage]
+    return 1 + max((o for o in others if isinstance(o, int)), default=0)
+
+
 class RunStore:
     """One run directory. Stages read and write records only through this class."""
 
@@ -362,6 +369,7 @@ class RunStore:
             "finished_at": now,
             "summary": summary,
             "outputs": outputs,
+            "order": _next_order(state, stage),
         }
         if seconds is not None:
             state["stages"][stage]["seconds"] = round(seconds, 2)
@@ -392,7 +400,8 @@ class RunStore:
         shutil.copytree(sibling.stage_dir(stage), tmp, copy_function=_link_or_copy)
         os.replace(tmp, self.stage_dir(stage))
         state = self.state()
-        state["stages"][stage] = {**entry, "reused_from": str(sibling.root)}
+        order = _next_order(state, stage)
+        state["stages"][stage] = {**entry, "reused_from": str(sibling.root), "order": order}
         atomic_write_json(self.state_path, state)
         return entry
 

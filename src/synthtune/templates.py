@@ -34,6 +34,7 @@ from synthtune.config import (
     TemplateSlot,
     UniformSlot,
 )
+from synthtune.config.generate import SLOT_MODELS
 from synthtune.errors import RecipeError
 
 # Limits of one render (a template comes from a recipe, i.e. from whoever wrote it): the
@@ -132,18 +133,15 @@ def request_rng(seed: int, index: int, salt: str = "") -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-@SLOT_SAMPLERS.decorator("randint")
 def _randint(spec: RandIntSlot, rng: random.Random, ctx: dict[str, Any]) -> int:
     return rng.randint(*spec.randint)
 
 
-@SLOT_SAMPLERS.decorator("uniform")
 def _uniform(spec: UniformSlot, rng: random.Random, ctx: dict[str, Any]) -> float:
     value = rng.uniform(*spec.uniform)
     return round(value, spec.round) if spec.round is not None else value
 
 
-@SLOT_SAMPLERS.decorator("choice")
 def _choice(spec: ChoiceSlot, rng: random.Random, ctx: dict[str, Any]) -> Any:
     if isinstance(spec.choice, dict):
         key = str(ctx[spec.by])  # type: ignore[index]
@@ -153,7 +151,6 @@ def _choice(spec: ChoiceSlot, rng: random.Random, ctx: dict[str, Any]) -> Any:
     return rng.choices(spec.choice, weights=spec.weights, k=1)[0]
 
 
-@SLOT_SAMPLERS.decorator("sample")
 def _sample(spec: SampleSlot, rng: random.Random, ctx: dict[str, Any]) -> str:
     k = spec.k if isinstance(spec.k, int) else rng.randint(*spec.k)
     return spec.sep.join(str(v) for v in rng.sample(spec.sample, k))
@@ -166,7 +163,6 @@ def _faker(locale: str) -> Any:
     return Faker(locale)
 
 
-@SLOT_SAMPLERS.decorator("faker")
 def _faker_slot(spec: FakerSlot, rng: random.Random, ctx: dict[str, Any]) -> Any:
     fake = _faker(spec.locale)
     fake.seed_instance(rng.getrandbits(64))
@@ -176,9 +172,20 @@ def _faker_slot(spec: FakerSlot, rng: random.Random, ctx: dict[str, Any]) -> Any
     return provider(**spec.args)
 
 
-@SLOT_SAMPLERS.decorator("template")
 def _template_slot(spec: TemplateSlot, rng: random.Random, ctx: dict[str, Any]) -> str:
     return render(_compile(spec.template), ctx, "a template slot")
+
+
+_BUILT_IN: dict[str, Sampler] = {
+    "randint": _randint,
+    "uniform": _uniform,
+    "choice": _choice,
+    "sample": _sample,
+    "faker": _faker_slot,
+    "template": _template_slot,
+}
+for _name, _sampler in _BUILT_IN.items():
+    plugins.register_sampler(_name, _sampler, config=SLOT_MODELS[_name])
 
 
 @lru_cache(maxsize=1024)
@@ -187,7 +194,8 @@ def _compile(source: str) -> jinja2.Template:
 
 
 def _slot_kind(spec: SlotSpec) -> str:
-    return next(name for name in SLOT_SAMPLERS.names() if hasattr(spec, name))
+    """The registered sampler whose config model validated ``spec``."""
+    return SLOT_SAMPLERS.name_of_config(type(spec))
 
 
 def template_variables(source: str) -> set[str]:

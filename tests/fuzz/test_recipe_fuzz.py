@@ -5,6 +5,7 @@ within 5 s, and write nothing; a sample runs through the real CLI (exit 2, no tr
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -116,8 +117,9 @@ def _validate(path: Path) -> str:
 def _warm() -> None:
     """Each example validated once first: one-time imports (faker's locales, jinja) are not
     a case's time."""
-    for example in EXAMPLES:
-        check_recipe(load_recipe(example))
+    for example in EXAMPLES:  # (one whose packaged model is not installed fails: fine)
+        with contextlib.suppress(SynthtuneError):
+            check_recipe(load_recipe(example))
 
 
 def test_the_corpus_is_large_and_covers_every_example() -> None:

@@ -157,7 +157,10 @@ def test_review_app_serves_sampled_images_and_nothing_else(image_run: Path) -> N
         assert got.status_code == 200 and got.content == (image_run / path).read_bytes()
         assert got.headers["content-type"] == "image/png"
         assert httpx.get(f"{server.url}/media/{path}").status_code == 401
-        assert httpx.get(f"{server.url}/media/{path}?token={TOKEN}").status_code == 200
+        # the page's images send the cookie the page set; a token in the query is refused
+        assert httpx.get(f"{server.url}/media/{path}?token={TOKEN}").status_code == 401
+        cookie = {"synthtune_review": TOKEN}
+        assert httpx.get(f"{server.url}/media/{path}", cookies=cookie).status_code == 200
         for bad in (
             "..%2F..%2Fstate.json",
             "generate%2F..%2Fstate.json",

@@ -23,7 +23,6 @@ from synthtune.config.base import RecipePath, StrictModel
 from synthtune.config.evolve import EvolveConfig
 from synthtune.config.federated import FederatedConfig
 from synthtune.config.generate import (
-    _SLOT_KINDS,
     BackendConfig,
     ChoiceSlot,
     DiffusersBackendConfig,
@@ -214,7 +213,7 @@ def _suggest(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
 def format_validation_error(err: ValidationError, model: type[BaseModel]) -> list[str]:
     problems = []
     for e in err.errors():
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p in _SLOT_KINDS))
+        loc = tuple(e["loc"])
         path = ".".join(str(p) for p in loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             problems.append(f"{path}: unknown key{_suggest(loc, model)}")

@@ -156,3 +156,45 @@ class PluginSection:
 
     def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
         return {"oneOf": [handler(m.__pydantic_core_schema__) for m in self.models()]}
+
+
+@dataclass(frozen=True)
+class KeyedSection:
+    """A section whose kind is the one key in it that names something registered under
+    ``concept`` (a slot's ``choice:``/``randint:``/a plugin sampler's key): validated with the
+    config model registered for that name, errors with the section's field path."""
+
+    concept: str
+    what: str
+
+    def _validate(self, value: Any, handler: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, BaseModel):
+            return value
+        registry = _registry(self.concept)
+        if not isinstance(value, dict):
+            raise ValueError(f"{self.what} is a mapping with one of: {_known(registry)}")
+        found = [k for k in value if isinstance(k, str) and k in registry]
+        if len(found) != 1:
+            raise ValueError(
+                f"{self.what} needs exactly one {registry.kind} key: {_known(registry)}"
+                + (f" (got {', '.join(found)})" if found else "")
+            )
+        model = registry.config(found[0])
+        if model is None:
+            raise ValueError(f"{registry.kind} {found[0]!r} was registered without a config model")
+        return model.model_validate(value, context=info.context)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.with_info_wrap_validator_function(
+            self._validate,
+            handler(source),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda v, info: v.model_dump(mode=info.mode, by_alias=info.by_alias),
+                info_arg=True,
+            ),
+        )
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        registry = _registry(self.concept)
+        models = [registry.config(n) for n in registry.names()]
+        return {"oneOf": [handler(m.__pydantic_core_schema__) for m in models if m is not None]}

@@ -8,14 +8,12 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     field_validator,
     model_validator,
 )
 
-from synthtune.config.base import PluginSection, RecipePath, StrictModel
+from synthtune.config.base import KeyedSection, PluginSection, RecipePath, StrictModel
 
 
 # --------------------------------------------------------------------------- slots
@@ -97,7 +95,7 @@ class TemplateSlot(StrictModel):
     )
 
 
-_SLOT_KINDS: dict[str, type[StrictModel]] = {
+SLOT_MODELS: dict[str, type[StrictModel]] = {
     "randint": RandIntSlot,
     "uniform": UniformSlot,
     "choice": ChoiceSlot,
@@ -107,31 +105,9 @@ _SLOT_KINDS: dict[str, type[StrictModel]] = {
 }
 
 
-SLOT_KINDS = list(_SLOT_KINDS)
-
-
-def _slot_kind(value: Any) -> str | None:
-    if isinstance(value, BaseModel):
-        return next(k for k, cls in _SLOT_KINDS.items() if isinstance(value, cls))
-    if isinstance(value, dict):
-        found = [k for k in _SLOT_KINDS if k in value]
-        return found[0] if len(found) == 1 else None
-    return None
-
-
-SlotSpec = Annotated[
-    Annotated[RandIntSlot, Tag("randint")]
-    | Annotated[UniformSlot, Tag("uniform")]
-    | Annotated[ChoiceSlot, Tag("choice")]
-    | Annotated[SampleSlot, Tag("sample")]
-    | Annotated[FakerSlot, Tag("faker")]
-    | Annotated[TemplateSlot, Tag("template")],
-    Discriminator(
-        _slot_kind,
-        custom_error_type="slot_kind",
-        custom_error_message="a slot needs exactly one sampler key: " + ", ".join(_SLOT_KINDS),
-    ),
-]
+# a slot: the one key naming a registered sampler picks its model (built-ins above, plugins
+# through plugins.register_sampler(name, fn, config=Model))
+SlotSpec = Annotated[StrictModel, KeyedSection("sampler", "a slot")]
 
 
 # --------------------------------------------------------------------------- generate

@@ -102,11 +102,16 @@ def build_report(run_dir: Path | str) -> Path:
     federated = store.path("federated", "summary.json")
     if not state and not federated.exists():
         raise StageError(f"no completed stage in {run_dir}: run the recipe first")
+
     # run order: the runner completes stages in sequence and forgets every later stage when
-    # one re-runs, so completion times follow it (a stable sort keeps ties as written)
+    # one re-runs; the store numbers completions (``order``; by time for older runs)
+    def position(entry: dict[str, Any]) -> tuple[int, str]:
+        order = entry.get("order")
+        return (order if isinstance(order, int) else 0, str(entry.get("finished_at")))
+
     stages = [
         {"name": k, "status": v["status"], "summary": v["summary"], "seconds": v.get("seconds")}
-        for k, v in sorted(state.items(), key=lambda item: str(item[1].get("finished_at")))
+        for k, v in sorted(state.items(), key=lambda item: position(item[1]))
     ]
     context: dict[str, Any] = {
         "name": store.root.name,
