@@ -30,10 +30,20 @@ def test_demo_prints_a_stage_summary_and_the_report(demo_run) -> None:
     assert f"report: {run_dir / 'report.html'}" in output
 
 
-def test_tuned_perplexity_on_real_test_is_lower_than_base(demo_run) -> None:
+def test_the_demo_reproduces_its_golden_numbers(demo_run) -> None:
+    """Measured on 2 AVX2 cores (2026-12-03): base 1446.03 -> tuned 938.48 (-35.1 %) on the
+    real test split, 197 of 240 generated records accepted, 408 optimizer steps. The tolerances
+    cover float differences between CPUs, not a change in behaviour."""
     run_dir, _ = demo_run
     ppl = json.loads((run_dir / "evaluate" / "metrics.json").read_text())["suites"]["perplexity"]
-    assert ppl["tuned"] < ppl["base"]
+    assert ppl["base"] == pytest.approx(1446.03, rel=0.02)
+    assert ppl["tuned"] == pytest.approx(938.48, rel=0.03)
+    assert ppl["change_pct"] == pytest.approx(-35.1, abs=2.0)
+    state = json.loads((run_dir / "state.json").read_text())["stages"]
+    assert state["generate"]["summary"]["records_out"] == 240
+    assert abs(state["quality"]["summary"]["records_out"] - 197) <= 3
+    train = json.loads((run_dir / "train" / "metrics.json").read_text())
+    assert train["global_step"] == 408
 
 
 def test_quality_rejects_are_kept_with_reasons(demo_run) -> None:
