@@ -207,7 +207,7 @@ def _takes_past_key_values(model: Any, cfg: TrainConfig) -> str | None:
     ``cache``) decoder classifiers have: there peft fails in the first forward pass."""
     import inspect
 
-    if cfg.task != "classification":
+    if plugins.TASKS.get(cfg.task).peft_task != "SEQ_CLS":
         return None
     backbone = getattr(model, "base_model", model)
     if any(
@@ -330,7 +330,7 @@ def empty_task_model(config: Any, task: str, num_labels: int = 2) -> Any:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     with init_empty_weights():
-        if task == "classification":
+        if plugins.TASKS.get(task).peft_task == "SEQ_CLS":
             config = copy.deepcopy(config)
             config.num_labels = num_labels
             return AutoModelForSequenceClassification.from_config(config)
@@ -352,8 +352,9 @@ def _alternatives(model: Any, cfg: TrainConfig) -> str:
 
 def method_problem(config: Any, cfg: TrainConfig) -> str | None:
     """``train.method: why`` when the method cannot train ``cfg.task`` on this base, else
-    ``None`` (the clip task loads its own model and is not checked here)."""
-    if cfg.task == "clip":
+    ``None`` (a task without a peft task type, such as clip, builds its own model and is not
+    checked here)."""
+    if plugins.TASKS.get(cfg.task).peft_task is None:
         return None
     model = empty_task_model(config, cfg.task)
     reason = METHODS.get(cfg.method).unsupported(model, cfg)
@@ -373,7 +374,7 @@ def check_method(recipe: Any) -> None:
     synthtune version), so a recipe validates in about a second from the second time on."""
     from synthtune.errors import RecipeError
 
-    if recipe.train.task == "clip":
+    if plugins.TASKS.get(recipe.train.task).peft_task is None:
         return
     method = METHODS.get(recipe.train.method)
     config = _base_config_file(recipe)  # read once, without transformers
