@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+import random
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from rich.console import Console
 
 from synthtune.config import Recipe
@@ -40,6 +44,7 @@ def _recipe() -> Recipe:
 
 
 def _run(runs: Path, until: str) -> tuple[RunStore, str]:
+    """Run the recipe into ``runs/damaged``; the store and the log."""
     out = io.StringIO()
     run_recipe(_recipe(), runs, until=until, console=Console(file=out, width=300))
     return RunStore(runs / "damaged"), out.getvalue()
@@ -58,30 +63,74 @@ def test_a_truncated_table_of_a_complete_stage_runs_that_stage_again(tmp_path: P
     assert store.damaged_outputs("quality") == []
 
 
-def test_damaged_shards_of_an_interrupted_generation_are_redone(tmp_path: Path) -> None:
-    clean, _ = _run(tmp_path / "clean", "generate")
-    wanted = [(r.id, r.payload.text("response")) for r in clean.read_table("generate", "dataset")]
-
-    store, _ = _run(tmp_path / "runs", "generate")
+def _interrupted(store: RunStore) -> None:
+    """As after a crash mid-generation: shards on disk, the stage not complete."""
     state = store.state()
-    del state["stages"]["generate"]  # interrupted: shards on disk, the stage not complete
+    del state["stages"]["generate"]
     store.state_path.write_text(json.dumps(state), encoding="utf-8")
-    shards = store.shard_paths("generate")
-    assert len(shards) == 4
-    # shard 1: one record's reply changed, its id kept (what garbled bytes did before)
-    garbled = table_to_records(pq.read_table(shards[1]))
+    (store.stage_dir("generate") / "dataset.parquet").unlink()
+
+
+def _records(store: RunStore) -> list[tuple[str, str, str]]:
+    return [
+        (r.id, r.payload.text("response"), r.status)
+        for r in store.read_table("generate", "dataset")
+    ]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
+    runs = tmp_path_factory.mktemp("clean")
+    store, _ = _run(runs, "generate")
+    assert len(store.shard_paths("generate")) == 4
+    return runs / "damaged", _records(store)
+
+
+def test_60_of_60_damaged_shards_are_detected_and_redone(
+    tmp_path: Path, generated: tuple[Path, list[Any]]
+) -> None:
+    """Random damage -- bytes overwritten at a random place, or the file cut short -- to a
+    random shard of an interrupted generation, 60 times: every resume ends with exactly the
+    records of the undamaged run."""
+    clean_dir, wanted = generated
+    rng = random.Random(60)
+    for case in range(60):
+        run_dir = tmp_path / f"case-{case}" / "damaged"
+        shutil.copytree(clean_dir, run_dir)
+        store = RunStore(run_dir)
+        _interrupted(store)
+        shard = rng.choice(store.shard_paths("generate"))
+        data = bytearray(shard.read_bytes())
+        if rng.random() < 0.5:
+            data = data[: rng.randrange(len(data))]
+        else:
+            at = rng.randrange(len(data) - 8)
+            data[at : at + 8] = rng.randbytes(8)
+        shard.write_bytes(bytes(data))
+        store, log = _run(tmp_path / f"case-{case}", "generate")
+        assert f"generate: {shard.name} " in log, (case, log)
+        assert _records(store) == wanted, case
+
+
+def test_a_record_whose_bytes_changed_in_a_shard_without_checksum_is_redone(
+    tmp_path: Path, generated: tuple[Path, list[Any]]
+) -> None:
+    """Shards written before checksums existed: the record id, a hash of the content, is
+    recomputed on resume; a record whose content changed under its id is dropped and redone."""
+    clean_dir, wanted = generated
+    run_dir = tmp_path / "damaged"
+    shutil.copytree(clean_dir, run_dir)
+    store = RunStore(run_dir)
+    _interrupted(store)
+    for sidecar in store.stage_dir("generate").glob("*.sha256"):
+        sidecar.unlink()
+    shard = store.shard_paths("generate")[1]
+    garbled = table_to_records(pq.read_table(shard))
     rec = garbled[3]
     reply = rec.payload.messages[-1].model_copy(update={"content": "Take ten times the dose."})
     payload = rec.payload.model_copy(update={"messages": [*rec.payload.messages[:-1], reply]})
     garbled[3] = rec.model_copy(update={"payload": payload})
-    write_records(shards[1], garbled)
-    # shard 2: cut off mid-file
-    shards[2].write_bytes(shards[2].read_bytes()[:200])
-    assert len(garbled) == 16
-
-    store, log = _run(tmp_path / "runs", "generate")
-    assert f"record {garbled[3].id} in shard-00001.parquet does not match its content" in log
-    assert "shard-00002.parquet is unreadable" in log
-    assert (store.stage_dir("generate") / "shard-00002.parquet.corrupt-0").exists()
-    got = [(r.id, r.payload.text("response")) for r in store.read_table("generate", "dataset")]
-    assert got == wanted  # every record once, with its true content
+    write_records(shard, garbled)
+    store, log = _run(tmp_path, "generate")
+    assert f"record {rec.id} in shard-00001.parquet does not match its content" in log
+    assert _records(store) == wanted

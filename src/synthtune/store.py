@@ -188,6 +188,10 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _next_order(state: dict[str, Any], stage: str) -> int:
     """1 + the highest completion order of the other stages: the order stages completed in
     (state.json is written with sorted keys, so the mapping itself does not keep it)."""
@@ -213,12 +217,23 @@ class RunStore:
         return sorted(self.stage_dir(stage).glob("shard-*.parquet"))
 
     def append_shard(self, stage: str, records: list[Record]) -> Path:
-        """Write ``records`` as the next shard of ``stage``; never overwrites a shard."""
+        """Write ``records`` as the next shard of ``stage``; never overwrites a shard. Its
+        SHA-256 goes beside it (``.sha256``), for :meth:`shard_intact` on resume."""
         existing = self.shard_paths(stage)
         index = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
         path = self.stage_dir(stage) / f"shard-{index:05d}.parquet"
         write_records(path, records)
+        atomic_write_text(path.with_suffix(".sha256"), _sha256(path))
         return path
+
+    def shard_intact(self, path: Path) -> bool | None:
+        """True when the shard holds the bytes it was written with, False when not, None
+        when it has no digest (written before digests existed, or a crash came between the
+        shard and its digest: the caller checks record ids instead)."""
+        digest = path.with_suffix(".sha256")
+        if not digest.exists():
+            return None
+        return digest.read_text(encoding="utf-8").strip() == _sha256(path)
 
     def read_shards(self, stage: str) -> list[Record]:
         out: list[Record] = []
@@ -323,11 +338,7 @@ class RunStore:
         aside): what the next run checks before trusting the stage as complete."""
         folder = self.stage_dir(stage)
         files = [*folder.glob("*.parquet"), *folder.glob("*.json")]
-        return {
-            f.name: hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted(files)
-            if f.name != "manifest.json"
-        }
+        return {f.name: _sha256(f) for f in sorted(files) if f.name != "manifest.json"}
 
     def damaged_outputs(self, stage: str) -> list[str]:
         """Files of a complete stage that are missing or no longer hold the bytes it wrote
@@ -347,6 +358,9 @@ class RunStore:
         while (target := path.with_name(f"{path.name}.corrupt-{n}")).exists():
             n += 1
         os.replace(path, target)
+        sidecar = path.with_suffix(".sha256")
+        if sidecar.exists():
+            os.replace(sidecar, target.with_name(f"{sidecar.name}.corrupt-{n}"))
         return target
 
     def mark_complete(

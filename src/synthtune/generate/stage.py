@@ -111,21 +111,28 @@ class GenerateStage:
             read_api_key(recipe.generation.backend)  # a missing key fails before any work
 
     def _existing(self, ctx: StageContext) -> list[Record]:
-        """The records of the shards written so far. A shard that cannot be read (cut off by
-        a crash or a full disk) is moved aside and a record whose id no longer matches its
-        content (damaged bytes) is dropped: their items are generated again (from the
-        response cache when it holds them), never read as something else."""
+        """The records of the shards written so far. A shard whose bytes no longer match the
+        checksum written beside it, or that cannot be read (cut off by a crash or a full
+        disk), is moved aside, and a record whose id no longer matches its content is
+        dropped (the check for shards without a checksum): their items are generated again
+        (from the response cache when it holds them), never read as something else."""
         from synthtune.store import read_records
 
         records = []
         for n, path in enumerate(ctx.store.shard_paths(self.name)):
-            try:
-                shard = read_records(path)
-            except Exception as exc:  # pyarrow raises several types on damaged files
+            problem = None
+            if ctx.store.shard_intact(path) is False:
+                problem = "does not match its checksum"
+            else:
+                try:
+                    shard = read_records(path)
+                except Exception as exc:  # pyarrow raises several types on damaged files
+                    problem = f"is unreadable ({type(exc).__name__})"
+            if problem is not None:
                 moved = ctx.store.quarantine(path)
                 ctx.log(
-                    f"[yellow]generate: {path.name} is unreadable ({type(exc).__name__}); "
-                    f"moved to {moved.name}, its items are generated again[/]"
+                    f"[yellow]generate: {path.name} {problem}; moved to {moved.name}, its "
+                    "items are generated again[/]"
                 )
                 continue
             for record in shard:
