@@ -91,6 +91,10 @@ def _print_usage(result: Any) -> None:
             f"cost ${usage['cost_usd']:.4f}",
             soft_wrap=True,
         )
+        reasons = usage.get("retry_reasons") or {}
+        if reasons:
+            shown = ", ".join(f"{why} x{n}" for why, n in reasons.items())
+            out.print(f"generate: retries by cause: {shown}", soft_wrap=True)
 
 
 def _print_funnel(result: Any) -> None:

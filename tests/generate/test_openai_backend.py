@@ -72,6 +72,14 @@ def test_every_request_ends_generated_or_failed_with_a_reason() -> None:
         per_prompt[attempt.prompt] = per_prompt.get(attempt.prompt, 0) + 1
     assert max(per_prompt.values()) == MAX_RETRIES + 1
     assert all(a.authorization == "Bearer sk-test-secret" for a in fake.attempts)
+    # every retry carries its cause, one per retry
+    assert got["429"].retry_reasons == ("HTTP 429", "HTTP 429")
+    assert got["500"].retry_reasons == ("HTTP 500",)
+    assert got["slow"].retry_reasons == ("timeout after 0.5 s",)
+    assert got["ok"].retry_reasons == ()
+    assert got["empty"].retry_reasons == ("empty reply",) * MAX_RETRIES
+    for result in results:
+        assert len(result.retry_reasons) == result.attempts - 1
 
 
 def test_retry_after_is_respected() -> None:
@@ -136,6 +144,11 @@ def test_generate_stage_with_openai_backend_keeps_failures_and_never_writes_the_
         r.status == "accepted" and r.payload.messages[-1].role == "assistant" for r in records
     )
     assert any(r.lineage["attempts"] == 2 for r in records)
+    # each retry's cause, per record and counted in the stage summary (the report's usage)
+    retried = [r for r in records if r.lineage["attempts"] == 2]
+    assert all(r.lineage["retries"] == {"HTTP 500": 1} for r in retried)
+    usage = result.outcomes[-1].summary["usage"]
+    assert usage["retry_reasons"] == {"HTTP 500": len(retried)} and usage["retried"] == len(retried)
     for path in result.run_dir.rglob("*"):
         if path.is_file():
             assert b"sk-very-secret-value" not in path.read_bytes(), path

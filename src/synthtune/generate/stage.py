@@ -69,6 +69,9 @@ def spent_so_far(records: list[Record]) -> Usage:
             usage.tokens_in += r.lineage.get("tokens_in", 0)
             usage.tokens_out += r.lineage.get("tokens_out", 0)
             usage.cost_usd += r.lineage.get("cost_usd", 0.0)
+            retries = r.lineage.get("retries") or {}
+            usage.retry_reasons.update(retries)  # the retries of the part before a resume
+            usage.retried += sum(retries.values())
     return usage
 
 

@@ -10,6 +10,7 @@ again resumes without paying twice.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -41,12 +42,14 @@ class Usage:
     tokens_out: int = 0
     cost_usd: float = 0.0
     by_template: dict[str, int] = field(default_factory=dict)
+    retry_reasons: Counter[str] = field(default_factory=Counter)
 
     def add(self, result: GenerationResult) -> None:
         self.requests += 1
         self.cached += result.cached
         self.failed += result.error is not None
         self.retried += max(0, result.attempts - 1)
+        self.retry_reasons.update(result.retry_reasons)
         if not result.cached:
             self.tokens_in += result.tokens_in
             self.tokens_out += result.tokens_out
@@ -58,6 +61,7 @@ class Usage:
             "cached": self.cached,
             "failed": self.failed,
             "retried": self.retried,
+            "retry_reasons": dict(self.retry_reasons.most_common()),
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "cost_usd": round(self.cost_usd, 6),

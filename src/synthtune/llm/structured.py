@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
@@ -34,12 +34,14 @@ class Reply:
     attempts: int = 0
     reasks: int = 0
     cached: bool = True
+    retry_reasons: list[str] = field(default_factory=list)
 
     def absorb(self, result: GenerationResult) -> None:
         self.tokens_in += 0 if result.cached else result.tokens_in
         self.tokens_out += 0 if result.cached else result.tokens_out
         self.cost_usd += 0.0 if result.cached else result.cost_usd
         self.attempts += result.attempts
+        self.retry_reasons.extend(result.retry_reasons)
         self.cached = self.cached and result.cached
 
 

@@ -7,6 +7,7 @@ One item may yield several records (document-to-QA), or a rejected one with its 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -172,6 +173,7 @@ def usage_lineage(*replies: Reply) -> dict[str, Any]:
         "tokens_out": sum(r.tokens_out for r in replies),
         "cost_usd": round(sum(r.cost_usd for r in replies), 8),
         "attempts": sum(r.attempts for r in replies),
+        "retries": dict(Counter(reason for r in replies for reason in r.retry_reasons)),
         "reasks": sum(r.reasks for r in replies),
         "cached": all(r.cached for r in replies),
     }

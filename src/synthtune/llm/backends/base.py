@@ -29,6 +29,7 @@ class GenerationResult:
     tokens_in: int = 0
     tokens_out: int = 0
     attempts: int = 1
+    retry_reasons: tuple[str, ...] = ()  # why each retry happened (HTTP 429, timeout, ...)
     cached: bool = False
     cost_usd: float = 0.0
 

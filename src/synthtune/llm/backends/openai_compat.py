@@ -178,7 +178,7 @@ class OpenAIBackend:
             return GenerationResult(text=None, error=f"HTTP {response.status_code}: {detail}")
         return self._parse(response)
 
-    def _retrying(self) -> AsyncRetrying:
+    def _retrying(self, reasons: list[str]) -> AsyncRetrying:
         """tenacity's retry loop: ``max_retries`` retries after the first attempt on a
         retryable failure, waiting ``Retry-After`` when the server sends one (capped by
         ``max_backoff_s``), else exponential backoff with full jitter (uniform in
@@ -200,6 +200,8 @@ class OpenAIBackend:
 
         def count(state: RetryCallState) -> None:
             self.retries += 1
+            failure = state.outcome.exception() if state.outcome else None
+            reasons.append(str(failure) if failure else "unknown")
 
         return AsyncRetrying(
             stop=stop_after_attempt(cfg.max_retries + 1),
@@ -217,8 +219,9 @@ class OpenAIBackend:
         request: GenerationRequest,
     ) -> GenerationResult:
         tokens = estimate_messages(request.messages) + self.config.max_tokens
+        reasons: list[str] = []  # one per retry, with its cause
         try:
-            async for attempt in self._retrying():
+            async for attempt in self._retrying(reasons):
                 with attempt:
                     async with limiter:
                         await pacer.wait(tokens)
@@ -235,11 +238,15 @@ class OpenAIBackend:
                         result.tokens_in,
                         result.tokens_out,
                         attempts=attempt.retry_state.attempt_number,
+                        retry_reasons=tuple(reasons),
                     )
         except _Retryable as exc:
             tries = self.config.max_retries + 1
             return GenerationResult(
-                text=None, error=f"{exc} (gave up after {tries} attempts)", attempts=tries
+                text=None,
+                error=f"{exc} (gave up after {tries} attempts)",
+                attempts=tries,
+                retry_reasons=tuple(reasons),
             )
         raise AssertionError("unreachable: tenacity returns or re-raises")
 
