@@ -75,3 +75,20 @@ def test_a_failing_validate_is_light_too(tmp_path: Path) -> None:
     )
     found = _imports("validate", str(recipe))
     assert found["code"] == 2 and found["heavy"] == []
+
+
+def test_a_generation_only_run_never_imports_torch(tmp_path: Path) -> None:
+    """``synthtune generate`` with an API-style backend: the whole run, report included,
+    without torch, transformers, peft or bitsandbytes."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "name: gen-only\ngenerate:\n  n: 20\n  templates:\n    - id: t\n"
+        "      prompt: 'hello {{ i }}'\n      response: 'ok {{ i }}'\n"
+        "      slots: {i: {randint: [0, 1000]}}\n",
+        encoding="utf-8",
+    )
+    found = _imports("generate", str(recipe), "--out", str(tmp_path / "runs"), "-q")
+    assert found["code"] == 0
+    heavy = {"torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets"}
+    assert heavy & set(found["heavy"]) == set(), found["heavy"]
+    assert (tmp_path / "runs" / "gen-only" / "generate" / "dataset.parquet").exists()
