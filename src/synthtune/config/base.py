@@ -35,7 +35,9 @@ RecipePath = Annotated[Path, AfterValidator(_resolve_path)]
 
 def fingerprint_dump(model: BaseModel) -> dict[str, Any]:
     """``model.model_dump(mode="json")`` without the fields marked
-    ``json_schema_extra={"fingerprint": "when_set"}`` that hold their default.
+    ``json_schema_extra={"fingerprint": "when_set"}`` that hold their default, and with the
+    fields marked ``{"fingerprint": {"as": value}}`` (execution knobs such as concurrency,
+    which change no output) replaced by that fixed value.
 
     Such fields were added after runs existed: at their default they change nothing, so they
     leave a stage's fingerprint as it was and upgrading synthtune does not re-run completed
@@ -54,9 +56,12 @@ def _drop_unset_late_fields(model: Any, dump: Any) -> None:
                 continue
             value = getattr(model, name)
             extra = info.json_schema_extra
-            late = isinstance(extra, dict) and extra.get("fingerprint") == "when_set"
-            if late and value == info.get_default(call_default_factory=True):
+            rule = extra.get("fingerprint") if isinstance(extra, dict) else None
+            if rule == "when_set" and value == info.get_default(call_default_factory=True):
                 del dump[key]
+                continue
+            if isinstance(rule, dict) and "as" in rule:  # an execution knob: a fixed value
+                dump[key] = rule["as"]
                 continue
             _drop_unset_late_fields(value, dump[key])
     elif isinstance(model, list | tuple) and isinstance(dump, list):

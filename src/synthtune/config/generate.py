@@ -214,7 +214,17 @@ class OpenAIBackendConfig(SectionConfig):
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     stop: list[str] | None = Field(None, description="Stop strings.")
-    concurrency: int = Field(16, gt=0, description="Requests in flight at most.")
+    concurrency: int = Field(
+        64,
+        gt=0,
+        description="Requests in flight at most. The limit adapts below it: it starts at "
+        "min(16, this), doubles per window of successes until the server first signals "
+        "overload (429, 5xx, a connection error or a timeout), halves on each such signal, "
+        "and grows by one per window otherwise (AIMD).",
+        # an execution knob, not an input: the fingerprint always sees the old default, so
+        # tuning it (or the default moving from 16 to 64) never re-runs a stage
+        json_schema_extra={"fingerprint": {"as": 16}},
+    )
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(5, ge=0, description="Retries on 429/5xx/timeouts/bad replies.")
     backoff_s: float = Field(1.0, gt=0, description="First backoff; doubles per retry.")

@@ -174,6 +174,7 @@ class GenerateStage:
         try:
             self._run_items(ctx, strategy, engine, todo)
         finally:
+            engine.close()
             if cache is not None:
                 cache.close()
         done = first_by_key(self._existing(ctx), keys)

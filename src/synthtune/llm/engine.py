@@ -105,6 +105,12 @@ class GenerationEngine:
             self._backend = create_backend(self.config.backend, self.resolve_model)
         return self._backend
 
+    def close(self) -> None:
+        """Release the backend's connections (backends with a ``close``)."""
+        close = getattr(self._backend, "close", None)
+        if close is not None:
+            close()
+
     def check_budget(self) -> None:
         cfg, used = self.config, self.usage
         if cfg.budget_usd is not None and used.cost_usd >= cfg.budget_usd:

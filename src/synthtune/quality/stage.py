@@ -167,6 +167,7 @@ def judge_tier(ctx: StageContext, records: list[Record]) -> None:
     try:
         judge_records(_accepted(records), cfg, engine)
     finally:
+        engine.close()
         if cache is not None:
             cache.close()
 

@@ -1,7 +1,8 @@
 """The ``openai`` backend: any OpenAI-compatible server (vLLM, llama.cpp, Ollama, hosted APIs).
 
-Async with ``httpx``: at most ``concurrency`` requests in flight, cut in half on a 429 and
-grown back by one per success (AIMD, as TCP does), optional requests-per-minute pacing,
+Async with ``httpx``: at most ``concurrency`` requests in flight, adapted below it like TCP's
+congestion window (slow start, then AIMD on 429/5xx/connection errors/timeouts), optional
+requests-per-minute pacing,
 a per-request timeout, and bounded retries (``tenacity``) with exponential backoff and full
 jitter on 429, 5xx, timeouts, connection errors and malformed or empty replies. A
 ``Retry-After`` header wins over the computed backoff (capped by ``max_backoff_s``). Every
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -42,17 +44,34 @@ RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    """A failure worth another attempt; ``overload``: the server signals it is saturated
+    (429, 5xx, a refused or reset connection, a timeout), which shrinks the limit."""
+
+    def __init__(
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        overload: bool = False,
+        stale: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.overload = overload
+        self.stale = stale  # a dropped kept-alive connection: the first retry waits not
 
 
 class AdaptiveLimiter:
-    """Concurrency limit that halves on overload and grows by one per success (AIMD)."""
+    """Requests in flight, adapted like TCP's congestion window: slow start from
+    ``min(start, maximum)`` (+1 per success: the limit doubles per window of successes) until
+    the first overload signal, then AIMD (halve on overload, +1 per window of successes),
+    never above ``maximum``. Slow start matters on loopback and small servers too: 64 new
+    connections at once overflow a listen backlog of 5 (measured on the peers' fault server:
+    17-42 connection resets per 200 requests at a fixed 64)."""
 
-    def __init__(self, maximum: int) -> None:
+    def __init__(self, maximum: int, start: int = 16) -> None:
         self.maximum = maximum
-        self.limit = float(maximum)
+        self.limit = float(min(start, maximum))
+        self.slow_start = True
         self.in_flight = 0
         self._cond = asyncio.Condition()
 
@@ -70,10 +89,12 @@ class AdaptiveLimiter:
             self._cond.notify(max(1, int(self.limit) - self.in_flight))
 
     def overloaded(self) -> None:
+        self.slow_start = False
         self.limit = max(1.0, self.limit / 2)
 
     def succeeded(self) -> None:
-        self.limit = min(float(self.maximum), self.limit + 1.0 / max(1.0, self.limit))
+        step = 1.0 if self.slow_start else 1.0 / max(1.0, self.limit)
+        self.limit = min(float(self.maximum), self.limit + step)
 
 
 class RatePacer:
@@ -122,6 +143,11 @@ class OpenAIBackend:
         self.model = config.model
         self._api_key = api_key
         self.retries = 0
+        self._client: httpx.AsyncClient | None = None
+        self._limiter: AdaptiveLimiter | None = None
+        self._pacer: RatePacer | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     def _body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
         cfg = self.config
@@ -168,11 +194,18 @@ class OpenAIBackend:
         try:
             response = await client.post(path, json=body)
         except httpx.TimeoutException:
-            raise _Retryable(f"timeout after {self.config.timeout_s:g} s") from None
+            raise _Retryable(f"timeout after {self.config.timeout_s:g} s", overload=True) from None
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+            # mostly a kept-alive connection the server closed while it sat idle (between
+            # two flushes): not overload, and worth an immediate second try
+            raise _Retryable(f"connection error: {type(exc).__name__}", stale=True) from None
         except httpx.TransportError as exc:
-            raise _Retryable(f"connection error: {type(exc).__name__}") from None
+            raise _Retryable(f"connection error: {type(exc).__name__}", overload=True) from None
         if response.status_code in RETRYABLE_STATUS:
-            raise _Retryable(f"HTTP {response.status_code}", _retry_after(response))
+            status = response.status_code
+            raise _Retryable(
+                f"HTTP {status}", _retry_after(response), overload=status == 429 or status >= 500
+            )
         if response.status_code >= 400:
             detail = response.text[:200].replace("\n", " ")
             return GenerationResult(text=None, error=f"HTTP {response.status_code}: {detail}")
@@ -195,6 +228,8 @@ class OpenAIBackend:
 
         def wait(state: RetryCallState) -> float:
             failure = state.outcome.exception() if state.outcome else None
+            if getattr(failure, "stale", False) and state.attempt_number == 1:
+                return 0.0
             after = getattr(failure, "retry_after", None)
             return min(after, cfg.max_backoff_s) if after is not None else jitter(state)
 
@@ -228,7 +263,7 @@ class OpenAIBackend:
                         try:
                             result = await self._attempt(client, request)
                         except _Retryable as exc:
-                            if str(exc) == "HTTP 429":
+                            if exc.overload:
                                 limiter.overloaded()
                             raise
                         limiter.succeeded()
@@ -250,30 +285,63 @@ class OpenAIBackend:
             )
         raise AssertionError("unreachable: tenacity returns or re-raises")
 
-    async def agenerate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+    def _session(self) -> tuple[httpx.AsyncClient, AdaptiveLimiter, RatePacer]:
+        """The client, limit and pacer, made once on the backend's loop and kept for every
+        batch: the generate stage flushes a shard every ``flush_every`` items, and a fresh
+        client and limit per batch would restart slow start and reconnect each time
+        (measured: 34-43 gen/s at flush_every 64 vs 60-88 with one batch of 200)."""
         import httpx
 
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        limiter = AdaptiveLimiter(self.config.concurrency)
-        pacer = RatePacer(self.config.max_rpm, self.config.max_tpm)
-        # Keep every connection alive: httpx keeps 20 by default, so above that each request
-        # would pay a new TCP handshake.
-        limits = httpx.Limits(
-            max_connections=self.config.concurrency,
-            max_keepalive_connections=self.config.concurrency,
-        )
-        async with httpx.AsyncClient(
-            base_url=self.config.base_url.rstrip("/"),
-            headers=headers,
-            timeout=self.config.timeout_s,
-            limits=limits,
-        ) as client:
-            return list(
-                await asyncio.gather(*(self._one(client, limiter, pacer, r) for r in requests))
+        if self._client is None:
+            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+            # Keep every connection alive: httpx keeps 20 by default, so above that each
+            # request would pay a new TCP handshake.
+            limits = httpx.Limits(
+                max_connections=self.config.concurrency,
+                max_keepalive_connections=self.config.concurrency,
             )
+            self._client = httpx.AsyncClient(
+                base_url=self.config.base_url.rstrip("/"),
+                headers=headers,
+                timeout=self.config.timeout_s,
+                limits=limits,
+            )
+            self._limiter = AdaptiveLimiter(self.config.concurrency)
+            self._pacer = RatePacer(self.config.max_rpm, self.config.max_tpm)
+        assert self._limiter is not None and self._pacer is not None
+        return self._client, self._limiter, self._pacer
+
+    async def agenerate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        client, limiter, pacer = self._session()
+        return list(await asyncio.gather(*(self._one(client, limiter, pacer, r) for r in requests)))
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """One event loop per backend, on a daemon thread, for the session to live in."""
+        if self._event_loop is None:
+            self._event_loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=self._event_loop.run_forever, name="synthtune-openai", daemon=True
+            )
+            thread.start()
+            self._thread = thread
+        return self._event_loop
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        return asyncio.run(self.agenerate(requests))
+        future = asyncio.run_coroutine_threadsafe(self.agenerate(requests), self._loop())
+        return future.result()
+
+    def close(self) -> None:
+        """Close the connections and stop the loop (the engine calls it at the stage's end)."""
+        loop, self._event_loop = self._event_loop, None
+        if loop is None:
+            return
+        if self._client is not None:
+            asyncio.run_coroutine_threadsafe(self._client.aclose(), loop).result()
+            self._client = None
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join()
+        loop.close()
 
 
 def read_api_key(config: OpenAIBackendConfig) -> str | None:
