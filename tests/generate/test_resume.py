@@ -62,7 +62,8 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()
     store = RunStore(runs / "medical-qa")
-    assert len(store.shard_paths("generate")) == 3  # three batches flushed before the kill
+    # batches run one ahead of the flush: the kill in the 4th call comes after 2 or 3 shards
+    assert len(store.shard_paths("generate")) in (2, 3)
     assert store.stage_state("generate") is None  # not marked complete
     assert _ids(_generate(recipe, runs)) == reference
     assert len(store.shard_paths("generate")) == N // FLUSH

@@ -9,7 +9,8 @@ ordered dataset is written as ``generate/dataset.parquet``.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -201,19 +202,39 @@ class GenerateStage:
                     f"cached {u.cached} ${u.cost_usd:.4f}"
                 )
             )
-            for start in range(0, len(todo), size):
-                batch = todo[start : start + size]
-                outputs = strategy.run(batch, engine)
-                for output in (o for outs in outputs for o in outs):
-                    for relative, data in output.files.items():
-                        ctx.store.write_media(relative, data)
-                records = [
-                    r
-                    for item, outs in zip(batch, outputs, strict=True)
-                    for r in to_records(item, outs, engine, ctx.recipe)
-                ]
-                ctx.store.append_shard(self.name, records)
-                bar(len(batch))
+            batches = [todo[start : start + size] for start in range(0, len(todo), size)]
+            # A strategy whose batches are independent (template-fill) runs the next batch
+            # while this one finishes: the requests of both share the backend's one limit, so
+            # flush_every (resume granularity) no longer caps concurrency with a tail of
+            # stragglers per shard. Shards are still written in order, one batch each.
+            ahead = 2 if getattr(strategy, "independent_batches", False) else 1
+            with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="generate") as pool:
+                running: deque[tuple[list[WorkItem], Future[list[list[Output]]]]] = deque()
+                for batch in batches:
+                    running.append((batch, pool.submit(strategy.run, batch, engine)))
+                    while len(running) >= ahead or (running and batch is batches[-1]):
+                        done, future = running.popleft()
+                        self._flush(ctx, engine, done, future)
+                        bar(len(done))
+
+    def _flush(
+        self,
+        ctx: StageContext,
+        engine: GenerationEngine,
+        batch: list[WorkItem],
+        future: Future[list[list[Output]]],
+    ) -> None:
+        """Wait for one batch, then write its media and its shard."""
+        outputs = future.result()
+        for output in (o for outs in outputs for o in outs):
+            for relative, data in output.files.items():
+                ctx.store.write_media(relative, data)
+        records = [
+            r
+            for item, outs in zip(batch, outputs, strict=True)
+            for r in to_records(item, outs, engine, ctx.recipe)
+        ]
+        ctx.store.append_shard(self.name, records)
 
     def _summary(
         self,

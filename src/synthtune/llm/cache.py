@@ -11,6 +11,7 @@ successful replies are cached, so failures are retried next time. The file lives
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,9 @@ def cache_key(backend: dict[str, Any], messages: list[dict[str, str]], sample: i
 class ResponseCache:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # one connection, used from the generate stage's batch threads under a lock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
@@ -57,10 +60,9 @@ class ResponseCache:
         for start in range(0, len(keys), 500):  # SQLite caps bound parameters per query
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT key, text, tokens_in, tokens_out FROM responses WHERE key IN ({marks})",
-                chunk,
-            )
+            query = f"SELECT key, text, tokens_in, tokens_out FROM responses WHERE key IN ({marks})"
+            with self._lock:
+                rows = self._db.execute(query, chunk).fetchall()
             for key, text, tokens_in, tokens_out in rows:
                 found[key] = GenerationResult(text=text, tokens_in=tokens_in, tokens_out=tokens_out)
         return found
@@ -71,8 +73,9 @@ class ResponseCache:
             for key, r in items
             if r.text is not None and r.error is None
         ]
-        with self._db:
+        with self._lock, self._db:
             self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", rows)
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()

@@ -10,6 +10,7 @@ again resumes without paying twice.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -91,6 +92,12 @@ class GenerationEngine:
         self.price = config.prices.get(model)
         self._backend: Backend | None = None
         self.listeners: list[Callable[[Usage], None]] = []
+        # the generate stage may call from two batch threads: a backend without
+        # ``concurrent_calls`` (a local model) is called by one at a time, and the usage is
+        # counted under a lock
+        self._call_lock = threading.Lock()
+        self._create_lock = threading.Lock()
+        self._usage_lock = threading.Lock()
 
     @property
     def backend_name(self) -> str:
@@ -101,9 +108,17 @@ class GenerationEngine:
         return str(getattr(self.config.backend, "model", self.config.backend.type))
 
     def backend(self) -> Backend:
-        if self._backend is None:
-            self._backend = create_backend(self.config.backend, self.resolve_model)
+        with self._create_lock:
+            if self._backend is None:
+                self._backend = create_backend(self.config.backend, self.resolve_model)
         return self._backend
+
+    def _send(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        backend = self.backend()
+        if getattr(backend, "concurrent_calls", False):
+            return backend.generate(requests)
+        with self._call_lock:
+            return backend.generate(requests)
 
     def close(self) -> None:
         """Release the backend's connections (backends with a ``close``)."""
@@ -137,7 +152,7 @@ class GenerationEngine:
         }
         misses = [(k, r) for k, r in zip(keys, requests, strict=True) if k not in results]
         if misses:
-            fresh = self.backend().generate([r for _, r in misses])
+            fresh = self._send([r for _, r in misses])
             priced = [
                 replace(res, cost_usd=cost_of(self.price, res.tokens_in, res.tokens_out))
                 for res in fresh
@@ -152,7 +167,8 @@ class GenerationEngine:
     def account(self, results: list[GenerationResult]) -> None:
         """Count finished requests (also those a strategy sends to a non-text backend, such
         as images) in the usage and tell the listeners (the progress bar)."""
-        for result in results:
-            self.usage.add(result)
-        for listener in self.listeners:
-            listener(self.usage)
+        with self._usage_lock:
+            for result in results:
+                self.usage.add(result)
+            for listener in self.listeners:
+                listener(self.usage)

@@ -21,6 +21,7 @@ from synthtune.records import Record
 
 class TemplateFill:
     name = "template-fill"
+    independent_batches = True  # no state across batches: the stage may overlap two
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe

@@ -137,6 +137,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 class OpenAIBackend:
     name = "openai"
+    concurrent_calls = True  # generate() from several threads share one loop and one limit
 
     def __init__(self, config: OpenAIBackendConfig, api_key: str | None) -> None:
         self.config = config
