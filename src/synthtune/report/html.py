@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 
 from synthtune.errors import StageError
-from synthtune.report import plots, sections
+from synthtune.report import sections
 from synthtune.review.stats import review_settings, review_stats
 from synthtune.store import RunStore, atomic_write_text, review_decisions
 
@@ -18,6 +18,14 @@ _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("synthtune.report", "templates"),
     autoescape=jinja2.select_autoescape(["html"]),
 )
+
+
+def _plots() -> Any:
+    """The plotting module, imported on the first figure: matplotlib costs 0.4 s, and a run
+    without quality, mix or training results (generation only) draws none."""
+    from synthtune.report import plots
+
+    return plots
 
 
 def _rule_failures(records: list[Any]) -> list[dict[str, Any]]:
@@ -50,17 +58,17 @@ def coverage_rows(start: dict[str, Any], final: dict[str, Any]) -> list[tuple[st
 
 
 def _evaluation(metrics: dict[str, Any], figures: dict[str, str]) -> dict[str, Any]:
-    """Template context of ``evaluate/metrics.json``; adds the confusion-matrix plots."""
+    """Template context of ``evaluate/metrics.json``; adds the confusion-matrix _plots()."""
     suites = metrics["suites"]
     cls, found_images = suites.get("classification"), suites.get("images")
     if cls and cls.get("n"):
         # tuned beside the TF-IDF baseline (and the base when scored), colour = row share
-        figures["cls_confusion"] = plots.confusion_matrices(
+        figures["cls_confusion"] = _plots().confusion_matrices(
             cls, ("base", "tuned", "baseline"), normalize=True
         )
-        cls["tick_names"] = plots.tick_labels(list(cls["labels"]))[1]
+        cls["tick_names"] = _plots().tick_labels(list(cls["labels"]))[1]
     if found_images and found_images.get("n"):
-        figures["confusion"] = plots.confusion_matrices(found_images)
+        figures["confusion"] = _plots().confusion_matrices(found_images)
     return {
         "evaluate": metrics,
         "ppl": suites.get("perplexity"),
@@ -132,11 +140,11 @@ def build_report(run_dir: Path | str) -> Path:
         summary = state["quality"]["summary"]
         context["funnel"] = summary.get("funnel", [])
         if context["funnel"]:
-            context["plots"]["funnel"] = plots.funnel_chart(summary["funnel"])
+            context["plots"]["funnel"] = _plots().funnel_chart(summary["funnel"])
         values = [r.quality["perplexity"] for r in records if "perplexity" in r.quality]
         if values:
             threshold = summary.get("ppl_max") or max(values)
-            context["plots"]["perplexity"] = plots.perplexity_histogram(values, threshold)
+            context["plots"]["perplexity"] = _plots().perplexity_histogram(values, threshold)
         context["rule_failures"] = _rule_failures(records)
         decisions = review_decisions(store.root)
         if decisions:
@@ -149,29 +157,29 @@ def build_report(run_dir: Path | str) -> Path:
                 mix["coverage"]["start"], mix["coverage"]["final"]
             )
         if mix.get("rounds"):
-            context["plots"]["mix_rounds"] = plots.distance_rounds(
+            context["plots"]["mix_rounds"] = _plots().distance_rounds(
                 mix["rounds"], mix["threshold"], "mix: chosen synthetic vs real train"
             )
     evolve = store.path("evolve", "summary")
     if evolve.exists():
         context["evolve"] = found = store.read_json("evolve", "summary")
         if found["rounds"]:
-            context["plots"]["evolve_arms"] = plots.arm_allocations(found["rounds"])
-            context["plots"]["evolve_distance"] = plots.distance_rounds(
+            context["plots"]["evolve_arms"] = _plots().arm_allocations(found["rounds"])
+            context["plots"]["evolve_distance"] = _plots().distance_rounds(
                 [{"round": r["number"], **r["measures"]} for r in found["rounds"]],
                 found.get("threshold", 0.15),
                 "evolve: accepted pool vs real train",
             )
     if "train" in state:
         context["train"] = store.read_json("train", "metrics.json")
-        context["plots"]["loss"] = plots.loss_curves(context["train"]["log_history"])
+        context["plots"]["loss"] = _plots().loss_curves(context["train"]["log_history"])
     if "evaluate" in state:
         context.update(_evaluation(store.read_json("evaluate", "metrics.json"), context["plots"]))
     context.update(_data(store, state, context.get("train"), context.get("evaluate")))
     if federated.exists():  # synthtune federated (docs/federated.md)
         context["federated"] = found = store.read_json("federated", "summary.json")
         if found["rounds"]:
-            context["plots"]["federated"] = plots.federated_rounds(found["rounds"])
+            context["plots"]["federated"] = _plots().federated_rounds(found["rounds"])
     path = store.root / "report.html"
     atomic_write_text(path, _ENV.get_template("report.html").render(**context))
     return path
