@@ -222,3 +222,28 @@ def test_rpm_and_tpm_pacing_space_request_starts() -> None:
     unpaced = RatePacer(None, None)
     asyncio.run(starts(unpaced, 50))
     assert (unpaced._next_rpm, unpaced._next_tpm) == (0.0, 0.0)  # no waiting scheduled
+
+
+def test_two_threads_share_one_loop_and_one_limit() -> None:
+    """The generate stage runs two batches at once: their calls must land on the backend's
+    one event loop (a race here once bound the client to a second loop)."""
+    import threading
+
+    fake = FakeOpenAI()
+    with fake as url:
+        for _ in range(20):  # a fresh backend each time: the race is in its first calls
+            backend = _backend(url)
+            out: dict[int, list] = {}
+
+            def call(k: int, backend: OpenAIBackend = backend, out: dict = out) -> None:
+                out[k] = backend.generate(_requests([f"ok {k} {i}" for i in range(8)]))
+
+            threads = [threading.Thread(target=call, args=(k,)) for k in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert [r.text for r in out[0]] == [f"echo: ok 0 {i}" for i in range(8)]
+            assert [r.text for r in out[1]] == [f"echo: ok 1 {i}" for i in range(8)]
+            assert backend._limiter is not None
+            backend.close()

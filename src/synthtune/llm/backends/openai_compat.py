@@ -149,6 +149,7 @@ class OpenAIBackend:
         self._pacer: RatePacer | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._loop_lock = threading.Lock()
 
     def _body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
         cfg = self.config
@@ -317,15 +318,17 @@ class OpenAIBackend:
         return list(await asyncio.gather(*(self._one(client, limiter, pacer, r) for r in requests)))
 
     def _loop(self) -> asyncio.AbstractEventLoop:
-        """One event loop per backend, on a daemon thread, for the session to live in."""
-        if self._event_loop is None:
-            self._event_loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=self._event_loop.run_forever, name="synthtune-openai", daemon=True
-            )
-            thread.start()
-            self._thread = thread
-        return self._event_loop
+        """One event loop per backend, on a daemon thread, for the session to live in (made
+        under a lock: the generate stage calls from two batch threads at once)."""
+        with self._loop_lock:
+            if self._event_loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="synthtune-openai", daemon=True
+                )
+                thread.start()
+                self._event_loop, self._thread = loop, thread
+            return self._event_loop
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         future = asyncio.run_coroutine_threadsafe(self.agenerate(requests), self._loop())
