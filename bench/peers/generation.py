@@ -8,10 +8,11 @@ fresh process -- at default settings, then tuned -- and, when the harness's dist
 virtualenv exists (``distilabel_gen.sh`` builds it), runs distilabel on the same server in
 turn. It prints one JSON line per run and the ratios. Run it on a quiet machine.
 
-Measured here (2 cores, quiet, 3 runs in turns, median process wall time, 200 requests):
-distilabel 7.86 s; synthtune at defaults 5.0 s (1.57x; was 13-14 s before the lazy imports
-and 7.97 s before the adaptive limit and overlapped batches), tuned (flush_every 200) 4.08 s
-(1.93x). gen/s on the run itself: defaults 65 (was 31), tuned 85-93, distilabel 35.
+Measured here (2 cores, quiet, 3 runs in turns, 200 requests, 0.2 s latency; median process
+wall time): distilabel 8.48 s (32-39 gen/s on its run); synthtune at defaults 4.39 s = 1.93x
+(53-74 gen/s on the run; it was 13-14 s before the lazy imports, 7.97 s and 31 gen/s before the
+adaptive limit, the overlapped batches and the lazy report plots), tuned (flush_every 200)
+3.35 s = 2.53x (81-89 gen/s). The ratio moves by about +-0.3x between sittings.
 
     python bench/peers/generation.py [--repeats 3] [--n 200]
 """
