@@ -207,25 +207,28 @@ class GenerateStage:
             # while this one finishes: the requests of both share the backend's one limit, so
             # flush_every (resume granularity) no longer caps concurrency with a tail of
             # stragglers per shard. Shards are still written in order, one batch each.
-            ahead = 2 if getattr(strategy, "independent_batches", False) else 1
-            with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="generate") as pool:
+            if not getattr(strategy, "independent_batches", False):
+                for batch in batches:  # in this thread: Ctrl-C stops a local model at once
+                    self._write(ctx, engine, batch, strategy.run(batch, engine))
+                    bar(len(batch))
+                return
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="generate") as pool:
                 running: deque[tuple[list[WorkItem], Future[list[list[Output]]]]] = deque()
                 for batch in batches:
                     running.append((batch, pool.submit(strategy.run, batch, engine)))
-                    while len(running) >= ahead or (running and batch is batches[-1]):
+                    while len(running) >= 2 or (running and batch is batches[-1]):
                         done, future = running.popleft()
-                        self._flush(ctx, engine, done, future)
+                        self._write(ctx, engine, done, future.result())
                         bar(len(done))
 
-    def _flush(
+    def _write(
         self,
         ctx: StageContext,
         engine: GenerationEngine,
         batch: list[WorkItem],
-        future: Future[list[list[Output]]],
+        outputs: list[list[Output]],
     ) -> None:
-        """Wait for one batch, then write its media and its shard."""
-        outputs = future.result()
+        """One batch's media files, then its shard."""
         for output in (o for outs in outputs for o in outs):
             for relative, data in output.files.items():
                 ctx.store.write_media(relative, data)
