@@ -268,7 +268,8 @@ def run_recipe(
                 f"[yellow]{name}: {', '.join(damaged)} changed or damaged since the stage "
                 "completed: running it again[/]"
             )
-        if store.is_complete(name, prints[name]):
+        # the outputs were hashed just above: not again
+        if not damaged and store.is_complete(name, prints[name], verify_outputs=False):
             done = store.stage_state(name) or {}
             outcomes.append(StageOutcome(name, "skipped", 0.0, done.get("summary", {})))
             ctx.log(f"[dim]{name}: complete, skipped[/]")

@@ -113,8 +113,9 @@ def register_rule_pack(name: str, path: str | Path) -> None:
 
 def register_extractor(name: str, model: type) -> None:
     """A rule extractor: a pydantic model with a field ``name`` (what selects it in a rule's
-    ``extract:`` entry) and ``extract(payload) -> value | None``."""
-    EXTRACTORS.register(name, model)
+    ``extract:`` entry) and ``extract(payload) -> value | None``; the model is also the
+    entry's config."""
+    EXTRACTORS.register(name, model, config=model)
 
 
 def register_feature_space(name: str, space: type) -> None:

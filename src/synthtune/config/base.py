@@ -111,8 +111,40 @@ class RegisteredName:
         return out
 
 
+class _RegisteredSection:
+    """What the two section kinds below share: the value is validated with the config model
+    registered for the name it selects (``_validate``), dumped with every field of that
+    model, and described in the JSON Schema as the ``oneOf`` of the registered models."""
+
+    def _concepts(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _validate(self, value: Any, handler: Any, info: ValidationInfo) -> Any:
+        raise NotImplementedError
+
+    def models(self) -> list[Any]:
+        found = []
+        for concept in self._concepts():
+            registry = _registry(concept)
+            found += [registry.config(n) for n in registry.names()]
+        return [m for m in found if m is not None]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.with_info_wrap_validator_function(
+            self._validate,
+            handler(source),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda v, info: v.model_dump(mode=info.mode, by_alias=info.by_alias),
+                info_arg=True,
+            ),
+        )
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        return {"oneOf": [handler(m.__pydantic_core_schema__) for m in self.models()]}
+
+
 @dataclass(frozen=True)
-class PluginSection:
+class PluginSection(_RegisteredSection):
     """A section whose ``type`` picks the config model registered for that name in the
     ``concepts`` registries (``generate.backend``, ``generate.strategy``): validated with that
     model, errors carry the section's field path, dumps carry every field of the chosen model.
@@ -120,6 +152,9 @@ class PluginSection:
 
     concepts: tuple[str, ...]
     key: str = "type"
+
+    def _concepts(self) -> tuple[str, ...]:
+        return self.concepts
 
     def _model(self, name: Any) -> Any:
         registries = [_registry(c) for c in self.concepts]
@@ -142,35 +177,19 @@ class PluginSection:
             raise ValueError(f"{value.get(self.key)!r} was registered without a config model")
         return model.model_validate(value, context=info.context)
 
-    def models(self) -> list[Any]:
-        found = []
-        for concept in self.concepts:
-            registry = _registry(concept)
-            found += [registry.config(n) for n in registry.names()]
-        return [m for m in found if m is not None]
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        return core_schema.with_info_wrap_validator_function(
-            self._validate,
-            handler(source),
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda v, info: v.model_dump(mode=info.mode, by_alias=info.by_alias),
-                info_arg=True,
-            ),
-        )
-
-    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
-        return {"oneOf": [handler(m.__pydantic_core_schema__) for m in self.models()]}
-
 
 @dataclass(frozen=True)
-class KeyedSection:
+class KeyedSection(_RegisteredSection):
     """A section whose kind is the one key in it that names something registered under
-    ``concept`` (a slot's ``choice:``/``randint:``/a plugin sampler's key): validated with the
-    config model registered for that name, errors with the section's field path."""
+    ``concept`` (a slot's ``choice:``/``randint:``, a rule extractor's ``regex:``, a plugin's
+    key): validated with the config model registered for that name, errors with the
+    section's field path."""
 
     concept: str
     what: str
+
+    def _concepts(self) -> tuple[str, ...]:
+        return (self.concept,)
 
     def _validate(self, value: Any, handler: Any, info: ValidationInfo) -> Any:
         if isinstance(value, BaseModel):
@@ -188,18 +207,3 @@ class KeyedSection:
         if model is None:
             raise ValueError(f"{registry.kind} {found[0]!r} was registered without a config model")
         return model.model_validate(value, context=info.context)
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        return core_schema.with_info_wrap_validator_function(
-            self._validate,
-            handler(source),
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda v, info: v.model_dump(mode=info.mode, by_alias=info.by_alias),
-                info_arg=True,
-            ),
-        )
-
-    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
-        registry = _registry(self.concept)
-        models = [registry.config(n) for n in registry.names()]
-        return {"oneOf": [handler(m.__pydantic_core_schema__) for m in models if m is not None]}

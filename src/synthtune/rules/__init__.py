@@ -30,10 +30,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainValidator,
     TypeAdapter,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -41,6 +39,7 @@ from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
 from synthtune import plugins
 from synthtune.config import format_validation_error
+from synthtune.config.base import KeyedSection
 from synthtune.config.yamlio import read_yaml
 from synthtune.errors import RecipeError
 from synthtune.records import Payload
@@ -166,21 +165,8 @@ plugins.register_extractor("keywords", KeywordsExtractor)
 plugins.register_extractor("json_path", JsonPathExtractor)
 
 
-def _validate_extractor(value: Any, info: ValidationInfo) -> Any:
-    """An ``extract:`` entry: the one key naming a registered extractor (``regex``,
-    ``keywords``, ``json_path`` or a plugin's) picks the model that validates the entry."""
-    if isinstance(value, BaseModel):
-        return value
-    if not isinstance(value, dict):
-        raise ValueError(f"an extractor is a mapping (got {value!r})")
-    found = [k for k in value if isinstance(k, str) and k in plugins.EXTRACTORS]
-    if len(found) != 1:
-        known = ", ".join(plugins.EXTRACTORS.names())
-        raise ValueError(f"an extractor needs exactly one of: {known} (got {sorted(value)})")
-    return plugins.EXTRACTORS.get(found[0]).model_validate(value, context=info.context)
-
-
-Extractor = Annotated[Any, PlainValidator(_validate_extractor)]
+# an ``extract:`` entry: the one key naming a registered extractor picks its model
+Extractor = Annotated[Any, KeyedSection("extractor", "an extractor")]
 
 
 class Pattern(_Strict):
