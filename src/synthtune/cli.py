@@ -479,6 +479,7 @@ def generate(
         "prompt_tokens",
         "max_completion_tokens",
         "max_cost_usd",
+        *(("max_batch_cost_usd",) if plan["batch_priced"] else ()),
     )
     for column in columns:
         table.add_column(column)
@@ -487,6 +488,12 @@ def generate(
     out.print(table)
     if plan["already_done"]:
         out.print(f"{plan['already_done']} items already done in {runs / loaded.name}")
+    if plan["batch_priced"]:
+        mode = "batch" if plan["batch_mode"] else "sync"
+        out.print(
+            "max_cost_usd at the listed price, max_batch_cost_usd at the Batch API price "
+            f"(batch_*_per_1m, else half); this recipe runs in {mode} mode"
+        )
     if not plan["priced"]:
         out.print(f"no price for model {plan['model']!r} in generate.prices: cost not estimated")
     elif plan["budget_usd"] is not None:

@@ -37,7 +37,9 @@ def fingerprint_dump(model: BaseModel) -> dict[str, Any]:
     """``model.model_dump(mode="json")`` without the fields marked
     ``json_schema_extra={"fingerprint": "when_set"}`` that hold their default, and with the
     fields marked ``{"fingerprint": {"as": value}}`` (execution knobs such as concurrency,
-    which change no output) replaced by that fixed value.
+    which change no output) replaced by that fixed value, and without the fields marked
+    ``{"fingerprint": "never"}`` (execution knobs added after runs existed, such as the
+    OpenAI backend's ``mode``: no key at all, so old fingerprints stay as they were).
 
     Such fields were added after runs existed: at their default they change nothing, so they
     leave a stage's fingerprint as it was and upgrading synthtune does not re-run completed
@@ -58,6 +60,9 @@ def _drop_unset_late_fields(model: Any, dump: Any) -> None:
             extra = info.json_schema_extra
             rule = extra.get("fingerprint") if isinstance(extra, dict) else None
             if rule == "when_set" and value == info.get_default(call_default_factory=True):
+                del dump[key]
+                continue
+            if rule == "never":  # an execution knob added late: never in a fingerprint
                 del dump[key]
                 continue
             if isinstance(rule, dict) and "as" in rule:  # an execution knob: a fixed value

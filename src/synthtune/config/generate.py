@@ -234,6 +234,51 @@ class OpenAIBackendConfig(SectionConfig):
         None, gt=0, description="Tokens per minute at most (prompt estimate + max_tokens)."
     )
 
+    # Batch API mode. Execution knobs (the same model answers the same requests, so they
+    # leave the fingerprint and the response cache key alone: switching modes never re-runs
+    # a stage or pays twice for a reply).
+    mode: Literal["sync", "batch"] = Field(
+        "sync",
+        description="sync: one HTTP request per reply; batch: OpenAI's Batch API (the "
+        "requests go up as a JSONL file, answered within batch_completion_window at about "
+        "half the price; resumable by batch id after a crash).",
+        json_schema_extra={"fingerprint": "never"},
+    )
+    batch_poll_s: float = Field(
+        30.0,
+        ge=0,
+        description="Batch mode: seconds between two status checks of a running batch.",
+        json_schema_extra={"fingerprint": "never"},
+    )
+    batch_completion_window: str = Field(
+        "24h",
+        min_length=1,
+        description="Batch mode: the completion window asked for (OpenAI accepts 24h).",
+        json_schema_extra={"fingerprint": "never"},
+    )
+    batch_max_requests: int = Field(
+        50_000,
+        gt=0,
+        description="Batch mode: requests per batch at most (OpenAI's limit per input file: "
+        "50,000); more are split into several batches.",
+        json_schema_extra={"fingerprint": "never"},
+    )
+    batch_max_wait_s: float | None = Field(
+        None,
+        ge=0,
+        description="Batch mode: stop waiting after this many seconds (null: until the "
+        "batches end). The batches keep running at the provider; the same command later "
+        "picks them up by id (0: submit and exit).",
+        json_schema_extra={"fingerprint": "never"},
+    )
+
+    @property
+    def items_per_call(self) -> int | None:
+        """Batch mode wants large calls (one Batch API job per call): the generate stage
+        hands a strategy with independent batches this many items at once instead of
+        ``flush_every`` (resume needs no small shards: the batch ids are kept)."""
+        return self.batch_max_requests if self.mode == "batch" else None
+
     @field_validator("api_key_env")
     @classmethod
     def _looks_like_a_name(cls, value: str | None) -> str | None:
@@ -406,9 +451,41 @@ class EdgeCasesConfig(StrictModel):
         return value
 
 
+BATCH_DISCOUNT = 0.5  # OpenAI's Batch API: half the listed price
+
+
 class Price(StrictModel):
     input_per_1m: float = Field(ge=0, description="USD per million prompt tokens.")
     output_per_1m: float = Field(ge=0, description="USD per million completion tokens.")
+    batch_input_per_1m: float | None = Field(
+        None,
+        ge=0,
+        description="USD per million prompt tokens through the Batch API (default: half of "
+        "input_per_1m).",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+    batch_output_per_1m: float | None = Field(
+        None,
+        ge=0,
+        description="USD per million completion tokens through the Batch API (default: half "
+        "of output_per_1m).",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+
+    def batch(self) -> Price:
+        """The price of the Batch API: the recipe's batch prices, else half the listed."""
+        return Price(
+            input_per_1m=(
+                self.batch_input_per_1m
+                if self.batch_input_per_1m is not None
+                else self.input_per_1m * BATCH_DISCOUNT
+            ),
+            output_per_1m=(
+                self.batch_output_per_1m
+                if self.batch_output_per_1m is not None
+                else self.output_per_1m * BATCH_DISCOUNT
+            ),
+        )
 
 
 class GenerateConfig(StrictModel):

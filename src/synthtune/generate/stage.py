@@ -171,7 +171,15 @@ class GenerateStage:
         if existing:
             ctx.log(f"generate: resuming, {len(existing)} of {len(items)} items already done")
         cache = None if ctx.no_cache else ResponseCache(store.root / "cache" / "generate.sqlite")
-        engine = GenerationEngine(recipe.generation, ctx.resolve_model, cache, spent_so_far(flat))
+        engine = GenerationEngine(
+            recipe.generation,
+            ctx.resolve_model,
+            cache,
+            spent_so_far(flat),
+            # where a backend keeps state across runs (the Batch API mode's batch ids)
+            state_dir=store.stage_dir(self.name) / "backend-state",
+            log=ctx.log,
+        )
         try:
             self._run_items(ctx, strategy, engine, todo)
         finally:
@@ -195,6 +203,11 @@ class GenerateStage:
         todo: list[WorkItem],
     ) -> None:
         size = ctx.recipe.generation.flush_every
+        if getattr(strategy, "independent_batches", False):
+            # a backend that wants large calls (the Batch API: one job per call) gets them;
+            # its own state, not small shards, makes it resumable
+            wanted = getattr(ctx.recipe.generation.backend, "items_per_call", None)
+            size = max(size, wanted or 0)
         with ctx.progress("generate", len(todo)) as bar:
             engine.listeners.append(
                 lambda u: bar.note(
@@ -202,6 +215,7 @@ class GenerateStage:
                     f"cached {u.cached} ${u.cost_usd:.4f}"
                 )
             )
+            engine.status_listeners.append(bar.note)  # e.g. a batch's status while polled
             batches = [todo[start : start + size] for start in range(0, len(todo), size)]
             # A strategy whose batches are independent (template-fill) runs the next batch
             # while this one finishes: the requests of both share the backend's one limit, so

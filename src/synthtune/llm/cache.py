@@ -37,6 +37,19 @@ OPERATIONAL = frozenset(
 )
 
 
+def backend_dump(config: Any) -> dict[str, Any]:
+    """A backend section as the cache key reads it: its JSON dump without the execution
+    knobs marked ``{"fingerprint": "never"}`` (the openai backend's Batch API ``mode`` and
+    ``batch_*`` fields), which change how requests travel, not what comes back; added after
+    caches existed, they must not move any key."""
+    dump: dict[str, Any] = config.model_dump(mode="json")
+    for name, info in type(config).model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("fingerprint") == "never":
+            dump.pop(info.alias or name, None)
+    return dump
+
+
 def cache_key(backend: dict[str, Any], messages: list[dict[str, str]], sample: int) -> str:
     decisive = {k: v for k, v in backend.items() if k not in OPERATIONAL}
     return content_hash({"backend": decisive, "messages": messages, "sample": sample}, 32)

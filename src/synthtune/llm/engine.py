@@ -14,17 +14,19 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from synthtune.config import GenerateConfig, Price
 from synthtune.errors import SynthtuneError
 from synthtune.llm.backends.base import (
     Backend,
+    BackendContext,
     GenerationRequest,
     GenerationResult,
     create_backend,
 )
-from synthtune.llm.cache import ResponseCache, cache_key
+from synthtune.llm.cache import ResponseCache, backend_dump, cache_key
 
 
 class BudgetExhausted(SynthtuneError):
@@ -75,6 +77,21 @@ def cost_of(price: Price | None, tokens_in: int, tokens_out: int) -> float:
     return (tokens_in * price.input_per_1m + tokens_out * price.output_per_1m) / 1e6
 
 
+def batch_mode(config: GenerateConfig) -> bool:
+    """The backend sends through a batch API (the openai backend's ``mode: batch``)."""
+    return getattr(config.backend, "mode", None) == "batch"
+
+
+def price_of(config: GenerateConfig, batch: bool | None = None) -> Price | None:
+    """The price of the backend's model from ``generate.prices``; the Batch API price in
+    batch mode (``batch``: None = the backend's mode), see ``Price.batch``."""
+    model = str(getattr(config.backend, "model", config.backend.type))
+    price = config.prices.get(model)
+    if price is not None and (batch_mode(config) if batch is None else batch):
+        return price.batch()
+    return price
+
+
 class GenerationEngine:
     def __init__(
         self,
@@ -82,16 +99,22 @@ class GenerationEngine:
         resolve_model: Callable[[str], str],
         cache: ResponseCache | None,
         spent: Usage | None = None,
+        state_dir: Path | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.resolve_model = resolve_model
         self.cache = cache
         self.usage = spent or Usage()
-        self._backend_dump = config.backend.model_dump(mode="json")
-        model = getattr(config.backend, "model", config.backend.type)
-        self.price = config.prices.get(model)
+        self._backend_dump = backend_dump(config.backend)
+        self.price = price_of(config)
         self._backend: Backend | None = None
         self.listeners: list[Callable[[Usage], None]] = []
+        # a backend's status while it waits (a batch being polled): the progress bar's note
+        self.status_listeners: list[Callable[[str], None]] = []
+        self._context = BackendContext(
+            state_dir=state_dir, log=log or (lambda text: None), status=self._status
+        )
         # the generate stage may call from two batch threads: a backend without
         # ``concurrent_calls`` (a local model) is called by one at a time, and the usage is
         # counted under a lock
@@ -110,8 +133,16 @@ class GenerationEngine:
     def backend(self) -> Backend:
         with self._create_lock:
             if self._backend is None:
-                self._backend = create_backend(self.config.backend, self.resolve_model)
+                backend = create_backend(self.config.backend, self.resolve_model)
+                bind = getattr(backend, "bind", None)
+                if bind is not None:
+                    bind(self._context)
+                self._backend = backend
         return self._backend
+
+    def _status(self, text: str) -> None:
+        for listener in self.status_listeners:
+            listener(text)
 
     def _send(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         backend = self.backend()

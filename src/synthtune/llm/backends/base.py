@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from synthtune import plugins
@@ -32,6 +33,23 @@ class GenerationResult:
     retry_reasons: tuple[str, ...] = ()  # why each retry happened (HTTP 429, timeout, ...)
     cached: bool = False
     cost_usd: float = 0.0
+
+
+def _silent(text: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What the engine lends a backend that keeps state across runs or waits a long time
+    (the openai backend's Batch API mode); such a backend has ``bind(context)``, called once
+    after it is created. ``state_dir``: a folder in the stage's directory that survives a
+    crash (None: nowhere to keep state, e.g. the quality judge); ``log``: a line the user
+    must see (a batch id); ``status``: the progress bar's note while waiting."""
+
+    state_dir: Path | None = None
+    log: Callable[[str], None] = _silent
+    status: Callable[[str], None] = _silent
 
 
 class Backend(Protocol):

@@ -361,7 +361,11 @@ def read_api_key(config: OpenAIBackendConfig) -> str | None:
     return key
 
 
-def _create(config: Any, resolve_model: Callable[[str], str]) -> OpenAIBackend:
+def _create(config: Any, resolve_model: Callable[[str], str]) -> Any:
+    if config.mode == "batch":  # the Batch API (llm/backends/openai_batch.py)
+        from synthtune.llm.backends.openai_batch import OpenAIBatchBackend
+
+        return OpenAIBatchBackend(config, read_api_key(config))
     return OpenAIBackend(config, read_api_key(config))
 
 
