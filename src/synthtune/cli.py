@@ -100,6 +100,12 @@ def _print_usage(result: Any) -> None:
         if reasons:
             shown = ", ".join(f"{why} x{n}" for why, n in reasons.items())
             out.print(f"generate: retries by cause: {shown}", soft_wrap=True)
+        if usage.get("pauses"):
+            out.print(
+                f"generate: server refusing: paused {usage['pauses']} time(s), "
+                f"{usage['paused_s']:g} s in all",
+                soft_wrap=True,
+            )
 
 
 def _print_funnel(result: Any) -> None:

@@ -233,7 +233,66 @@ class OpenAIBackendConfig(SectionConfig):
     max_tpm: int | None = Field(
         None, gt=0, description="Tokens per minute at most (prompt estimate + max_tokens)."
     )
-
+    # Overload handling and timeouts: execution knobs added after runs existed. At their
+    # defaults they are absent from the fingerprint ("when_set"), and the response cache key
+    # ignores them (llm/cache.py OPERATIONAL): tuning them never pays twice for a reply.
+    connect_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds to open a connection (default: timeout_s).",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+    read_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds to wait for the next bytes of a reply (default: timeout_s).",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+    pool_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds to wait for a free pooled connection (default: timeout_s).",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+    latency_tolerance: float | None = Field(
+        2.0,
+        gt=1,
+        description="Shrink the concurrency limit when a window's median latency exceeds "
+        "this many times the no-load latency (the lowest window median); null: latency is "
+        "no overload signal.",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+    server_metrics: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: read the server's Prometheus /metrics (vLLM's waiting queue) about "
+        "once a second, off silently when the server has none; off: never.",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+    breaker_failures: int = Field(
+        16,
+        ge=0,
+        description="Overload failures in a row, across requests, that pause every request "
+        "(circuit breaker); 0: never pause.",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+    breaker_cooldown_s: float = Field(
+        1.0,
+        gt=0,
+        description="First pause of the breaker; doubles while the server keeps refusing.",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+    breaker_max_cooldown_s: float = Field(
+        60.0,
+        gt=0,
+        description="Longest single pause of the breaker.",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+    max_pause_s: float = Field(
+        600.0,
+        gt=0,
+        description="Paused this long in one outage, requests fail with 'server unavailable'.",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
     # Batch API mode. Execution knobs (the same model answers the same requests, so they
     # leave the fingerprint and the response cache key alone: switching modes never re-runs
     # a stage or pays twice for a reply).

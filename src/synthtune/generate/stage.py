@@ -217,20 +217,25 @@ class GenerateStage:
             )
             engine.status_listeners.append(bar.note)  # e.g. a batch's status while polled
             batches = [todo[start : start + size] for start in range(0, len(todo), size)]
-            # A strategy whose batches are independent (template-fill) runs the next batch
-            # while this one finishes: the requests of both share the backend's one limit, so
-            # flush_every (resume granularity) no longer caps concurrency with a tail of
+            # A strategy whose batches are independent (template-fill) runs the next batches
+            # while this one finishes: the requests of all share the backend's one limit, so
+            # flush_every (resume granularity) caps neither concurrency nor leaves a tail of
             # stragglers per shard. Shards are still written in order, one batch each.
             if not getattr(strategy, "independent_batches", False):
                 for batch in batches:  # in this thread: Ctrl-C stops a local model at once
                     self._write(ctx, engine, batch, strategy.run(batch, engine))
                     bar(len(batch))
                 return
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="generate") as pool:
+            # Enough batches run at once to keep the backend's `concurrency` requests in flight
+            # (at least two): flush_every sets the shard size only, never the concurrency
+            # (concurrency 256 with flush_every 64: five batches, 320 requests queued).
+            concurrency = int(getattr(ctx.recipe.generation.backend, "concurrency", 0) or 0)
+            ahead = min(64, max(2, -(-concurrency // size) + 1))
+            with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="generate") as pool:
                 running: deque[tuple[list[WorkItem], Future[list[list[Output]]]]] = deque()
                 for batch in batches:
                     running.append((batch, pool.submit(strategy.run, batch, engine)))
-                    while len(running) >= 2 or (running and batch is batches[-1]):
+                    while len(running) >= ahead or (running and batch is batches[-1]):
                         done, future = running.popleft()
                         self._write(ctx, engine, done, future.result())
                         bar(len(done))

@@ -46,6 +46,8 @@ class Usage:
     cost_usd: float = 0.0
     by_template: dict[str, int] = field(default_factory=dict)
     retry_reasons: Counter[str] = field(default_factory=Counter)
+    pauses: int = 0  # outages the backend paused every request for (circuit breaker)
+    paused_s: float = 0.0
 
     def add(self, result: GenerationResult) -> None:
         self.requests += 1
@@ -65,6 +67,8 @@ class Usage:
             "failed": self.failed,
             "retried": self.retried,
             "retry_reasons": dict(self.retry_reasons.most_common()),
+            "pauses": self.pauses,
+            "paused_s": round(self.paused_s, 1),
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "cost_usd": round(self.cost_usd, 6),
@@ -146,13 +150,25 @@ class GenerationEngine:
 
     def _send(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         backend = self.backend()
-        if getattr(backend, "concurrent_calls", False):
-            return backend.generate(requests)
-        with self._call_lock:
-            return backend.generate(requests)
+        try:
+            if getattr(backend, "concurrent_calls", False):
+                return backend.generate(requests)
+            with self._call_lock:
+                return backend.generate(requests)
+        finally:
+            self._count_pauses()
+
+    def _count_pauses(self) -> None:
+        """The backend's pauses (the openai backend's circuit breaker) into the usage."""
+        stats = getattr(self._backend, "pause_stats", None)
+        if stats is not None:
+            pauses, seconds = stats()
+            with self._usage_lock:
+                self.usage.pauses, self.usage.paused_s = pauses, seconds
 
     def close(self) -> None:
         """Release the backend's connections (backends with a ``close``)."""
+        self._count_pauses()
         close = getattr(self._backend, "close", None)
         if close is not None:
             close()

@@ -6,7 +6,9 @@ for ``slow_s`` seconds, ``malformed`` and ``empty`` always answer broken JSON or
 ``truncated:1`` truncates the first reply, ``leak:401`` / ``leak:200`` echo the caller's
 Authorization header in an error body and header / in the reply. Anything else gets
 ``echo: <prompt>`` after ``latency_s``. Every attempt is logged with its arrival time and
-headers.
+headers. ``refuse_s``: every request answers 503 for that long after the server starts (a
+server restarting); ``metrics``: a function of the server giving its Prometheus ``/metrics``
+page (404 without); ``in_flight`` / ``max_in_flight`` count requests being answered.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,13 +37,21 @@ class FakeOpenAI:
     latency_s: float = 0.0
     slow_s: float = 2.0
     retry_after_s: float = 0.2
+    refuse_s: float = 0.0
+    metrics: Callable[[FakeOpenAI], str] | None = None
+    port: int = 0
     attempts: list[Attempt] = field(default_factory=list)
+    metric_reads: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    started_at: float = 0.0
     _counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> str:
         handler = _handler(self)
-        self.server = _Server(("127.0.0.1", 0), handler)
+        self.server = _Server(("127.0.0.1", self.port), handler)
+        self.started_at = time.monotonic()
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -60,10 +71,24 @@ class FakeOpenAI:
         with self._lock:
             self._counts[prompt] += 1
             n = self._counts[prompt]
-        status, headers, body = self._behaviour(prompt, n, authorization or "")
-        with self._lock:
-            self.attempts.append(Attempt(prompt, time.monotonic(), status, authorization))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        status = 500
+        try:
+            if time.monotonic() - self.started_at < self.refuse_s:
+                status, headers, body = 503, {}, b'{"error": {"message": "restarting"}}'
+            else:
+                status, headers, body = self._behaviour(prompt, n, authorization or "")
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.attempts.append(Attempt(prompt, time.monotonic(), status, authorization))
         return status, headers, body
+
+    def metrics_page(self) -> str | None:
+        with self._lock:
+            self.metric_reads += 1
+        return None if self.metrics is None else self.metrics(self)
 
     def _behaviour(
         self, prompt: str, n: int, authorization: str = ""
@@ -120,6 +145,15 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             return
+
+        def do_GET(self) -> None:
+            page = fake.metrics_page() if self.path == "/metrics" else None
+            body = (page or "not found").encode()
+            self.send_response(200 if page is not None else 404)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
