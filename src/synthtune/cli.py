@@ -108,6 +108,23 @@ def _print_usage(result: Any) -> None:
             )
 
 
+def _print_training(result: Any) -> None:
+    train = next((o for o in result.outcomes if o.name == "train"), None)
+    s = train.summary if train and train.status == "ran" else {}
+    if not s.get("tokens_per_second"):
+        return
+    line = (
+        f"train: {s['steps']} steps, {s['tokens_per_second']:,.0f} tokens/s, "
+        f"{s['samples_per_second']:,.1f} samples/s over {s['train_seconds']:.1f} s of steps"
+    )
+    if "mfu" in s:
+        line += (
+            f", MFU {s['mfu']:.0%} of this machine's fp32 matmul peak "
+            f"({s['matmul_peak_gflops']:,.0f} GFLOP/s)"
+        )
+    out.print(line, soft_wrap=True)
+
+
 def _print_funnel(result: Any) -> None:
     quality = next((o for o in result.outcomes if o.name == "quality"), None)
     funnel = quality.summary.get("funnel") if quality else None
@@ -164,6 +181,7 @@ def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
         raise _fail(exc) from None
     out.print(_summary_table(result))
     _print_usage(result)
+    _print_training(result)
     _print_funnel(result)
     _print_reasons(result)
     if all(o.status == "skipped" for o in result.outcomes):

@@ -102,6 +102,7 @@ def test_meter_times_training_steps_only_and_totals_survive_a_resume(tmp_path: P
     assert (first.train_seconds, first.wall_seconds, first.tokens) == (2.0, 20.0, 16)
     assert first.report()["train_loss"] == pytest.approx(0.75)
     assert first.report()["tokens_per_second"] == 8.0  # over training steps, not 20 s
+    assert first.samples == 4 and first.report()["samples_per_second"] == 2.0
     saved = json.loads((tmp_path / "checkpoint-2" / TOTALS_FILE).read_text())
     assert saved["tokens"] == 16 and saved["parts"] == 1
 
@@ -109,9 +110,11 @@ def test_meter_times_training_steps_only_and_totals_survive_a_resume(tmp_path: P
     resumed.resume_from(str(tmp_path / "checkpoint-2"))
     resumed.on_step_begin(args, state, None)
     clock.now += 2.0
-    resumed.add(torch.tensor(2.0), {"input_ids": torch.ones(1, 4)})  # packed: no mask
+    packed = {"input_ids": torch.ones(1, 4), "position_ids": torch.tensor([[0, 1, 0, 1]])}
+    resumed.add(torch.tensor(2.0), packed)  # one packed row: no mask, two examples
     resumed.on_step_end(args, state, None)
     total = resumed.totals(3).report()
     assert total["parts"] == 2 and total["tokens"] == 20 and total["train_seconds"] == 4.0
+    assert total["samples"] == 6
     assert total["train_loss"] == pytest.approx((0.5 + 1.0 + 2.0) / 3)
     assert total["seconds"] == pytest.approx(22.0)

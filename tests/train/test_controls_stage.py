@@ -69,6 +69,11 @@ def test_evaluation_off_needs_no_validation_split(tiny_model_dir: Path, tmp_path
     assert "eval_strategy is no" in metrics["early_stop"]["reason"]
     assert metrics["tokens"] > 0 and metrics["tokens_per_second"] > 0
     assert 0 < metrics["train_seconds"] <= metrics["seconds"]
+    assert metrics["samples"] == 6 * 4  # six steps of batch 4
+    # MFU: FLOPs per token x tokens/s over the steps, against the matmul peak measured now
+    expected = metrics["flops_per_token"] * metrics["tokens_per_second"]
+    assert metrics["mfu"] == pytest.approx(expected / metrics["matmul_peak_gflops"] / 1e9, abs=6e-4)
+    assert 0 < metrics["mfu"] < 1.5 and metrics["matmul_peak_gflops"] > 1
     assert "train: 6 steps" in log and "eval no" in log  # the resolved values are logged
     assert "train: 6/6 (100%)" in log  # a plain progress line (this console is no terminal)
 

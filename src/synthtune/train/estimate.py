@@ -28,15 +28,44 @@ from typing import Any
 from synthtune.config import TrainConfig
 
 
-def matmul_peak_gflops(size: int = 1024, repeats: int = 10) -> float:
+def matmul_peak_gflops(size: int = 1024, repeats: int = 10, trials: int = 1) -> float:
+    """fp32 GFLOP/s of a square matmul on this machine (the best of ``trials``)."""
     import torch
 
     a, b = torch.randn(size, size), torch.randn(size, size)
     torch.matmul(a, b)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        torch.matmul(a, b)
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+    best = 0.0
+    for _ in range(trials):
+        started = time.perf_counter()
+        for _ in range(repeats):
+            torch.matmul(a, b)
+        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def flops_per_token(model: Any) -> int:
+    """Model FLOPs per trained token: ``6 * P`` when every parameter trains, ``4 * P + 2 * T``
+    with frozen base weights (module docstring), P counting tied weights once."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return 6 * total if trainable == total else 4 * total + 2 * trainable
+
+
+def utilisation(model: Any, tokens_per_second: float | None) -> dict[str, Any]:
+    """Model-FLOPs utilisation of a training run: FLOPs per token x tokens/s over the
+    training steps, against this machine's fp32 matmul peak measured now (best of three;
+    on a GPU the figures describe the CPU and are left out)."""
+    import torch
+
+    if not tokens_per_second or torch.cuda.is_available():
+        return {}
+    per_token = flops_per_token(model)
+    peak = matmul_peak_gflops(trials=3)
+    return {
+        "flops_per_token": per_token,
+        "matmul_peak_gflops": round(peak, 1),
+        "mfu": round(per_token * tokens_per_second / (peak * 1e9), 3),
+    }
 
 
 def count_trainable(config: Any, cfg: TrainConfig) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from synthtune.errors import RecipeError, StageError
 from synthtune.models import seed_everything
 from synthtune.plugins import TASKS
 from synthtune.train.data import EDGE_FLAG, LOSS_WEIGHT
+from synthtune.train.estimate import utilisation
 from synthtune.train.methods import METHODS
 from synthtune.train.param_groups import apply_freezing, group_table, param_groups
 from synthtune.train.schedule import Schedule, resolve_schedule
@@ -323,6 +324,8 @@ class TrainStage:
         tokenizer.save_pretrained(out_dir / "adapter")
         state = trainer.state
         totals = trainer.meter.totals(state.global_step).report()
+        if task.token_flops:
+            totals.update(utilisation(model, totals["tokens_per_second"]))
         evals = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
         early_stop = (
             stopper.result()
@@ -361,4 +364,6 @@ class TrainStage:
             "best_eval_loss": min(evals) if evals else None,
             "early_stopped": early_stop["stopped"],
             "trainable_parameters": sum(g["parameters"] for g in groups if g["group"] != "frozen"),
+            **{k: totals[k] for k in ("tokens_per_second", "samples_per_second", "train_seconds")},
+            **{k: totals[k] for k in ("mfu", "matmul_peak_gflops") if k in totals},
         }

@@ -56,7 +56,8 @@ class TaskSpec:
     ``train.lm_format: text``); ``prompt_noise`` trains through the prompt-noise dataset
     (``train.augment``, re-drawn each epoch); ``packed_collator`` is used for ``batching:
     packed`` (None: the task's collator); ``adversarial`` false refuses ``train.adversarial``
-    (FGM/PGD perturb token embeddings).
+    (FGM/PGD perturb token embeddings); ``token_flops`` false leaves MFU out of the train
+    metrics (a model whose compute is not per text token, e.g. CLIP's image tower).
     Later stages: ``suite_kind`` is the ``Suite.task`` of the evaluation suites that measure
     this task's models; ``eval_variants(ctx, labels)`` returns ``(model variants, quantized
     note)`` for the evaluate stage; ``export(ctx, test_records, train_metrics)`` writes the
@@ -74,6 +75,7 @@ class TaskSpec:
     prompt_noise: bool = False
     packed_collator: type[NoisyCollator] | None = None
     adversarial: bool = True
+    token_flops: bool = True
     suite_kind: str = "causal"
     eval_variants: EvalVariants | None = None
     export: ExportModel | None = None

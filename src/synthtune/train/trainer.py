@@ -270,18 +270,31 @@ class RunTotals:
     loss_sum: float = 0.0
     steps: int = 0
     parts: int = 0
+    samples: int = 0
 
     def report(self) -> dict[str, Any]:
+        seconds = self.train_seconds
         return {
             "train_loss": self.loss_sum / self.steps if self.steps else None,
             "seconds": round(self.wall_seconds, 2),
             "train_seconds": round(self.train_seconds, 2),
             "tokens": self.tokens,
-            "tokens_per_second": (
-                round(self.tokens / self.train_seconds, 1) if self.train_seconds else None
-            ),
+            "samples": self.samples,
+            "tokens_per_second": round(self.tokens / seconds, 1) if seconds else None,
+            "samples_per_second": round(self.samples / seconds, 2) if seconds else None,
             "parts": self.parts,
         }
+
+
+def examples_in(inputs: dict[str, Any]) -> Any:
+    """Examples in a batch: its rows, or for one packed row the sequences in it (each starts
+    at position 0)."""
+    positions = inputs.get("position_ids")
+    ids = inputs.get("input_ids")
+    if positions is not None and ids is not None and ids.shape[0] == 1:
+        return (positions == 0).sum()
+    rows = ids if ids is not None else inputs.get("pixel_values")
+    return rows.shape[0] if rows is not None else 0
 
 
 class TrainMeter(TrainerCallback):
@@ -296,8 +309,10 @@ class TrainMeter(TrainerCallback):
         self.seconds = 0.0
         self._began: float | None = None
         self._tokens: Any = 0
+        self._samples: Any = 0
         self._loss: Any = 0.0
         self._reduced_tokens = 0.0  # summed over processes (DDP), see _gather
+        self._reduced_samples = 0.0
         self._reduced_loss = 0.0
 
     def resume_from(self, checkpoint: str | None) -> None:
@@ -313,6 +328,7 @@ class TrainMeter(TrainerCallback):
         ids = inputs.get("input_ids")
         tokens = mask.sum() if mask is not None else ids.numel() if ids is not None else 0
         self._tokens = self._tokens + tokens
+        self._samples = self._samples + examples_in(inputs)
         self._loss = self._loss + loss.detach()
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -334,14 +350,15 @@ class TrainMeter(TrainerCallback):
             return
         pending = torch.stack(
             [
-                torch.as_tensor(self._tokens, dtype=torch.float64).reshape(()),
-                torch.as_tensor(self._loss, dtype=torch.float64).reshape(()),
+                torch.as_tensor(value, dtype=torch.float64).reshape(())
+                for value in (self._tokens, self._loss, self._samples)
             ]
         )
         dist.all_reduce(pending)
         self._reduced_tokens += float(pending[0])
         self._reduced_loss += float(pending[1]) / dist.get_world_size()
-        self._tokens, self._loss = 0, 0.0
+        self._reduced_samples += float(pending[2])
+        self._tokens, self._loss, self._samples = 0, 0.0, 0
 
     def totals(self, global_step: int) -> RunTotals:
         """Totals over every part, up to ``global_step``."""
@@ -352,6 +369,7 @@ class TrainMeter(TrainerCallback):
             loss_sum=self.prior.loss_sum + self._reduced_loss + float(self._loss),
             steps=global_step,
             parts=self.prior.parts + 1,
+            samples=self.prior.samples + int(self._reduced_samples + float(self._samples)),
         )
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -97,6 +97,7 @@ plugins.register_task(
         heads=("classifier",),
         preprocess=argmax_logits,
         adversarial=False,  # FGM/PGD perturb token embeddings; a CLIP classifier reads pixels
+        token_flops=False,  # the image tower's compute is per image, not per text token
         suite_kind="images",
         eval_variants=_variants,
         export=_export,
