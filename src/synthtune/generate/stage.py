@@ -229,8 +229,13 @@ class GenerateStage:
             # Enough batches run at once to keep the backend's `concurrency` requests in flight
             # (at least two): flush_every sets the shard size only, never the concurrency
             # (concurrency 256 with flush_every 64: five batches, 320 requests queued).
-            concurrency = int(getattr(ctx.recipe.generation.backend, "concurrency", 0) or 0)
+            # With a budget or token cap, two: the budget is checked before each batch is
+            # sent, so every batch in flight may overshoot it (by flush_every requests each).
+            gen = ctx.recipe.generation
+            concurrency = int(getattr(gen.backend, "concurrency", 0) or 0)
             ahead = min(64, max(2, -(-concurrency // size) + 1))
+            if gen.budget_usd is not None or gen.max_total_tokens is not None:
+                ahead = 2
             with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="generate") as pool:
                 running: deque[tuple[list[WorkItem], Future[list[list[Output]]]]] = deque()
                 for batch in batches:

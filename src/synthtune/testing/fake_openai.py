@@ -76,7 +76,11 @@ class FakeOpenAI:
         status = 500
         try:
             if time.monotonic() - self.started_at < self.refuse_s:
-                status, headers, body = 503, {}, b'{"error": {"message": "restarting"}}'
+                status, headers, body = (
+                    503,
+                    dict[str, str](),
+                    b'{"error": {"message": "restarting"}}',
+                )
             else:
                 status, headers, body = self._behaviour(prompt, n, authorization or "")
         finally:
