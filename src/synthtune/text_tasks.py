@@ -66,6 +66,7 @@ plugins.register_task(
         prepare=_lm_format,
         prompt_noise=True,
         packed_collator=PackedCollator,
+        learned_logits=True,
         suite_kind="causal",
         eval_variants=_causal_variants,
         export=_export_causal,

@@ -170,6 +170,13 @@ class PromptNoiseDataset(Dataset[dict[str, Any]]):
             self._clean[index] = self.encode(record)
         return self._clean[index]
 
+    def encode_all(self) -> None:
+        """Encode every record's clean form now: grouped batching reads every example's
+        length before the first step, and tokenising there would count as training time."""
+        for index in range(len(self.records)):
+            if index not in self._clean:
+                self._clean[index] = self.encode(self.records[index])
+
     def _noisy(self, record: Record, rng: random.Random) -> Record:
         messages = [
             Message(role=m.role, content=perturb_text(m.content, rng, self.rate, self.weights))

@@ -150,6 +150,9 @@ class TrainStage:
         model, tokenizer = TASKS.get(cfg.task).load(base_path, setup)
         model.train()
         model = method.prepare(model, cfg)
+        from synthtune.train.fast_ops import use_fast_dropout
+
+        use_fast_dropout(model)  # LoRA dropout masks from numpy on the CPU (fast_ops)
         apply_freezing(model, cfg)
         groups = group_table(model, cfg)
         self._print_groups(ctx, groups)
@@ -212,6 +215,8 @@ class TrainStage:
             if task.prompt_noise
             else [encode(r) for r in train_records]
         )
+        if isinstance(train, PromptNoiseDataset):
+            train.encode_all()
         val = self._val(ctx)
         if task.prepare is not None:
             val = task.prepare(val, cfg)
@@ -289,6 +294,7 @@ class TrainStage:
                 *self.callbacks(ctx),
             ],
             adversarial=cfg.adversarial,
+            learned_logits=task.learned_logits,
             compute_metrics=task.metrics if evaluating else None,
             preprocess_logits_for_metrics=task.preprocess if evaluating else None,
         )

@@ -57,7 +57,9 @@ class TaskSpec:
     (``train.augment``, re-drawn each epoch); ``packed_collator`` is used for ``batching:
     packed`` (None: the task's collator); ``adversarial`` false refuses ``train.adversarial``
     (FGM/PGD perturb token embeddings); ``token_flops`` false leaves MFU out of the train
-    metrics (a model whose compute is not per text token, e.g. CLIP's image tower).
+    metrics (a model whose compute is not per text token, e.g. CLIP's image tower);
+    ``learned_logits``: a causal LM whose training loss needs the LM head only at positions
+    whose next token is learned (``fast_ops.learned_positions_loss``).
     Later stages: ``suite_kind`` is the ``Suite.task`` of the evaluation suites that measure
     this task's models; ``eval_variants(ctx, labels)`` returns ``(model variants, quantized
     note)`` for the evaluate stage; ``export(ctx, test_records, train_metrics)`` writes the
@@ -76,6 +78,7 @@ class TaskSpec:
     packed_collator: type[NoisyCollator] | None = None
     adversarial: bool = True
     token_flops: bool = True
+    learned_logits: bool = False
     suite_kind: str = "causal"
     eval_variants: EvalVariants | None = None
     export: ExportModel | None = None
