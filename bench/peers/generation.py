@@ -9,10 +9,11 @@ virtualenv exists (``distilabel_gen.sh`` builds it), runs distilabel on the same
 turn. It prints one JSON line per run and the ratios. Run it on a quiet machine.
 
 Measured here (2 cores, quiet, 3 runs in turns, 200 requests, 0.2 s latency; median process
-wall time): distilabel 8.48 s (32-39 gen/s on its run); synthtune at defaults 4.39 s = 1.93x
-(53-74 gen/s on the run; it was 13-14 s before the lazy imports, 7.97 s and 31 gen/s before the
-adaptive limit, the overlapped batches and the lazy report plots), tuned (flush_every 200)
-3.35 s = 2.53x (81-89 gen/s). The ratio moves by about +-0.3x between sittings.
+wall time), 2026-12-04: distilabel 10.07 s (8.63-10.46 s, 29-35 gen/s on its run); synthtune
+at defaults 4.22 s = 2.39x (3.63-4.43 s, 75-83 gen/s on the run), tuned (flush_every 200)
+4.24 s = 2.38x. Before: 13-14 s before the lazy imports, 7.97 s and 31 gen/s before the
+adaptive limit, 4.39 s (1.93x) with two batches in flight, now five at the defaults.
+The ratio moves by about +-0.3x between sittings.
 
     python bench/peers/generation.py [--repeats 3] [--n 200]
 """
