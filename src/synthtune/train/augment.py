@@ -166,16 +166,18 @@ class PromptNoiseDataset(Dataset[dict[str, Any]]):
             rng = _rng(self.seed, self.epoch, index)
             if rng.random() < self.noise_prob:
                 return self.encode(self._noisy(record, rng))
+        return self._clean_encoding(index)
+
+    def _clean_encoding(self, index: int) -> dict[str, Any]:
         if index not in self._clean:
-            self._clean[index] = self.encode(record)
+            self._clean[index] = self.encode(self.records[index])
         return self._clean[index]
 
     def encode_all(self) -> None:
         """Encode every record's clean form now: grouped batching reads every example's
         length before the first step, and tokenising there would count as training time."""
         for index in range(len(self.records)):
-            if index not in self._clean:
-                self._clean[index] = self.encode(self.records[index])
+            self._clean_encoding(index)
 
     def _noisy(self, record: Record, rng: random.Random) -> Record:
         messages = [

@@ -138,9 +138,12 @@ class SynthtuneTrainer(Trainer):
         step size of a batch that happens to hold many synthetic rows."""
         weights = inputs.get(LOSS_WEIGHT)
         inputs = {k: v for k, v in inputs.items() if k != LOSS_WEIGHT}
-        if weights is None and self._learned_only(model, inputs):
-            return self._learned_positions_loss(model, inputs, return_outputs, num_items_in_batch)
         if weights is None:
+            head = self._learned_head(model, inputs)
+            if head is not None:
+                return self._learned_positions_loss(
+                    model, head, inputs, return_outputs, num_items_in_batch
+                )
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
@@ -158,28 +161,29 @@ class SynthtuneTrainer(Trainer):
                 loss = loss / max(1, self.accelerator.num_processes)
         return (loss, outputs) if return_outputs else loss
 
-    def _learned_only(self, model: Any, inputs: dict[str, Any]) -> bool:
-        """Whether this training batch takes the LM head at the learned positions only
-        (``learned_logits``; not under label smoothing or a custom loss function)."""
+    def _learned_head(self, model: Any, inputs: dict[str, Any]) -> Any:
+        """The LM head (output embeddings) when this training batch takes it at the learned
+        positions only (``learned_logits``; not under label smoothing or a custom loss
+        function), else None."""
         labels = inputs.get("labels")
-        return (
+        if not (
             self.learned_logits
             and model.training
             and isinstance(labels, torch.Tensor)
             and labels.dim() == 2
             and self.label_smoother is None
             and self.compute_loss_func is None
-            and self.accelerator.unwrap_model(model).get_output_embeddings() is not None
-        )
+        ):
+            return None
+        return self.accelerator.unwrap_model(model).get_output_embeddings()
 
     def _learned_positions_loss(
-        self, model: Any, inputs: dict[str, Any], return_outputs: bool, num_items: Any
+        self, model: Any, head: Any, inputs: dict[str, Any], return_outputs: bool, num_items: Any
     ) -> Any:
         """The model's own causal-LM loss, with the LM head run only where a label is learned
         (``fast_ops.learned_positions_loss``), scaled as ``Trainer.compute_loss`` scales it."""
         from synthtune.train.fast_ops import learned_positions_loss
 
-        head = self.accelerator.unwrap_model(model).get_output_embeddings()
         scaled = bool(self.model_accepts_loss_kwargs and num_items is not None)
         loss, outputs = learned_positions_loss(model, head, inputs, num_items, scaled)
         if scaled and self.args.average_tokens_across_devices:
