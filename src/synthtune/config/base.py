@@ -13,6 +13,7 @@ from pydantic import (
     GetJsonSchemaHandler,
     ValidationInfo,
 )
+from pydantic.fields import FieldInfo
 from pydantic.functional_validators import AfterValidator
 from pydantic_core import core_schema
 
@@ -50,6 +51,13 @@ def fingerprint_dump(model: BaseModel) -> dict[str, Any]:
     return dump
 
 
+def fingerprint_rule(info: FieldInfo) -> Any:
+    """A field's ``json_schema_extra={"fingerprint": ...}`` rule ("when_set", "never",
+    ``{"as": value}``), or None."""
+    extra = info.json_schema_extra
+    return extra.get("fingerprint") if isinstance(extra, dict) else None
+
+
 def _drop_unset_late_fields(model: Any, dump: Any) -> None:
     if isinstance(model, BaseModel) and isinstance(dump, dict):
         for name, info in type(model).model_fields.items():
@@ -57,8 +65,7 @@ def _drop_unset_late_fields(model: Any, dump: Any) -> None:
             if key not in dump:
                 continue
             value = getattr(model, name)
-            extra = info.json_schema_extra
-            rule = extra.get("fingerprint") if isinstance(extra, dict) else None
+            rule = fingerprint_rule(info)
             if rule == "when_set" and value == info.get_default(call_default_factory=True):
                 del dump[key]
                 continue

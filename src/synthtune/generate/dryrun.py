@@ -14,7 +14,7 @@ from typing import Any
 
 from synthtune.config import Recipe
 from synthtune.generate.stage import make_strategy
-from synthtune.llm.engine import batch_mode, cost_of, price_of
+from synthtune.llm.engine import batch_mode, cost_of, model_name, price_of
 from synthtune.store import RunStore
 
 
@@ -30,7 +30,7 @@ def estimate(recipe: Recipe, store: RunStore | None = None) -> dict[str, Any]:
     if store is not None:
         done = {r.lineage["request_key"] for r in store.read_shards("generate")}
     per_call = max_completion_tokens(recipe)
-    model = str(getattr(recipe.generation.backend, "model", recipe.generation.backend.type))
+    model = model_name(recipe.generation)
     price = price_of(recipe.generation, batch=False)
     # a backend with a Batch API mode: the batch price beside the listed one
     batch_price = (

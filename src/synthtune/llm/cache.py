@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from synthtune.config.base import fingerprint_rule
 from synthtune.llm.backends.base import GenerationResult
 from synthtune.records import content_hash
 from synthtune.secrets import redact
@@ -53,8 +54,7 @@ def backend_dump(config: Any) -> dict[str, Any]:
     caches existed, they must not move any key."""
     dump: dict[str, Any] = config.model_dump(mode="json")
     for name, info in type(config).model_fields.items():
-        extra = info.json_schema_extra
-        if isinstance(extra, dict) and extra.get("fingerprint") == "never":
+        if fingerprint_rule(info) == "never":
             dump.pop(info.alias or name, None)
     return dump
 

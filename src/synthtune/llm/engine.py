@@ -86,11 +86,15 @@ def batch_mode(config: GenerateConfig) -> bool:
     return getattr(config.backend, "mode", None) == "batch"
 
 
+def model_name(config: GenerateConfig) -> str:
+    """The backend's model (its type for a backend without one): the key of its price."""
+    return str(getattr(config.backend, "model", config.backend.type))
+
+
 def price_of(config: GenerateConfig, batch: bool | None = None) -> Price | None:
     """The price of the backend's model from ``generate.prices``; the Batch API price in
     batch mode (``batch``: None = the backend's mode), see ``Price.batch``."""
-    model = str(getattr(config.backend, "model", config.backend.type))
-    price = config.prices.get(model)
+    price = config.prices.get(model_name(config))
     if price is not None and (batch_mode(config) if batch is None else batch):
         return price.batch()
     return price
@@ -132,7 +136,7 @@ class GenerationEngine:
 
     @property
     def model_name(self) -> str:
-        return str(getattr(self.config.backend, "model", self.config.backend.type))
+        return model_name(self.config)
 
     def backend(self) -> Backend:
         with self._create_lock:

@@ -24,6 +24,50 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class LoopbackFake:
+    """Serves a fake on 127.0.0.1 from a thread: ``with Fake(...) as url:`` (``url`` ends in
+    ``/v1``). Subclasses give ``_handler_class()``; a ``port`` attribute picks the port (0 or
+    none: a free one)."""
+
+    server: ThreadingHTTPServer
+    thread: threading.Thread
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def start(self) -> str:
+        self.server = _Server(("127.0.0.1", getattr(self, "port", 0)), self._handler_class())
+        # a short poll interval: stop() returns within 10 ms instead of 0.5 s
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, nothing logged; headers and body in one write, sent at once:
+    without these, Nagle's algorithm and delayed ACKs add tens of milliseconds to every
+    loopback reply."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+
 @dataclass
 class Attempt:
     prompt: str
@@ -33,7 +77,7 @@ class Attempt:
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(LoopbackFake):
     latency_s: float = 0.0
     slow_s: float = 2.0
     retry_after_s: float = 0.2
@@ -48,24 +92,12 @@ class FakeOpenAI:
     _counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
+
     def start(self) -> str:
-        handler = _handler(self)
-        self.server = _Server(("127.0.0.1", self.port), handler)
-        self.started_at = time.monotonic()
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.started_at = time.monotonic()  # refuse_s counts from here
+        return super().start()
 
     def respond(self, prompt: str, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
@@ -140,16 +172,7 @@ class _Server(ThreadingHTTPServer):
 
 
 def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body in one write, sent at once: without these, Nagle's algorithm and
-        # delayed ACKs add tens of milliseconds to every loopback reply.
-        disable_nagle_algorithm = True
-        wbufsize = 1 << 16
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            return
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             page = fake.metrics_page() if self.path == "/metrics" else None
             body = (page or "not found").encode()

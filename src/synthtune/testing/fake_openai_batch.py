@@ -24,13 +24,15 @@ import threading
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlparse
 
+from synthtune.testing.fake_openai import LoopbackFake, QuietHandler
+
 
 @dataclass
-class FakeBatchAPI:
+class FakeBatchAPI(LoopbackFake):
     polls_to_finish: int | None = 2
     final_status: str = "completed"
     processed: int | None = None  # lines processed before an expiry or cancellation
@@ -41,25 +43,8 @@ class FakeBatchAPI:
     _polls: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self) -> str:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
-        # a short poll interval: stop() returns within 10 ms instead of 0.5 s
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self.thread.start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     def count(self, method: str, path: str) -> int:
         return sum(call == (method, path) for call in self.calls)
@@ -214,15 +199,7 @@ def _error_line(line: dict[str, Any], code: str, message: str) -> dict[str, Any]
 
 
 def _handler(fake: FakeBatchAPI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # headers and body in one write, sent at once (no Nagle / delayed-ACK stalls)
-        disable_nagle_algorithm = True
-        wbufsize = 1 << 16
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            return
-
+    class Handler(QuietHandler):
         def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""

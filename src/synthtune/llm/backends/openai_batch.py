@@ -52,6 +52,9 @@ from synthtune.llm.backends.openai_compat import (
     OpenAIBackend,
     _retry_after,
     _Retryable,
+    auth_headers,
+    retry_wait,
+    timeouts,
 )
 from synthtune.records import content_hash
 
@@ -232,11 +235,10 @@ class OpenAIBatchBackend:
 
         with self._lock:
             if self._client is None:
-                headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
                 self._client = httpx.Client(
                     base_url=self.config.base_url.rstrip("/"),
-                    headers=headers,
-                    timeout=self.config.timeout_s,
+                    headers=auth_headers(self._api_key),
+                    timeout=timeouts(self.config),
                 )
             return self._client
 
@@ -245,22 +247,10 @@ class OpenAIBatchBackend:
         synchronous mode's requests; what still fails raises :class:`BackendError` (the jobs
         are saved: a re-run resumes them)."""
         import httpx
-        from tenacity import (
-            RetryCallState,
-            Retrying,
-            retry_if_exception_type,
-            stop_after_attempt,
-            wait_random_exponential,
-        )
+        from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
         cfg = self.config
         client = self._http()
-        jitter = wait_random_exponential(multiplier=cfg.backoff_s, max=cfg.max_backoff_s)
-
-        def wait(state: RetryCallState) -> float:
-            failure = state.outcome.exception() if state.outcome else None
-            after = getattr(failure, "retry_after", None)
-            return min(after, cfg.max_backoff_s) if after is not None else jitter(state)
 
         def count(state: RetryCallState) -> None:
             self.retries += 1
@@ -279,7 +269,7 @@ class OpenAIBatchBackend:
         try:
             response = Retrying(
                 stop=stop_after_attempt(cfg.max_retries + 1),
-                wait=wait,
+                wait=retry_wait(cfg),
                 retry=retry_if_exception_type(_Retryable),
                 before_sleep=count,
                 sleep=self._sleep,

@@ -584,14 +584,10 @@ class OpenAIBackend:
         A failure while the circuit breaker is open is free: neither counted against
         ``max_retries`` (``charged`` holds the failures that are) nor waited for here (the
         breaker's pause is the wait)."""
-        from tenacity import (
-            AsyncRetrying,
-            retry_if_exception_type,
-            wait_random_exponential,
-        )
+        from tenacity import AsyncRetrying, retry_if_exception_type
 
         cfg = self.config
-        jitter = wait_random_exponential(multiplier=cfg.backoff_s, max=cfg.max_backoff_s)
+        backoff = retry_wait(cfg)
 
         def wait(state: RetryCallState) -> float:
             failure = state.outcome.exception() if state.outcome else None
@@ -599,8 +595,7 @@ class OpenAIBackend:
                 return 0.0
             if getattr(failure, "stale", False) and state.attempt_number == 1:
                 return 0.0
-            after = getattr(failure, "retry_after", None)
-            return min(after, cfg.max_backoff_s) if after is not None else jitter(state)
+            return backoff(state)
 
         def count(state: RetryCallState) -> None:
             self.retries += 1
@@ -686,7 +681,7 @@ class OpenAIBackend:
         import httpx
 
         if self._client is None:
-            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+            headers = auth_headers(self._api_key)
             # Keep every connection alive: httpx keeps 20 by default, so above that each
             # request would pay a new TCP handshake.
             # (+1: the /metrics reader never waits for a free connection)
@@ -778,6 +773,26 @@ class OpenAIBackend:
         if self._thread is not None:
             self._thread.join()
         loop.close()
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The key in the Authorization header, the only place it is ever sent."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def retry_wait(config: OpenAIBackendConfig) -> Callable[[RetryCallState], float]:
+    """tenacity's wait before a retry: the server's ``Retry-After`` when it sent one (capped
+    by ``max_backoff_s``), else exponential backoff with full jitter."""
+    from tenacity import wait_random_exponential
+
+    jitter = wait_random_exponential(multiplier=config.backoff_s, max=config.max_backoff_s)
+
+    def wait(state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome else None
+        after = getattr(failure, "retry_after", None)
+        return min(after, config.max_backoff_s) if after is not None else jitter(state)
+
+    return wait
 
 
 def timeouts(config: OpenAIBackendConfig) -> httpx.Timeout:
