@@ -441,3 +441,30 @@ def test_every_retry_has_a_reason_at_concurrency_256_against_the_fault_server(
             assert result.text is None and "gave up after" in result.error
     assert sum(r.error is None for r in results) >= 390
     assert sum(r.attempts > 1 for r in results) >= 20  # faults were met and retried
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("latency_tolerance", 1.0, "greater than 1"),
+        ("server_metrics", "sometimes", "'auto' or 'off'"),
+        ("breaker_failures", -1, "greater than or equal to 0"),
+        ("read_timeout_s", 0, "greater than 0"),
+        ("mode", "async", "'sync' or 'batch'"),
+        ("batch_max_requests", 0, "greater than 0"),
+    ],
+)
+def test_a_bad_backend_knob_is_refused_before_any_work(
+    tmp_path: Path, field: str, value: object, says: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from synthtune.cli import app
+    from tests.conftest import write_recipe
+
+    backend = {"type": "openai", "model": "m", "api_key_env": None, field: value}
+    recipe = write_recipe(tmp_path, {"generate": {"backend": backend}})
+    result = CliRunner().invoke(app, ["validate", str(recipe)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"generate.backend.{field}" in text and says in text
