@@ -1,6 +1,7 @@
 import random
 
 import pytest
+import torch
 from pydantic import ValidationError
 
 from synthtune import synonyms
@@ -60,6 +61,40 @@ def test_dataset_noise_is_keyed_by_epoch_and_never_touches_replies() -> None:
     assert [data[i] for i in range(20)] == first  # same epoch: same noise (resume-safe)
     data.epoch = 1
     assert [data[i] for i in range(20)] != first  # a new epoch draws new noise
+
+
+def test_lengths_are_the_clean_encodings_and_grouped_batching_reads_them() -> None:
+    from transformers import TrainingArguments
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from synthtune.train.trainer import SynthtuneTrainer
+
+    records = [_record("word " * (i % 7 + 1), "Rest.") for i in range(30)]
+    noisy_reads = 0
+
+    def encode(record: Record) -> dict:
+        nonlocal noisy_reads
+        prompt = record.payload.messages[1].content
+        noisy_reads += prompt not in {r.payload.messages[1].content for r in records}
+        return {"input_ids": prompt.split()}
+
+    data = PromptNoiseDataset(records, encode, noise_prob=1.0, rate=0.5, seed=1)
+    assert data.lengths() == [i % 7 + 1 for i in range(30)]
+    trainer = SynthtuneTrainer(
+        model=torch.nn.Linear(2, 2),
+        args=TrainingArguments(
+            "unused",
+            per_device_train_batch_size=4,
+            train_sampling_strategy="group_by_length",
+            report_to=[],
+            use_cpu=True,
+        ),
+        train_dataset=data,
+    )
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler)
+    assert sampler.lengths == data.lengths() and noisy_reads == 0  # no noisy prompt tokenised
+    assert sorted(sampler) == list(range(30))
 
 
 # ---------------------------------------------------------------- synonym replacement

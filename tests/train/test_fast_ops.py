@@ -27,6 +27,8 @@ def test_fast_dropout_keeps_1_minus_p_scales_and_is_seeded() -> None:
     mask = (FastDropout(0.5).train()(torch.ones(100_000)) != 0).float()
     both = (mask[1:] * mask[:-1]).mean().item()
     assert both == pytest.approx(0.25, abs=0.01)
+    odd = FastDropout(0.5).train()(torch.ones(3, 7, 5))  # 105 values: not a whole PCG64 word
+    assert odd.shape == (3, 7, 5) and set(odd.unique().tolist()) <= {0.0, 2.0}
 
 
 def _lora(model_dir: Path, dropout: float) -> torch.nn.Module:

@@ -139,3 +139,25 @@ def test_tensorboard_events_are_written(small_recipe: Path, tmp_path: Path) -> N
 
     tags = EventAccumulator(str(events[0].parent)).Reload().Tags()["scalars"]
     assert "train/loss" in tags and "eval/loss" in tags
+
+
+def test_frozen_heap_hides_older_objects_from_the_collector_while_training() -> None:
+    import gc
+
+    from synthtune.train.stage import frozen_heap
+
+    assert gc.get_freeze_count() == 0
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0  # what was alive is frozen
+    assert gc.get_freeze_count() == 0  # and back under the collector after
+    with pytest.raises(RuntimeError), frozen_heap():
+        raise RuntimeError("a failed run")
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a caller's own freeze is left alone
+    try:
+        frozen = gc.get_freeze_count()
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -179,6 +179,12 @@ class PromptNoiseDataset(Dataset[dict[str, Any]]):
         for index in range(len(self.records)):
             self._clean_encoding(index)
 
+    def lengths(self) -> list[int]:
+        """Every example's clean length in tokens, for length-grouped batching: reading the
+        lengths through ``__getitem__`` would tokenise this epoch's noisy prompts once more
+        just to measure them (0.6 s of 48 s on the peers' SFT workload)."""
+        return [len(self._clean_encoding(i)["input_ids"]) for i in range(len(self.records))]
+
     def _noisy(self, record: Record, rng: random.Random) -> Record:
         messages = [
             Message(role=m.role, content=perturb_text(m.content, rng, self.rate, self.weights))

@@ -114,6 +114,18 @@ class SynthtuneTrainer(Trainer):
         self.meter = TrainMeter()
         self.add_callback(self.meter)
 
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """Length-grouped batching over a dataset that knows its lengths (``lengths()``, as
+        ``PromptNoiseDataset``) takes them from it; anything else goes to the Trainer."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        lengths = getattr(dataset, "lengths", None)
+        if self.args.train_sampling_strategy == "group_by_length" and callable(lengths):
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            size = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedSampler(size, lengths=lengths())
+        return super()._get_train_sampler(train_dataset)
+
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         collator = self.data_collator
         previous = getattr(collator, "training", None)
