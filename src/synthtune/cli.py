@@ -50,6 +50,21 @@ NoCacheOpt = Annotated[
     bool, typer.Option("--no-cache", help="Bypass the generation response cache.")
 ]
 FromOpt = Annotated[str | None, typer.Option("--from", help="Redo this stage and every later one.")]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where the stages' data-parallel work runs: local (this process) or ray "
+        "(synthtune[ray]; docs/scale.md). Same results either way.",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="The Ray cluster for --executor ray (default: RAY_ADDRESS, else a local Ray).",
+    ),
+]
 
 
 def _quiet_libraries() -> None:
@@ -167,15 +182,29 @@ def _print_classification(run_dir: Path) -> None:
         out.print(f"  {name:7} {'   '.join(cells)}")
 
 
-def _run(recipe_path: Path, runs: Path, quiet: bool, **kwargs: Any) -> None:
+def _run(
+    recipe_path: Path,
+    runs: Path,
+    quiet: bool,
+    executor: str = "local",
+    ray_address: str | None = None,
+    **kwargs: Any,
+) -> None:
     from synthtune.config import load_recipe
+    from synthtune.executor import make_executor
     from synthtune.pipeline import run_recipe
     from synthtune.report.html import build_report
 
     try:
         recipe = load_recipe(recipe_path)
         _quiet_libraries()
-        result = run_recipe(recipe, runs, quiet=quiet, console=console, **kwargs)
+        engine = make_executor(executor, ray_address)
+        try:
+            result = run_recipe(
+                recipe, runs, quiet=quiet, console=console, executor=engine, **kwargs
+            )
+        finally:
+            engine.close()
         report = build_report(result.run_dir)
     except (SynthtuneError, KeyboardInterrupt) as exc:
         raise _fail(exc) from None
@@ -206,9 +235,20 @@ def run(
     force: ForceOpt = False,
     no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Run every stage of RECIPE in order, skipping the stages already complete."""
-    _run(recipe, runs, quiet, from_stage=from_stage, force=force, no_cache=no_cache)
+    _run(
+        recipe,
+        runs,
+        quiet,
+        executor,
+        ray_address,
+        from_stage=from_stage,
+        force=force,
+        no_cache=no_cache,
+    )
 
 
 @app.command()
@@ -347,11 +387,15 @@ def _stage_command(stage: str, help_text: str) -> None:
         force: ForceOpt = False,
         no_cache: NoCacheOpt = False,
         quiet: QuietOpt = False,
+        executor: ExecutorOpt = "local",
+        ray_address: RayAddressOpt = None,
     ) -> None:
         _run(
             recipe,
             runs,
             quiet,
+            executor,
+            ray_address,
             until=stage,
             from_stage=stage if force else None,
             no_cache=no_cache,

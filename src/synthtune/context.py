@@ -24,6 +24,7 @@ from rich.progress import (
 )
 
 from synthtune.config import Recipe
+from synthtune.executor import Executor, LocalExecutor
 from synthtune.models import ModelResolver
 from synthtune.store import RunStore
 
@@ -107,6 +108,8 @@ class StageContext:
     # a console that is not a terminal gets a plain progress line at most this often
     progress_interval: float = 5.0
     clock: Callable[[], float] = field(default=time.monotonic)
+    # where the stages' data-parallel parts run (synthtune.executor); results are the same
+    executor: Executor = field(default_factory=LocalExecutor)
 
     def __post_init__(self) -> None:
         if self.models is None:

@@ -21,6 +21,7 @@ from synthtune.config.base import fingerprint_dump
 from synthtune.context import Stage, StageContext
 from synthtune.errors import BackendError, RecipeError, RegistryError, StageError
 from synthtune.evaluate.stage import EvaluateStage
+from synthtune.executor import Executor
 from synthtune.export.stage import ExportStage
 from synthtune.generate.stage import GenerateStage
 from synthtune.label_targets import label_weights_fingerprint
@@ -232,6 +233,7 @@ def run_recipe(
     console: Console | None = None,
     run_dir: Path | None = None,
     share_with: list[Path] | None = None,
+    executor: Executor | None = None,
 ) -> RunResult:
     """Run the stages in order into ``runs_root/<name>``, skipping complete ones.
 
@@ -240,6 +242,8 @@ def run_recipe(
     ``run_dir`` puts the run elsewhere than ``runs_root/<name>``; ``share_with`` names
     sibling run directories whose complete stages of the same fingerprint are linked in
     instead of recomputed (``synthtune ablate``: one generation feeds every variant).
+    ``executor`` runs the stages' data-parallel parts (default: this process); the
+    results, and so the fingerprints, do not depend on it.
     """
     for name in (from_stage, until):
         if name is not None and name not in ORDER:
@@ -253,6 +257,9 @@ def run_recipe(
     ctx = StageContext(recipe=recipe, store=store, quiet=quiet or not main, no_cache=no_cache)
     if console is not None:
         ctx.console = console
+    if executor is not None:
+        ctx.executor = executor
+        ctx.log(f"executor: {executor.name} ({executor.workers} workers)")
     redo = ORDER.index(from_stage) if from_stage else (0 if force else len(ORDER))
     if main:
         # every stage from `from_stage` on, even past `until`: they read what is redone

@@ -34,11 +34,21 @@ def content_text(record: Record) -> str:
     return "\n".join([record.payload.text("all"), *paths])
 
 
-def exact_clusters(texts: Sequence[str]) -> list[list[int]]:
+def exact_key(text: str) -> str:
+    """Equal for texts that are 'the same' (``normalise``)."""
+    return hashlib.sha1(normalise(text).encode()).hexdigest()
+
+
+def key_clusters(keys: Sequence[str]) -> list[list[int]]:
+    """Groups of two or more positions sharing a key, in order of first appearance."""
     groups: dict[str, list[int]] = {}
-    for i, text in enumerate(texts):
-        groups.setdefault(hashlib.sha1(normalise(text).encode()).hexdigest(), []).append(i)
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
     return [g for g in groups.values() if len(g) > 1]
+
+
+def exact_clusters(texts: Sequence[str]) -> list[list[int]]:
+    return key_clusters([exact_key(t) for t in texts])
 
 
 class UnionFind:
@@ -63,28 +73,46 @@ class UnionFind:
         return [g for g in out.values() if len(g) > 1]
 
 
-def minhash_clusters(
-    texts: Sequence[str], threshold: float, num_perm: int = 128, k: int = 5
-) -> list[list[int]]:
-    """Clusters of near-duplicates: LSH candidates confirmed by the exact Jaccard of their
-    character-k-gram sets (see ``quality.minhash`` for why this is vectorised by hand)."""
+def minhash_signatures(texts: Sequence[str], num_perm: int = 128, k: int = 5) -> np.ndarray:
+    """(len(texts), num_perm) MinHash signatures of the normalised texts' character k-grams;
+    each row depends on its own text only, so shards of texts can be signed apart."""
     norm = [normalise(t) for t in texts]
     hashes, owner = minhash.shingle_hashes(norm, k)
-    sig = minhash.signatures(hashes, owner, len(norm), num_perm)
+    return minhash.signatures(hashes, owner, len(norm), num_perm)
+
+
+def minhash_clusters(
+    texts: Sequence[str],
+    threshold: float,
+    num_perm: int = 128,
+    k: int = 5,
+    sig: np.ndarray | None = None,
+) -> list[list[int]]:
+    """Clusters of near-duplicates: LSH candidates confirmed by the exact Jaccard of their
+    character-k-gram sets (see ``quality.minhash`` for why this is vectorised by hand).
+    ``sig``: the texts' ``minhash_signatures`` when they were computed elsewhere (shards)."""
+    if sig is None:
+        sig = minhash_signatures(texts, num_perm, k)
     # Banding tuned for recall (false-negative weight 0.9): candidates are confirmed exactly
     # below, so a false positive costs one set intersection, while a balanced choice
     # (b=9, r=13 at 0.8) misses 7 % of pairs at Jaccard 0.9.
     bands, rows = minhash.lsh_params(threshold, num_perm, fn_weight=0.9)
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(norm)))])
+    candidates = sorted(minhash.band_candidates(sig, bands, rows))
+    # the shingle sets of the candidates only, hashed in one vectorised call
+    members = sorted({i for pair in candidates for i in pair})
+    position = {i: p for p, i in enumerate(members)}
+    hashes, owner = minhash.shingle_hashes([normalise(texts[i]) for i in members], k)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(members)))])
     unique: dict[int, np.ndarray] = {}
 
     def shingle_set(i: int) -> np.ndarray:
         if i not in unique:
-            unique[i] = np.unique(hashes[offsets[i] : offsets[i + 1]])
+            p = position[i]
+            unique[i] = np.unique(hashes[offsets[p] : offsets[p + 1]])
         return unique[i]
 
-    uf = UnionFind(len(norm))
-    for i, j in minhash.band_candidates(sig, bands, rows):
+    uf = UnionFind(len(texts))
+    for i, j in candidates:
         a, b = shingle_set(i), shingle_set(j)
         shared = len(np.intersect1d(a, b, assume_unique=True))
         if shared / (len(a) + len(b) - shared) >= threshold:

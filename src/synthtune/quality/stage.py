@@ -20,19 +20,18 @@ import numpy as np
 from synthtune import plugins
 from synthtune.config import Recipe
 from synthtune.context import StageContext
+from synthtune.executor import flatten
 from synthtune.llm.cache import ResponseCache
 from synthtune.llm.engine import GenerationEngine
-from synthtune.models import load_causal_lm
 from synthtune.ngram import NGramLM
-from synthtune.perplexity import PerplexityScorer
 from synthtune.plugins import QUALITY_FILTERS, QualityFilter
 from synthtune.quality import decontam, dedup
-from synthtune.quality.heuristics import heuristic_reasons
+from synthtune.quality import shards as per_shard
 from synthtune.quality.judge import judge_records
 from synthtune.quality.sampling import stratified_sample
 from synthtune.realdata import real_texts
 from synthtune.records import Record
-from synthtune.rules import check_rules, load_rule_sources
+from synthtune.rules import load_rule_sources
 from synthtune.store import atomic_write_text
 
 Tier = Callable[[StageContext, list[Record]], None]
@@ -46,11 +45,19 @@ def _has_reply(record: Record) -> bool:
     return any(m.role == "assistant" for m in record.payload.messages)
 
 
+def _map(
+    ctx: StageContext, fn: Callable[..., Any], items: list[Any], shared: Any = None
+) -> list[Any]:
+    """``fn`` over ``items`` in shards on the run's executor, one result per item, in order."""
+    return flatten(ctx.executor.map(fn, ctx.executor.shards(items), shared=shared))
+
+
 def heuristics_tier(ctx: StageContext, records: list[Record]) -> None:
     cfg = ctx.recipe.quality.heuristics
     schemas = {t.id for t in ctx.recipe.generation.templates if t.json_schema is not None}
-    for record in _accepted(records):
-        reasons = heuristic_reasons(record.payload, cfg, record.lineage.get("template") in schemas)
+    pool = _accepted(records)
+    items = [(r.payload, r.lineage.get("template") in schemas) for r in pool]
+    for record, reasons in zip(pool, _map(ctx, per_shard.heuristics, items, cfg), strict=True):
         record.quality["heuristics"] = reasons
         for reason in reasons:
             record.reject(reason)
@@ -67,20 +74,29 @@ def dedup_tier(ctx: StageContext, records: list[Record]) -> None:
     cfg = ctx.recipe.quality.dedup
     pool = _accepted(records)
     if cfg.exact:
-        keys = [dedup.content_text(r) for r in pool]
-        dedup.keep_best(pool, dedup.exact_clusters(keys), "exact", dedup.preference)
+        keys = _map(ctx, per_shard.exact_keys, [dedup.content_text(r) for r in pool])
+        dedup.keep_best(pool, dedup.key_clusters(keys), "exact", dedup.preference)
     if cfg.minhash_threshold is not None:
         pool = _text_only(records)
         texts = [r.payload.text("all") for r in pool]
-        clusters = dedup.minhash_clusters(texts, cfg.minhash_threshold, cfg.num_perm, cfg.shingle)
+        parts = ctx.executor.map(
+            per_shard.minhash_signatures,
+            ctx.executor.shards(texts),
+            shared=(cfg.num_perm, cfg.shingle),
+        )
+        sig = np.concatenate(parts) if parts else None
+        clusters = dedup.minhash_clusters(
+            texts, cfg.minhash_threshold, cfg.num_perm, cfg.shingle, sig=sig
+        )
         dedup.keep_best(pool, clusters, "near", dedup.preference)
     if cfg.embedding is not None:
         pool = _text_only(records)
-        vectors = dedup.embed_texts(
-            [r.payload.text("all") for r in pool], cfg.embedding.model, cfg.embedding.batch_size
-        )
-        clusters = dedup.embedding_clusters(vectors, cfg.embedding.threshold)
-        dedup.keep_best(pool, clusters, "semantic", dedup.preference)
+        worker = per_shard.EmbeddingWorker(cfg.embedding.model, cfg.embedding.batch_size)
+        texts = [r.payload.text("all") for r in pool]
+        if texts:
+            vectors = np.concatenate(ctx.executor.map_workers(worker, ctx.executor.shards(texts)))
+            clusters = dedup.embedding_clusters(vectors, cfg.embedding.threshold)
+            dedup.keep_best(pool, clusters, "semantic", dedup.preference)
 
 
 def decontam_tier(ctx: StageContext, records: list[Record]) -> None:
@@ -90,9 +106,8 @@ def decontam_tier(ctx: StageContext, records: list[Record]) -> None:
         return
     index = decontam.build_index(real_texts(recipe, test=True), cfg.ngram)
     pool = _text_only(records)  # an image's caption is shared by many distinct images
-    shared = decontam.contaminated(
-        [r.payload.text("all") for r in pool], index, cfg.ngram, cfg.min_overlap
-    )
+    texts = [r.payload.text("all") for r in pool]
+    shared = _map(ctx, per_shard.contaminated, texts, (index, cfg.ngram, cfg.min_overlap))
     for record, count in zip(pool, shared, strict=True):
         if count:
             record.quality["decontam"] = {"shared_ngrams": count}
@@ -110,7 +125,7 @@ def ngram_prefilter(ctx: StageContext, records: list[Record]) -> None:
     assert cfg.prefilter is not None
     lm = NGramLM(cfg.prefilter.order).fit(_in_domain_texts(ctx, records))
     alive = [r for r in _accepted(records) if _has_reply(r)]
-    scores = lm.score([r.payload.text(cfg.text) for r in alive])
+    scores = _map(ctx, per_shard.ngram_perplexity, [r.payload.text(cfg.text) for r in alive], lm)
     if not scores:
         return
     limit = float(np.percentile(scores, cfg.prefilter.reject_above_percentile))
@@ -127,10 +142,14 @@ def fluency_tier(ctx: StageContext, records: list[Record]) -> None:
         ngram_prefilter(ctx, records)
     # Only records still accepted are scored: earlier (cheaper) tiers spare the model work.
     scored = [r for r in _accepted(records) if _has_reply(r)]
-    model, tokenizer = load_causal_lm(ctx.resolve_model(cfg.model))
-    scorer = PerplexityScorer(model, tokenizer, cfg.batch_size, cfg.max_length, cfg.stride)
+    worker = per_shard.PerplexityWorker(
+        ctx.resolve_model(cfg.model), cfg.batch_size, cfg.max_length, cfg.stride
+    )
+    texts = [r.payload.text(cfg.text) for r in scored]
     with ctx.progress("quality: perplexity", len(scored)) as advance:
-        scores = scorer.score([r.payload.text(cfg.text) for r in scored], advance)
+        scores = flatten(
+            ctx.executor.map_workers(worker, ctx.executor.shards(texts), advance=advance)
+        )
     for record, ppl in zip(scored, scores, strict=True):
         record.quality["perplexity"] = round(ppl, 3)
     alive = [r for r in scored if r.status == "accepted"]
@@ -146,10 +165,9 @@ def fluency_tier(ctx: StageContext, records: list[Record]) -> None:
 
 def rules_tier(ctx: StageContext, records: list[Record]) -> None:
     rules = load_rule_sources(ctx.recipe.quality.rules)
-    for record in records:
-        if not _has_reply(record):
-            continue
-        outcomes = check_rules(rules, record.payload)
+    pool = [r for r in records if _has_reply(r)]
+    checked = _map(ctx, per_shard.rules, [r.payload for r in pool], rules)
+    for record, outcomes in zip(pool, checked, strict=True):
         record.quality["rules"] = [o.as_dict() for o in outcomes]
         if record.status != "accepted" or not ctx.recipe.quality.rule_filter:
             continue

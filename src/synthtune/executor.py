@@ -1,0 +1,279 @@
+"""Where the data-parallel parts of a stage run: in this process, or on a Ray cluster.
+
+A stage cuts its records into shards (``shards``: fixed-size slices, the same whatever the
+executor) and hands the executor one function per shard. ``map`` runs a plain function;
+``map_workers`` builds a worker once per process from a factory (a model loaded once per Ray
+actor, or once here) and feeds it shards. Both return the results in shard order, so the
+stage merges them exactly as it would have merged its own loop: the same records, scores,
+decisions and splits on every executor. Cross-shard work (clustering duplicates, percentile
+thresholds) stays in the stage, on the driver.
+
+``LocalExecutor`` is a loop (no Ray needed). ``RayExecutor`` (``synthtune[ray]``) runs plain
+functions as Ray tasks (``max_retries``: a task whose worker dies runs again) and workers as
+Ray actors (``max_restarts`` / ``max_task_retries``: a killed actor is restarted, rebuilds its
+model and takes its unfinished shard again), at most ``workers`` at a time. A shard is
+computed from its inputs only, so a retry returns what the first try would have: nothing is
+lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from synthtune.errors import SynthtuneError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SHARD_SIZE = 512  # records per shard: a few seconds of perplexity scoring on one CPU
+EXECUTORS = ("local", "ray")
+
+
+class ExecutorError(SynthtuneError):
+    """The executor cannot start (Ray missing or unreachable)."""
+
+    exit_code = 2
+
+
+def shards(items: Sequence[T], size: int = SHARD_SIZE) -> list[list[T]]:
+    """``items`` in consecutive slices of ``size`` (the last one shorter)."""
+    if size < 1:
+        raise ValueError("shard size must be at least 1")
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def flatten(parts: Sequence[Sequence[R]]) -> list[R]:
+    """Per-shard result lists joined back into one, in order."""
+    return [item for part in parts for item in part]
+
+
+Progress = Callable[[int], None]
+
+
+class Executor(Protocol):
+    name: str
+    workers: int
+    shard_size: int
+
+    def shards(self, items: Sequence[T]) -> list[list[T]]:
+        """``items`` cut into this executor's shards."""
+        ...
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        parts: Sequence[Any],
+        *,
+        shared: Any = None,
+        advance: Progress | None = None,
+    ) -> list[R]:
+        """``[fn(part) for part in parts]`` (``fn(part, shared)`` when ``shared`` is given:
+        sent once, not per part); ``advance(len(part))`` as each part finishes."""
+        ...
+
+    def map_workers(
+        self,
+        factory: Callable[[], Callable[[Any], R]],
+        parts: Sequence[Any],
+        *,
+        advance: Progress | None = None,
+    ) -> list[R]:
+        """``[worker(part) for part in parts]`` with ``worker = factory()`` built once per
+        process that runs parts."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _size(part: Any) -> int:
+    try:
+        return len(part)
+    except TypeError:
+        return 1
+
+
+class LocalExecutor:
+    """Every part in this process, one after the other."""
+
+    name = "local"
+    workers = 1
+
+    def __init__(self, shard_size: int = SHARD_SIZE) -> None:
+        self.shard_size = shard_size
+
+    def shards(self, items: Sequence[T]) -> list[list[T]]:
+        return shards(items, self.shard_size)
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        parts: Sequence[Any],
+        *,
+        shared: Any = None,
+        advance: Progress | None = None,
+    ) -> list[R]:
+        out = []
+        for part in parts:
+            out.append(fn(part) if shared is None else fn(part, shared))
+            if advance is not None:
+                advance(_size(part))
+        return out
+
+    def map_workers(
+        self,
+        factory: Callable[[], Callable[[Any], R]],
+        parts: Sequence[Any],
+        *,
+        advance: Progress | None = None,
+    ) -> list[R]:
+        if not parts:
+            return []
+        worker = factory()
+        out = []
+        for part in parts:
+            out.append(worker(part))
+            if advance is not None:
+                advance(_size(part))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ExecutorError(
+            "--executor ray needs Ray: pip install 'synthtune[ray]' (or use --executor local)"
+        ) from exc
+    return ray
+
+
+class _Worker:
+    """A Ray actor's body: builds the worker once (per actor life) and runs parts on it."""
+
+    def __init__(self, factory: Callable[[], Callable[[Any], Any]]) -> None:
+        self.worker = factory()
+
+    def run(self, part: Any) -> Any:
+        return self.worker(part)
+
+
+class RayExecutor:
+    """Parts as Ray tasks and actors on the cluster at ``address`` (``RAY_ADDRESS`` when
+    None; with neither, a local Ray on this machine's CPUs, or ``num_cpus``)."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        workers: int | None = None,
+        num_cpus: int | None = None,
+        task_retries: int = 3,
+        shard_size: int = SHARD_SIZE,
+    ) -> None:
+        self.shard_size = shard_size
+        ray = import_ray()
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            address = address or os.environ.get("RAY_ADDRESS") or None
+            try:
+                ray.init(
+                    address=address,
+                    num_cpus=None if address else num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ExecutorError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+            self.started = True
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = max(1, min(workers or cpus, cpus))
+        self.task_retries = task_retries
+
+    def shards(self, items: Sequence[T]) -> list[list[T]]:
+        return shards(items, self.shard_size)
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        parts: Sequence[Any],
+        *,
+        shared: Any = None,
+        advance: Progress | None = None,
+    ) -> list[R]:
+        ray = self.ray
+        task = ray.remote(max_retries=self.task_retries)(fn)
+        shared_ref = None if shared is None else ray.put(shared)
+        refs = [
+            task.remote(part) if shared_ref is None else task.remote(part, shared_ref)
+            for part in parts
+        ]
+        return self._gather(refs, parts, advance)
+
+    def map_workers(
+        self,
+        factory: Callable[[], Callable[[Any], R]],
+        parts: Sequence[Any],
+        *,
+        advance: Progress | None = None,
+    ) -> list[R]:
+        if not parts:
+            return []
+        ray = self.ray
+        actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(_Worker)
+        actors = [actor.remote(factory) for _ in range(min(self.workers, len(parts)))]
+        try:
+            # one part in flight per actor; the next goes to whichever actor frees first
+            results: list[Any] = [None] * len(parts)
+            pending: dict[Any, tuple[int, Any]] = {}
+            queue = list(enumerate(parts))
+            queue.reverse()
+            for a in actors:
+                if queue:
+                    index, part = queue.pop()
+                    pending[a.run.remote(part)] = (index, a)
+            while pending:
+                [done], _ = ray.wait(list(pending), num_returns=1)
+                index, a = pending.pop(done)
+                results[index] = ray.get(done)
+                if advance is not None:
+                    advance(_size(parts[index]))
+                if queue:
+                    next_index, part = queue.pop()
+                    pending[a.run.remote(part)] = (next_index, a)
+            return results
+        finally:
+            for a in actors:
+                ray.kill(a)
+
+    def _gather(self, refs: list[Any], parts: Sequence[Any], advance: Progress | None) -> list[Any]:
+        ray = self.ray
+        index = {ref: i for i, ref in enumerate(refs)}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            if advance is not None:
+                advance(_size(parts[index[done[0]]]))
+        return list(ray.get(refs))
+
+    def close(self) -> None:
+        if self.started and self.ray.is_initialized():
+            self.ray.shutdown()
+        self.started = False
+
+
+def make_executor(name: str, address: str | None = None) -> Executor:
+    """``local`` or ``ray``; an unknown name or a missing Ray is an ``ExecutorError``."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address)
+    raise ExecutorError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
