@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,11 +28,12 @@ def scale_all(part: list[int], factor: int) -> list[int]:
     return [x * factor for x in part]
 
 
+@dataclass(frozen=True)
 class Counting:
     """A worker factory that records each build in ``folder`` (one file per build)."""
 
-    def __init__(self, folder: Path, crash_marker: Path | None = None) -> None:
-        self.folder, self.crash_marker = folder, crash_marker
+    folder: Path
+    crash_marker: Path | None = None
 
     def __call__(self):  # type: ignore[no-untyped-def]
         (self.folder / f"build-{os.getpid()}-{len(list(self.folder.iterdir()))}").touch()

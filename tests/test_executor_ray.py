@@ -84,3 +84,14 @@ def test_recipe_on_ray_gives_the_local_records_decisions_and_splits(
     ppl = scores(local.run_dir)
     assert len(ppl) >= 32  # scored by the model, on two actors there
     assert scores(on_ray.run_dir) == pytest.approx(ppl, rel=1e-4)
+
+
+def test_workers_are_built_once_per_actor_across_calls(
+    ray_executor: RayExecutor, tmp_path: Path
+) -> None:
+    factory = Counting(tmp_path)
+    parts = ray_executor.shards(list(range(32)))
+    for _ in range(2):
+        assert flatten(ray_executor.map_workers(factory, parts)) == [x + 1000 for x in range(32)]
+        assert flatten(ray_executor.map(square_all, parts)) == [x * x for x in range(32)]
+    assert len(list(tmp_path.iterdir())) == 2  # two actors, each built the worker once

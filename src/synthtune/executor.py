@@ -8,10 +8,9 @@ stage merges them exactly as it would have merged its own loop: the same records
 decisions and splits on every executor. Cross-shard work (clustering duplicates, percentile
 thresholds) stays in the stage, on the driver.
 
-``LocalExecutor`` is a loop (no Ray needed). ``RayExecutor`` (``synthtune[ray]``) runs plain
-functions as Ray tasks (``max_retries``: a task whose worker dies runs again) and workers as
-Ray actors (``max_restarts`` / ``max_task_retries``: a killed actor is restarted, rebuilds its
-model and takes its unfinished shard again), at most ``workers`` at a time. A shard is
+``LocalExecutor`` is a loop (no Ray needed). ``RayExecutor`` (``synthtune[ray]``) runs every
+part on a pool of Ray actors, one per CPU (``max_restarts`` / ``max_task_retries``: a killed
+actor is restarted, rebuilds its model and takes its unfinished part again). A part is
 computed from its inputs only, so a retry returns what the first try would have: nothing is
 lost or counted twice.
 """
@@ -152,19 +151,44 @@ def import_ray() -> Any:
     return ray
 
 
-class _Worker:
-    """A Ray actor's body: builds the worker once (per actor life) and runs parts on it."""
+class _Actor:
+    """A Ray actor's body: runs plain functions on parts, and keeps the workers its factories
+    build (a loaded model) for as long as it lives. Importing ``preload`` modules when it
+    starts overlaps their import time (torch: seconds) with the driver's own work."""
 
-    def __init__(self, factory: Callable[[], Callable[[Any], Any]]) -> None:
-        self.worker = factory()
+    def __init__(self, preload: tuple[str, ...]) -> None:
+        import importlib
 
-    def run(self, part: Any) -> Any:
-        return self.worker(part)
+        for module in preload:
+            importlib.import_module(module)
+        self.built: dict[Any, Callable[[Any], Any]] = {}
+
+    def call(self, fn: Callable[..., Any], part: Any, shared: Any = None) -> Any:
+        return fn(part) if shared is None else fn(part, shared)
+
+    def work(self, factory: Callable[[], Callable[[Any], Any]], part: Any) -> Any:
+        try:
+            worker = self.built.get(factory)
+        except TypeError:  # an unhashable factory: built for this part only
+            return factory()(part)
+        if worker is None:
+            worker = self.built[factory] = factory()
+        return worker(part)
 
 
 class RayExecutor:
-    """Parts as Ray tasks and actors on the cluster at ``address`` (``RAY_ADDRESS`` when
-    None; with neither, a local Ray on this machine's CPUs, or ``num_cpus``)."""
+    """Parts on a pool of long-lived Ray actors, one CPU each, on the cluster at ``address``
+    (``RAY_ADDRESS`` when None; with neither, a local Ray on this machine's CPUs, or
+    ``num_cpus``).
+
+    Why one actor pool for everything rather than Ray tasks for plain functions (measured
+    with ``bench/executors.py``): task workers are separate processes that Ray starts, kills
+    when idle and starts again, each paying synthtune's imports (1-2 s on 2 cores), and
+    actors holding a model also hold the CPUs the tasks wait for. Actors started once, with
+    their imports under way while the driver works, pay that once per run. A killed actor
+    is restarted (``max_restarts=-1``) and its unfinished part runs again, up to
+    ``part_retries`` times; a part that kills its worker more often fails the stage with
+    Ray's error rather than looping."""
 
     name = "ray"
 
@@ -174,8 +198,9 @@ class RayExecutor:
         *,
         workers: int | None = None,
         num_cpus: int | None = None,
-        task_retries: int = 3,
+        part_retries: int = 3,
         shard_size: int = SHARD_SIZE,
+        preload: tuple[str, ...] = ("numpy", "torch", "transformers"),
     ) -> None:
         self.shard_size = shard_size
         ray = import_ray()
@@ -196,7 +221,8 @@ class RayExecutor:
             self.started = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, min(workers or cpus, cpus))
-        self.task_retries = task_retries
+        actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=part_retries)(_Actor)
+        self.pool = [actor.remote(preload) for _ in range(self.workers)]
 
     def shards(self, items: Sequence[T]) -> list[list[T]]:
         return shards(items, self.shard_size)
@@ -209,14 +235,8 @@ class RayExecutor:
         shared: Any = None,
         advance: Progress | None = None,
     ) -> list[R]:
-        ray = self.ray
-        task = ray.remote(max_retries=self.task_retries)(fn)
-        shared_ref = None if shared is None else ray.put(shared)
-        refs = [
-            task.remote(part) if shared_ref is None else task.remote(part, shared_ref)
-            for part in parts
-        ]
-        return self._gather(refs, parts, advance)
+        shared_ref = None if shared is None else self.ray.put(shared)
+        return self._dispatch(lambda a, part: a.call.remote(fn, part, shared_ref), parts, advance)
 
     def map_workers(
         self,
@@ -225,46 +245,38 @@ class RayExecutor:
         *,
         advance: Progress | None = None,
     ) -> list[R]:
-        if not parts:
-            return []
+        return self._dispatch(lambda a, part: a.work.remote(factory, part), parts, advance)
+
+    def _dispatch(
+        self, submit: Callable[[Any, Any], Any], parts: Sequence[Any], advance: Progress | None
+    ) -> list[Any]:
+        """Each part to an actor, two in flight per actor (one computing, one on its way),
+        the next to whichever actor finishes first; results in part order."""
         ray = self.ray
-        actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(_Worker)
-        actors = [actor.remote(factory) for _ in range(min(self.workers, len(parts)))]
-        try:
-            # one part in flight per actor; the next goes to whichever actor frees first
-            results: list[Any] = [None] * len(parts)
-            pending: dict[Any, tuple[int, Any]] = {}
-            queue = list(enumerate(parts))
-            queue.reverse()
-            for a in actors:
+        results: list[Any] = [None] * len(parts)
+        pending: dict[Any, tuple[int, Any]] = {}
+        queue = list(enumerate(parts))
+        queue.reverse()
+        for _ in range(2):
+            for a in self.pool:
                 if queue:
                     index, part = queue.pop()
-                    pending[a.run.remote(part)] = (index, a)
-            while pending:
-                [done], _ = ray.wait(list(pending), num_returns=1)
-                index, a = pending.pop(done)
-                results[index] = ray.get(done)
-                if advance is not None:
-                    advance(_size(parts[index]))
-                if queue:
-                    next_index, part = queue.pop()
-                    pending[a.run.remote(part)] = (next_index, a)
-            return results
-        finally:
-            for a in actors:
-                ray.kill(a)
-
-    def _gather(self, refs: list[Any], parts: Sequence[Any], advance: Progress | None) -> list[Any]:
-        ray = self.ray
-        index = {ref: i for i, ref in enumerate(refs)}
-        pending = list(refs)
+                    pending[submit(a, part)] = (index, a)
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+            [done], _ = ray.wait(list(pending), num_returns=1)
+            index, a = pending.pop(done)
+            results[index] = ray.get(done)
             if advance is not None:
-                advance(_size(parts[index[done[0]]]))
-        return list(ray.get(refs))
+                advance(_size(parts[index]))
+            if queue:
+                next_index, part = queue.pop()
+                pending[submit(a, part)] = (next_index, a)
+        return results
 
     def close(self) -> None:
+        for a in self.pool:
+            self.ray.kill(a)
+        self.pool = []
         if self.started and self.ray.is_initialized():
             self.ray.shutdown()
         self.started = False
