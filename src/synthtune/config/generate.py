@@ -204,6 +204,15 @@ class OpenAIBackendConfig(SectionConfig):
     base_url: str = Field(
         "https://api.openai.com/v1", description="Any OpenAI-compatible server's /v1 URL."
     )
+    more_base_urls: list[str] = Field(
+        default_factory=list,
+        description="More servers of the same model (e.g. one vLLM per GPU node): each "
+        "request goes to the server with the fewest requests in flight, skipping for a few "
+        "seconds a server that just failed to connect, timed out or answered 5xx. "
+        "concurrency stays the total over all servers.",
+        # where the same model answers is an execution knob: never re-runs a stage
+        json_schema_extra={"fingerprint": "never"},
+    )
     model: str = Field(description="Model name the server knows.")
     api_key_env: str | None = Field(
         "OPENAI_API_KEY",
@@ -337,6 +346,20 @@ class OpenAIBackendConfig(SectionConfig):
         hands a strategy with independent batches this many items at once instead of
         ``flush_every`` (resume needs no small shards: the batch ids are kept)."""
         return self.batch_max_requests if self.mode == "batch" else None
+
+    @field_validator("base_url", "more_base_urls")
+    @classmethod
+    def _http_urls(cls, value: Any) -> Any:
+        for url in [value] if isinstance(value, str) else value:
+            if not re.match(r"https?://[^/\s]+", url):
+                raise ValueError(f"{url!r} is not an http(s) URL (e.g. http://node1:8000/v1)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_server_for_batches(self) -> OpenAIBackendConfig:
+        if self.mode == "batch" and self.more_base_urls:
+            raise ValueError("more_base_urls: the Batch API mode talks to one provider")
+        return self
 
     @field_validator("api_key_env")
     @classmethod

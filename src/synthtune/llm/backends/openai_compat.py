@@ -484,6 +484,41 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None  # an HTTP date: fall back to the computed backoff
 
 
+class Servers:
+    """Several servers of one model (``base_url`` + ``more_base_urls``): each attempt goes to
+    the server with the fewest requests in flight (ties in turn), so a slower server gets
+    fewer; a server whose last attempt failed with an overload signal (refused connection,
+    timeout, 429/5xx) rests ``rest_s`` seconds unless every server rests. Used from the
+    backend's event loop only, so no lock."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        rest_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.urls = [url.rstrip("/") for url in urls]
+        self.in_flight = [0] * len(self.urls)
+        self.sent = [0] * len(self.urls)
+        self.resting_until = [0.0] * len(self.urls)
+        self.rest_s, self.clock = rest_s, clock
+        self._turn = 0
+
+    def pick(self) -> int:
+        count, now = len(self.urls), self.clock()
+        ready = [i for i in range(count) if self.resting_until[i] <= now] or list(range(count))
+        best = min(ready, key=lambda i: (self.in_flight[i], (i - self._turn) % count))
+        self._turn = (best + 1) % count
+        self.in_flight[best] += 1
+        self.sent[best] += 1
+        return best
+
+    def done(self, index: int, overloaded: bool) -> None:
+        self.in_flight[index] -= 1
+        if overloaded:
+            self.resting_until[index] = self.clock() + self.rest_s
+
+
 class OpenAIBackend:
     name = "openai"
     concurrent_calls = True  # generate() from several threads share one loop and one limit
@@ -504,6 +539,8 @@ class OpenAIBackend:
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
+        urls = [config.base_url, *config.more_base_urls]
+        self.servers = Servers(urls) if len(urls) > 1 else None
 
     def _body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
         cfg = self.config
@@ -544,12 +581,33 @@ class OpenAIBackend:
     async def _attempt(
         self, client: httpx.AsyncClient, request: GenerationRequest
     ) -> GenerationResult:
-        import httpx
 
         path, body = self._body(request)
+        servers = self.servers
+        if servers is None:
+            return await self._post(client, path, body)
+        index = servers.pick()
+        try:
+            result = await self._post(client, servers.urls[index] + path, body)
+        except _Retryable as exc:
+            servers.done(index, exc.overload)
+            exc.args = (f"{exc.args[0]} from {servers.urls[index]}",)  # the retry's cause
+            raise
+        except BaseException:
+            servers.done(index, False)
+            raise
+        servers.done(index, False)
+        return result
+
+    async def _post(
+        self, client: httpx.AsyncClient, url: str, body: dict[str, Any]
+    ) -> GenerationResult:
+        """One POST of ``body`` to ``url`` (a path under ``base_url``, or a whole URL)."""
+        import httpx
+
         timeout = self._timeout
         try:
-            response = await client.post(path, json=body)
+            response = await client.post(url, json=body)
         except httpx.ConnectTimeout:
             raise _Retryable(
                 f"connect timeout after {timeout.connect:g} s", overload=True
@@ -707,7 +765,9 @@ class OpenAIBackend:
                 cfg.max_pause_s,
                 log=self._note,
             )
-            if cfg.server_metrics == "auto":
+            # vLLM's queue depth is read from a single server; with several, the limit
+            # follows their 429s, errors and latency alone
+            if cfg.server_metrics == "auto" and self.servers is None:
                 self._metrics = ServerMetrics(
                     metrics_url(cfg.base_url),
                     self._limiter,
