@@ -95,3 +95,34 @@ def test_workers_are_built_once_per_actor_across_calls(
         assert flatten(ray_executor.map_workers(factory, parts)) == [x + 1000 for x in range(32)]
         assert flatten(ray_executor.map(square_all, parts)) == [x * x for x in range(32)]
     assert len(list(tmp_path.iterdir())) == 2  # two actors, each built the worker once
+
+
+def test_a_local_model_generates_on_the_workers_with_the_local_results(
+    ray_executor: RayExecutor, tmp_path: Path, chatty_model_dir: Path
+) -> None:
+    backend = {
+        "type": "transformers",
+        "model": str(chatty_model_dir),
+        "max_new_tokens": 6,
+        "batch_size": 4,
+    }
+    overrides = {"generate": {"n": 12, "flush_every": 6, "backend": backend}}
+    (tmp_path / "r").mkdir()
+    recipe = load_recipe(write_recipe(tmp_path / "r", overrides))
+    local = run_recipe(recipe, tmp_path / "local", until="generate", quiet=True)
+    on_ray = run_recipe(
+        recipe, tmp_path / "ray", until="generate", quiet=True, executor=ray_executor
+    )
+
+    def replies(run_dir: Path) -> list[tuple[str, str, str]]:
+        table = RunStore(run_dir).read_table("generate", "dataset")
+        return [(r.id, r.status, r.payload.messages[-1].content) for r in table]
+
+    assert len(replies(local.run_dir)) == 12
+    assert replies(on_ray.run_dir) == replies(local.run_dir)  # greedy: the same replies
+    usage = RunStore(on_ray.run_dir).stage_state("generate")["summary"]["usage"]  # type: ignore[index]
+    assert usage["requests"] == 12  # counted by the driver's engine, as locally
+    from synthtune.llm.remote import runs_on_workers
+
+    assert runs_on_workers(recipe.generation.backend, ray_executor)
+    assert not runs_on_workers(recipe.generation.backend, LocalExecutor())

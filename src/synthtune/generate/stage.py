@@ -179,6 +179,7 @@ class GenerateStage:
             # where a backend keeps state across runs (the Batch API mode's batch ids)
             state_dir=store.stage_dir(self.name) / "backend-state",
             log=ctx.log,
+            executor=ctx.executor,
         )
         try:
             self._run_items(ctx, strategy, engine, todo)

@@ -19,6 +19,7 @@ from typing import Any
 
 from synthtune.config import GenerateConfig, Price
 from synthtune.errors import SynthtuneError
+from synthtune.executor import Executor
 from synthtune.llm.backends.base import (
     Backend,
     BackendContext,
@@ -27,6 +28,7 @@ from synthtune.llm.backends.base import (
     create_backend,
 )
 from synthtune.llm.cache import ResponseCache, backend_dump, cache_key
+from synthtune.llm.remote import RemoteBackend, runs_on_workers
 
 
 class BudgetExhausted(SynthtuneError):
@@ -109,8 +111,10 @@ class GenerationEngine:
         spent: Usage | None = None,
         state_dir: Path | None = None,
         log: Callable[[str], None] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.config = config
+        self.executor = executor  # a local model's calls go to its workers (llm.remote)
         self.resolve_model = resolve_model
         self.cache = cache
         self.usage = spent or Usage()
@@ -141,7 +145,12 @@ class GenerationEngine:
     def backend(self) -> Backend:
         with self._create_lock:
             if self._backend is None:
-                backend = create_backend(self.config.backend, self.resolve_model)
+                backend: Any
+                if runs_on_workers(self.config.backend, self.executor):
+                    assert self.executor is not None
+                    backend = RemoteBackend(self.config.backend, self.resolve_model, self.executor)
+                else:
+                    backend = create_backend(self.config.backend, self.resolve_model)
                 bind = getattr(backend, "bind", None)
                 if bind is not None:
                     bind(self._context)

@@ -181,7 +181,7 @@ def judge_tier(ctx: StageContext, records: list[Record]) -> None:
     assert cfg is not None
     generate_cfg = ctx.recipe.generation.model_copy(update={"backend": cfg.backend})
     cache = None if ctx.no_cache else ResponseCache(ctx.store.root / "cache" / "judge.sqlite")
-    engine = GenerationEngine(generate_cfg, ctx.resolve_model, cache)
+    engine = GenerationEngine(generate_cfg, ctx.resolve_model, cache, executor=ctx.executor)
     try:
         judge_records(_accepted(records), cfg, engine)
     finally:
