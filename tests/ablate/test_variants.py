@@ -12,6 +12,7 @@ from synthtune.ablate.runner import plan
 from synthtune.ablate.variants import deep_merge, drop_invalid_nulls, variant_recipes
 from synthtune.config import Recipe, load_recipe
 from synthtune.errors import RecipeError
+from synthtune.executor import LocalExecutor
 from tests.ablate.tiny_recipe import write_tiny_recipe
 
 
@@ -126,8 +127,8 @@ def test_unfiltered_keeps_the_rules_and_shares_generation(tmp_path: Path) -> Non
         )
 
     kept, rejected = record(), record()
-    rules_tier(SimpleNamespace(recipe=unfiltered), [kept])
-    rules_tier(SimpleNamespace(recipe=filtered), [rejected])
+    rules_tier(SimpleNamespace(recipe=unfiltered, executor=LocalExecutor()), [kept])
+    rules_tier(SimpleNamespace(recipe=filtered, executor=LocalExecutor()), [rejected])
     assert rejected.status == "rejected" and "rules: no-antipyretic-below-38.5" in rejected.reasons
     assert kept.status == "accepted"
     assert [o["ok"] for o in kept.quality["rules"]] == [o["ok"] for o in rejected.quality["rules"]]
