@@ -126,3 +126,26 @@ def test_a_local_model_generates_on_the_workers_with_the_local_results(
 
     assert runs_on_workers(recipe.generation.backend, ray_executor)
     assert not runs_on_workers(recipe.generation.backend, LocalExecutor())
+
+
+# last in this module: it takes the fixture's workers away
+def test_the_cli_flag_runs_the_stage_on_ray(ray_executor: RayExecutor, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from synthtune.cli import app
+
+    import ray
+
+    # the CLI starts its own worker pool on the running Ray: the fixture's must make room
+    # (on a cluster, a second pool waits for free CPUs as any Ray job does)
+    for actor in ray_executor.pool:
+        ray.kill(actor)
+    ray_executor.pool = []
+    (tmp_path / "r").mkdir()
+    path = write_recipe(tmp_path / "r", {"generate": {"n": 24}})
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["filter", str(path), "--out", str(runs), "--executor", "ray"])
+    assert result.exit_code == 0, result.output
+    assert "executor: ray (2 workers)" in result.output
+    local = run_recipe(load_recipe(path), tmp_path / "local", until="quality", quiet=True)
+    assert _records(runs / "medical-qa", "quality") == _records(local.run_dir, "quality")
