@@ -3,7 +3,10 @@ a recipe whose generate -> quality -> mix gives the local executor's records and
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,13 +131,63 @@ def test_a_local_model_generates_on_the_workers_with_the_local_results(
     assert not runs_on_workers(recipe.generation.backend, LocalExecutor())
 
 
+@dataclass(frozen=True)
+class DiesOnce:
+    """Wraps a worker factory: the first worker process to score a part dies there, once."""
+
+    factory: Any
+    marker: Path
+
+    def __call__(self):  # type: ignore[no-untyped-def]
+        work = self.factory()
+
+        def run(part: Any) -> Any:
+            if not self.marker.exists():
+                self.marker.touch()
+                os._exit(1)
+            return work(part)
+
+        return run
+
+
+class KillingExecutor(RayExecutor):
+    """The Ray executor whose model workers (perplexity) lose a process mid-stage."""
+
+    marker: Path
+
+    def map_workers(self, factory, parts, *, advance=None):  # type: ignore[no-untyped-def]
+        return super().map_workers(DiesOnce(factory, self.marker), parts, advance=advance)
+
+
+def test_a_worker_killed_during_perplexity_scoring_changes_nothing(
+    ray_executor: RayExecutor, tmp_path: Path
+) -> None:
+    overrides = {
+        "generate": {"n": 48},
+        "quality": {"perplexity": {"mode": "percentile", "percentile": 80}},
+    }
+    (tmp_path / "r").mkdir()
+    recipe = load_recipe(write_recipe(tmp_path / "r", overrides))
+    local = run_recipe(
+        recipe, tmp_path / "local", until="mix", quiet=True, executor=LocalExecutor(8)
+    )
+    killing = KillingExecutor.__new__(KillingExecutor)
+    killing.__dict__.update(ray_executor.__dict__)  # the same Ray and worker pool
+    killing.marker = tmp_path / "died"
+    on_ray = run_recipe(recipe, tmp_path / "ray", until="mix", quiet=True, executor=killing)
+    assert killing.marker.exists()  # a worker did die while scoring
+    assert _records(on_ray.run_dir, "quality") == _records(local.run_dir, "quality")
+    for split in ("train", "val", "test"):
+        ids = [r.id for r in RunStore(local.run_dir).read_table("mix", split)]
+        assert [r.id for r in RunStore(on_ray.run_dir).read_table("mix", split)] == ids
+
+
 # last in this module: it takes the fixture's workers away
 def test_the_cli_flag_runs_the_stage_on_ray(ray_executor: RayExecutor, tmp_path: Path) -> None:
+    import ray
     from typer.testing import CliRunner
 
     from synthtune.cli import app
-
-    import ray
 
     # the CLI starts its own worker pool on the running Ray: the fixture's must make room
     # (on a cluster, a second pool waits for free CPUs as any Ray job does)
