@@ -101,8 +101,21 @@ def test_workers_are_built_once_per_actor_across_calls(
 
 
 def test_a_local_model_generates_on_the_workers_with_the_local_results(
-    ray_executor: RayExecutor, tmp_path: Path, chatty_model_dir: Path
+    ray_executor: RayExecutor,
+    tmp_path: Path,
+    chatty_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from synthtune.llm.remote import RemoteBackend, runs_on_workers
+
+    sent: list[int] = []
+    remote_generate = RemoteBackend.generate
+
+    def counting(self, requests):  # type: ignore[no-untyped-def]
+        sent.append(len(requests))
+        return remote_generate(self, requests)
+
+    monkeypatch.setattr(RemoteBackend, "generate", counting)
     backend = {
         "type": "transformers",
         "model": str(chatty_model_dir),
@@ -125,8 +138,7 @@ def test_a_local_model_generates_on_the_workers_with_the_local_results(
     assert replies(on_ray.run_dir) == replies(local.run_dir)  # greedy: the same replies
     usage = RunStore(on_ray.run_dir).stage_state("generate")["summary"]["usage"]  # type: ignore[index]
     assert usage["requests"] == 12  # counted by the driver's engine, as locally
-    from synthtune.llm.remote import runs_on_workers
-
+    assert sum(sent) == 12  # every request went through the workers on Ray (none locally)
     assert runs_on_workers(recipe.generation.backend, ray_executor)
     assert not runs_on_workers(recipe.generation.backend, LocalExecutor())
 
@@ -180,6 +192,35 @@ def test_a_worker_killed_during_perplexity_scoring_changes_nothing(
     for split in ("train", "val", "test"):
         ids = [r.id for r in RunStore(local.run_dir).read_table("mix", split)]
         assert [r.id for r in RunStore(on_ray.run_dir).read_table("mix", split)] == ids
+
+
+class StoppedDriver(RayExecutor):
+    """The Ray executor whose driver is interrupted (Ctrl-C) after the first scored part."""
+
+    def map_workers(self, factory, parts, *, advance=None):  # type: ignore[no-untyped-def]
+        def stop(n: int) -> None:
+            raise KeyboardInterrupt
+
+        return super().map_workers(factory, parts, advance=stop)
+
+
+def test_a_run_whose_driver_stopped_mid_quality_resumes_to_the_same_result(
+    ray_executor: RayExecutor, tmp_path: Path
+) -> None:
+    (tmp_path / "r").mkdir()
+    recipe = load_recipe(write_recipe(tmp_path / "r", {"generate": {"n": 48}}))
+    local = run_recipe(
+        recipe, tmp_path / "local", until="mix", quiet=True, executor=LocalExecutor(8)
+    )
+    stopped = StoppedDriver.__new__(StoppedDriver)
+    stopped.__dict__.update(ray_executor.__dict__)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, tmp_path / "ray", until="mix", quiet=True, executor=stopped)
+    store = RunStore(tmp_path / "ray" / recipe.name)
+    assert store.stage_state("generate") and not store.stage_state("quality")
+    again = run_recipe(recipe, tmp_path / "ray", until="mix", quiet=True, executor=ray_executor)
+    assert [o.status for o in again.outcomes] == ["skipped", "ran", "ran"]
+    assert _records(again.run_dir, "quality") == _records(local.run_dir, "quality")
 
 
 # last in this module: it takes the fixture's workers away
