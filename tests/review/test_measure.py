@@ -1,0 +1,120 @@
+"""Review measurements on simulated reviews: precision/recall intervals cover the truth, the
+batch rule's wrong-accept rate stays within its risk, agreement matches scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score
+
+from synthtune.review.measure import (
+    ACCEPTED,
+    Stratum,
+    alpha,
+    batch_decision,
+    kappa,
+    sequential_decision,
+    tier_quality,
+    trust_warning,
+)
+
+# tier outcome -> (records in the population, true share of bad records)
+POPULATION = {ACCEPTED: (4000, 0.05), "fluency": (600, 0.6), "rules": (400, 0.85)}
+
+
+def _simulate(rng: np.random.Generator, reviewer_error: float, per_stratum: int):  # type: ignore[no-untyped-def]
+    truth: dict[str, np.ndarray] = {}
+    strata = {}
+    for name, (size, share) in POPULATION.items():
+        bad = rng.random(size) < share
+        truth[name] = bad
+        sample = rng.choice(size, per_stratum, replace=False)
+        seen = bad[sample] ^ (rng.random(per_stratum) < reviewer_error)  # the reviewer errs
+        strata[name] = Stratum(size, per_stratum, int(seen.sum()))
+    all_bad = sum(int(t.sum()) for t in truth.values())
+    true = {}
+    for tier in ("fluency", "rules"):
+        true[tier] = (truth[tier].mean(), truth[tier].sum() / all_bad)
+    rejected = np.concatenate([truth["fluency"], truth["rules"]])
+    true["all"] = (rejected.mean(), rejected.sum() / all_bad)
+    return strata, true
+
+
+@pytest.mark.parametrize("reviewer_error", [0.0, 0.05])
+def test_precision_and_recall_intervals_cover_the_truth(reviewer_error: float) -> None:
+    rng = np.random.default_rng(7)
+    covered = {(t, m): 0 for t in ("fluency", "rules", "all") for m in ("precision", "recall")}
+    runs = 200
+    for run in range(runs):
+        strata, true = _simulate(rng, reviewer_error, per_stratum=60)
+        estimates = tier_quality(strata, reviewer_error=reviewer_error, seed=run, draws=2000)
+        for (tier, metric), _ in covered.items():
+            estimate = estimates[tier][metric]
+            value = true[tier][0 if metric == "precision" else 1]
+            covered[(tier, metric)] += estimate.low <= value <= estimate.high
+    shares = {key: n / runs for key, n in covered.items()}
+    assert all(share >= 0.9 for share in shares.values()), shares
+
+
+def test_point_estimates_weigh_strata_back_to_the_population() -> None:
+    strata = {
+        ACCEPTED: Stratum(900, 30, 3),  # 10 % bad of 900 kept: 90 bad
+        "fluency": Stratum(100, 30, 27),  # 90 % bad of 100 rejected: 90 bad
+    }
+    est = tier_quality(strata)
+    assert est["fluency"]["precision"].value == pytest.approx(0.9)
+    assert est["fluency"]["recall"].value == pytest.approx(0.5)  # 90 of the 180 bad
+    assert est["all"]["recall"].value == pytest.approx(0.5)
+    assert est["fluency"]["recall"].low < 0.5 < est["fluency"]["recall"].high
+    with pytest.raises(ValueError, match="reviewer_error"):
+        tier_quality(strata, reviewer_error=0.5)
+
+
+def test_the_batch_rule_wrongly_accepts_within_its_risk() -> None:
+    rng = np.random.default_rng(3)
+    aql, risk = 0.05, 0.05
+    wrong = accepted_good = 0
+    for _ in range(1000):
+        p = rng.uniform(0.05, 0.15)  # every one of these batches is worse than the AQL
+        decision = sequential_decision(lambda k, p=p: int(rng.binomial(k, p)), aql, risk, 25, 300)
+        wrong += decision.decision == "accept"
+    assert wrong / 1000 <= risk
+    for _ in range(200):  # and good batches do get accepted
+        decision = sequential_decision(lambda k: int(rng.binomial(k, 0.005)), aql, risk, 25, 300)
+        accepted_good += decision.decision == "accept"
+    assert accepted_good / 200 >= 0.7
+
+
+def test_a_batch_decision_states_its_bound() -> None:
+    clean = batch_decision(0, 100, aql=0.05, risk=0.05)
+    assert clean.decision == "accept"
+    assert clean.bound[1] == pytest.approx(1 - 0.05 ** (1 / 100))  # 2.95 %
+    assert "defect rate <= 0.030 with 95 % confidence" in clean.as_dict()["statement"]
+    assert batch_decision(20, 100, aql=0.05, risk=0.05).decision == "reject"
+    assert batch_decision(4, 100, aql=0.05, risk=0.05).decision == "review more"
+
+
+def test_kappa_is_scikit_learns_with_an_interval() -> None:
+    rng = np.random.default_rng(0)
+    expert = rng.choice(["accept", "reject"], 300, p=[0.7, 0.3])
+    judge = np.where(rng.random(300) < 0.15, rng.choice(["accept", "reject"], 300), expert)
+    est = kappa(list(expert), list(judge))
+    assert est.value == pytest.approx(cohen_kappa_score(expert, judge))
+    assert est.low < est.value < est.high and est.high - est.low < 0.25
+    assert trust_warning("judge", est) is None
+    noisy = kappa(list(expert), list(rng.choice(["accept", "reject"], 300)))
+    warning = trust_warning("judge", noisy)
+    assert warning is not None and "do not trust" in warning
+
+
+def test_alpha_handles_missing_ratings() -> None:
+    perfect = alpha([["a", "b", "a", None], ["a", "b", "a", "b"]])
+    assert perfect.value == pytest.approx(1.0)
+    rng = np.random.default_rng(1)
+    truth = rng.choice(["a", "b"], 200)
+    raters = [
+        [t if rng.random() > 0.1 else ("b" if t == "a" else "a") for t in truth] for _ in range(3)
+    ]
+    est = alpha(raters)
+    assert 0.5 < est.value < 0.8  # three raters, 10 % errors each
+    assert est.low <= est.value <= est.high
