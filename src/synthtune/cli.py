@@ -717,6 +717,44 @@ def review_stats_command(run_dir: RunDirArg) -> None:
     rate = stats["remainder_defect_rate"]
     if rate is not None:
         out.print(f"estimated defect rate of the {stats['unreviewed']} unreviewed: {rate:.1%}")
+    _print_tier_measures(run_dir, records)
+
+
+def _print_tier_measures(run_dir: Path, records: list[Any]) -> None:
+    """Each tier's precision and recall from the reviews, and the batch decision."""
+    import yaml
+
+    from synthtune.review.measure import measure_reviews
+    from synthtune.store import review_decisions
+
+    lock = yaml.safe_load((run_dir / "recipe.lock.yaml").read_text(encoding="utf-8"))
+    review = lock["recipe"]["quality"]["review"]
+    measured = measure_reviews(
+        records,
+        review_decisions(run_dir),
+        reviewer_error=float(review.get("reviewer_error") or 0.0),
+        aql=review.get("aql"),
+        risk=float(review.get("risk") or 0.05),
+    )
+    if "tiers" in measured:
+        table = Table(title="the tiers, measured by the reviews (95 % CI, weighted to all records)")
+        for column in ("tier", "reviewed / records", "precision", "recall"):
+            table.add_column(column)
+        for tier, metrics in measured["tiers"].items():
+            size = measured["strata"].get(tier, {})
+            cells = []
+            for metric in ("precision", "recall"):
+                value, (low, high) = metrics[metric]["value"], metrics[metric]["ci"]
+                shown = "-" if value is None else f"{value:.0%}"
+                cells.append(f"{shown} ({low:.0%}-{high:.0%})")
+            counts = f"{size.get('reviewed', '-')} / {size.get('records', '-')}" if size else "-"
+            table.add_row(tier, counts, *cells)
+        out.print(table)
+    else:
+        out.print("tier precision/recall: review some accepted and some rejected records first")
+    batch = measured.get("batch")
+    if batch is not None:
+        out.print(f"batch: {batch['decision']} ({batch['statement']}; aql {batch['aql']:g})")
 
 
 class ExportFormat(str, Enum):

@@ -147,3 +147,12 @@ def stratum_value(record: Record, key: str) -> Any:
 def stratum_of(record: Record, stratify_by: list[str]) -> str:
     """The record's stratum (review sampling, mix counts): ``key=value`` joined by `` | ``."""
     return " | ".join(f"{k}={stratum_value(record, k)}" for k in stratify_by) or "all"
+
+
+def tier_outcome(record: Record) -> str:
+    """``accepted``, or the tier that rejected the record first (its first reason's prefix,
+    e.g. ``fluency``, ``rules``, ``dedup``)."""
+    if record.status == "accepted":
+        return "accepted"
+    first = record.reasons[0] if record.reasons else "rejected"
+    return first.split(":")[0].strip() or "rejected"

@@ -1,6 +1,7 @@
 """Quality tiers as pure functions, and the stage's funnel on a small run."""
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -151,8 +152,22 @@ def test_percentile_mode_and_funnel(tmp_path: Path) -> None:
     ]
     remaining = [f["remaining"] for f in funnel]
     assert remaining == sorted(remaining, reverse=True)
-    sample = (result.run_dir / "quality" / "review_sample.jsonl").read_text().splitlines()
-    assert sample and all(json.loads(line)["status"] == "accepted" for line in sample)
+    lines = (result.run_dir / "quality" / "review_sample.jsonl").read_text().splitlines()
+    sample = [json.loads(line) for line in lines]
+    accepted = [r for r in sample if r["status"] == "accepted"]
+    rejected = [r for r in sample if r["status"] == "rejected"]
+    # rejected_share 0.2 of the sample comes from the rejected records, by rejecting tier,
+    # at least one of each tier that rejected any (min_per_stratum)
+    assert accepted and len(rejected) >= math.ceil(len(accepted) * 0.2 / 0.8)
+    tiers = {r.reasons[0].split(":")[0] for r in records if r.status == "rejected"}
+    assert {r["quality"]["review"]["outcome"] for r in rejected} == tiers
+    for record in sample:
+        outcome = record["quality"]["review"]["outcome"]
+        assert (
+            outcome == "accepted"
+            if record["status"] == "accepted"
+            else (record["reasons"][0].startswith(f"{outcome}:"))
+        )
 
 
 def test_rules_check_cli_explains_each_rule(tmp_path: Path) -> None:

@@ -118,3 +118,42 @@ def test_alpha_handles_missing_ratings() -> None:
     est = alpha(raters)
     assert 0.5 < est.value < 0.8  # three raters, 10 % errors each
     assert est.low <= est.value <= est.high
+
+
+def test_review_stats_prints_each_tiers_measures_from_the_runs_reviews(
+    run_copy, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+    from typer.testing import CliRunner
+
+    from synthtune.cli import app
+    from synthtune.decisions import Decision
+    from synthtune.review.app import sampled_records
+    from synthtune.review.measure import measure_reviews
+    from synthtune.store import ReviewStore, RunStore, review_decisions
+
+    lock = run_copy / "recipe.lock.yaml"
+    locked = yaml.safe_load(lock.read_text(encoding="utf-8"))
+    locked["recipe"]["quality"]["review"]["aql"] = 0.2
+    lock.write_text(yaml.safe_dump(locked, allow_unicode=True), encoding="utf-8")
+    sample = sampled_records(run_copy)
+    outcomes = {r.quality["review"]["outcome"] for r in sample}
+    assert "accepted" in outcomes and len(outcomes) >= 2  # rejected records are sampled too
+    store = ReviewStore(run_copy)
+    # the expert agrees with every rejection and finds every accepted record fine
+    for record in sample:
+        verdict = "accept" if record.status == "accepted" else "reject"
+        store.save(Decision(record_id=record.id, decision=verdict, reason="x", reviewer="ann"))
+    store.close()
+    records = RunStore(run_copy).read_table("quality", "dataset")
+    measured = measure_reviews(records, review_decisions(run_copy), aql=0.2)
+    for metrics in measured["tiers"].values():
+        assert metrics["precision"]["value"] == 1.0  # every rejection was right
+        assert metrics["recall"]["ci"][0] > 0
+    assert measured["batch"]["bad"] == 0
+    result = CliRunner().invoke(app, ["review-stats", str(run_copy)])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "the tiers, measured by the reviews" in output
+    assert "100% (" in output  # precision with its interval
+    assert "batch: " in output and "aql 0.2" in output

@@ -162,6 +162,39 @@ class ReviewConfig(StrictModel):
     flag_defect_rate: float = Field(
         0.2, gt=0, le=1, description="Flag strata whose estimated defect rate is above."
     )
+    rejected_share: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="Share of the review sample drawn from the records the tiers rejected "
+        "(stratified by the tier that rejected them), so that each tier's precision and "
+        "recall can be measured (docs/review.md).",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
+    aql: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Acceptable defect rate of the accepted records: review-stats accepts or "
+        "rejects the batch when the reviews bound its defect rate (Clopper-Pearson) below or "
+        "above it, else asks for more reviews.",
+        json_schema_extra={"fingerprint": "never"},
+    )
+    risk: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="Chance the batch decision accepts a batch worse than aql.",
+        json_schema_extra={"fingerprint": "never"},
+    )
+    reviewer_error: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="How often a reviewer is wrong (from overlap or gold items): corrects "
+        "the precision and recall estimates.",
+        json_schema_extra={"fingerprint": "never"},
+    )
 
 
 def _rules_source(value: str, info: ValidationInfo) -> str:

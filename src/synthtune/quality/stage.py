@@ -11,6 +11,7 @@ is flagged for human review (``quality.review``) and listed in ``quality/review_
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,7 @@ from synthtune.plugins import QUALITY_FILTERS, QualityFilter
 from synthtune.quality import decontam, dedup
 from synthtune.quality import shards as per_shard
 from synthtune.quality.judge import judge_records
-from synthtune.quality.sampling import stratified_sample
+from synthtune.quality.sampling import stratified_sample, tier_outcome
 from synthtune.realdata import real_texts
 from synthtune.records import Record
 from synthtune.rules import load_rule_sources
@@ -251,8 +252,23 @@ class QualityStage:
             ctx.recipe.seed,
             cfg.review.min_per_stratum,
         )
+        # and records the tiers rejected, by the tier that did: their reviews measure each
+        # tier's precision and recall (review.measure)
+        rejected = [r for r in records if r.status != "accepted" and _has_reply(r)]
+        if sample and rejected and cfg.review.rejected_share:
+            wanted = math.ceil(
+                len(sample) * cfg.review.rejected_share / (1 - cfg.review.rejected_share)
+            )
+            sample += stratified_sample(
+                rejected,
+                min(1.0, wanted / len(rejected)),
+                [],
+                ctx.recipe.seed,
+                cfg.review.min_per_stratum,
+                key=tier_outcome,
+            )
         for record in sample:
-            record.quality["review"] = {"sampled": True}
+            record.quality["review"] = {"sampled": True, "outcome": tier_outcome(record)}
         lines = [json.dumps(r.model_dump(mode="json"), ensure_ascii=False) for r in sample]
         atomic_write_text(ctx.store.path(self.name, "review_sample.jsonl"), "\n".join(lines))
         ctx.store.write_table(self.name, "dataset", records)

@@ -266,3 +266,51 @@ def sequential_decision(
         if decision.decision != "review more":
             break
     return decision
+
+
+# ---------------------------------------------------------------------- from a run's reviews
+
+
+def measure_reviews(
+    records: Sequence[Any],
+    decisions: dict[str, Any],
+    reviewer_error: float = 0.0,
+    aql: float | None = None,
+    risk: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The quality stage's records and the experts' decisions (``Decision`` by record id) ->
+    the strata by tier outcome, each tier's precision and recall, and the batch decision on
+    the accepted records when ``aql`` is set. A review is "bad" unless it accepted the record
+    (an edit means the record needed fixing)."""
+    from synthtune.records import tier_outcome
+
+    sizes: dict[str, int] = {}
+    reviewed: dict[str, int] = {}
+    bad: dict[str, int] = {}
+    for record in records:
+        outcome = tier_outcome(record)
+        sizes[outcome] = sizes.get(outcome, 0) + 1
+        decision = decisions.get(record.id)
+        if decision is not None:
+            reviewed[outcome] = reviewed.get(outcome, 0) + 1
+            bad[outcome] = bad.get(outcome, 0) + (decision.decision != "accept")
+    strata = {h: Stratum(sizes[h], reviewed.get(h, 0), bad.get(h, 0)) for h in sizes}
+    out: dict[str, Any] = {
+        "strata": {
+            h: {"records": s.size, "reviewed": s.reviewed, "bad": s.bad}
+            for h, s in sorted(strata.items())
+        },
+        "reviewer_error": reviewer_error,
+    }
+    tiers_reviewed = [h for h in strata if h != ACCEPTED and strata[h].reviewed]
+    if ACCEPTED in strata and strata[ACCEPTED].reviewed and tiers_reviewed:
+        quality = tier_quality(strata, reviewer_error=reviewer_error, seed=seed)
+        out["tiers"] = {
+            tier: {metric: e.as_dict() for metric, e in metrics.items()}
+            for tier, metrics in quality.items()
+        }
+    if aql is not None and ACCEPTED in strata:
+        kept = strata[ACCEPTED]
+        out["batch"] = batch_decision(kept.bad, kept.reviewed, aql, risk).as_dict()
+    return out
