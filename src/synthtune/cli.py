@@ -735,6 +735,7 @@ def _print_tier_measures(run_dir: Path, records: list[Any]) -> None:
         reviewer_error=float(review.get("reviewer_error") or 0.0),
         aql=review.get("aql"),
         risk=float(review.get("risk") or 0.05),
+        judge_min_score=(lock["recipe"]["quality"].get("judge") or {}).get("min_score"),
     )
     if "tiers" in measured:
         table = Table(title="the tiers, measured by the reviews (95 % CI, weighted to all records)")
@@ -752,6 +753,15 @@ def _print_tier_measures(run_dir: Path, records: list[Any]) -> None:
         out.print(table)
     else:
         out.print("tier precision/recall: review some accepted and some rejected records first")
+    judge = measured.get("judge_agreement")
+    if judge is not None:
+        value, (low, high) = judge["kappa"]["value"], judge["kappa"]["ci"]
+        out.print(
+            f"LLM judge vs experts on {judge['items']} records: Cohen's kappa {value:.2f} "
+            f"(95 % CI {low:.2f}-{high:.2f})"
+        )
+        if judge["warning"]:
+            out.print(f"[yellow]warning: {judge['warning']}[/]")
     batch = measured.get("batch")
     if batch is not None:
         out.print(f"batch: {batch['decision']} ({batch['statement']}; aql {batch['aql']:g})")

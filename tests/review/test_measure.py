@@ -157,3 +157,40 @@ def test_review_stats_prints_each_tiers_measures_from_the_runs_reviews(
     assert "the tiers, measured by the reviews" in output
     assert "100% (" in output  # precision with its interval
     assert "batch: " in output and "aql 0.2" in output
+
+
+def test_judge_agreement_with_the_experts_is_kappa_on_pass_and_fail() -> None:
+    from synthtune.decisions import Decision
+    from synthtune.records import Message, Payload, Record
+    from synthtune.review.measure import measure_reviews
+
+    records, decisions, judge, expert = [], {}, [], []
+    rng = np.random.default_rng(2)
+    for i in range(120):
+        payload = Payload(
+            messages=[
+                Message(role="user", content=f"question {i}"),
+                Message(role="assistant", content=f"answer {i}"),
+            ]
+        )
+        record = Record.create("synthetic", payload)
+        good = rng.random() < 0.7
+        score = 4 if (good if rng.random() < 0.9 else not good) else 2  # 10 % disagreement
+        record.quality["judge"] = {"score": score, "reason": "r"}
+        if score < 3:
+            record.reject(f"judge: score {score} below 3 (r)")
+        records.append(record)
+        verdict = "accept" if good else "reject"
+        decisions[record.id] = Decision(record_id=record.id, decision=verdict, reason="x")
+        judge.append(score >= 3)
+        expert.append(good)
+    measured = measure_reviews(records, decisions, judge_min_score=3)
+    agreement = measured["judge_agreement"]
+    assert agreement["items"] == 120
+    assert agreement["kappa"]["value"] == pytest.approx(cohen_kappa_score(judge, expert), abs=1e-4)
+    assert agreement["warning"] is None  # ~0.75: substantial
+    judge_tier = measured["tiers"]["judge"]
+    assert judge_tier["precision"]["value"] == pytest.approx(
+        sum(not e for j, e in zip(judge, expert, strict=True) if not j) / judge.count(False),
+        abs=1e-4,
+    )

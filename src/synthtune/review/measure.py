@@ -278,11 +278,14 @@ def measure_reviews(
     aql: float | None = None,
     risk: float = 0.05,
     seed: int = 0,
+    judge_min_score: int | None = None,
 ) -> dict[str, Any]:
     """The quality stage's records and the experts' decisions (``Decision`` by record id) ->
-    the strata by tier outcome, each tier's precision and recall, and the batch decision on
-    the accepted records when ``aql`` is set. A review is "bad" unless it accepted the record
-    (an edit means the record needed fixing)."""
+    the strata by tier outcome, each tier's precision and recall, the batch decision on the
+    accepted records when ``aql`` is set, and the LLM judge's agreement with the experts
+    (Cohen's kappa on pass/fail, ``judge_min_score`` the judge's pass mark) where both
+    judged a record. A review is "bad" unless it accepted the record (an edit means the
+    record needed fixing)."""
     from synthtune.records import tier_outcome
 
     sizes: dict[str, int] = {}
@@ -313,4 +316,17 @@ def measure_reviews(
     if aql is not None and ACCEPTED in strata:
         kept = strata[ACCEPTED]
         out["batch"] = batch_decision(kept.bad, kept.reviewed, aql, risk).as_dict()
+    if judge_min_score is not None:
+        pairs = [
+            (r.quality["judge"]["score"] >= judge_min_score, decisions[r.id].decision == "accept")
+            for r in records
+            if r.id in decisions and "score" in r.quality.get("judge", {})
+        ]
+        if len(pairs) >= 2 and len({p for pair in pairs for p in pair}) > 1:
+            agreement = kappa([j for j, _ in pairs], [e for _, e in pairs], seed=seed)
+            out["judge_agreement"] = {
+                "items": len(pairs),
+                "kappa": agreement.as_dict(),
+                "warning": trust_warning("the LLM judge", agreement),
+            }
     return out
