@@ -689,8 +689,28 @@ def review(
 
 
 @app.command("review-stats")
-def review_stats_command(run_dir: RunDirArg) -> None:
-    """Acceptance per stratum (Wilson 95 % CI), remainder defect rate, flagged strata."""
+def review_stats_command(
+    run_dir: RunDirArg,
+    patch: Annotated[
+        Path | None,
+        typer.Option(
+            "--patch",
+            help="Write the thresholds refitted from the reviews as a recipe patch (YAML); "
+            "apply it with `synthtune patch RECIPE PATCH`.",
+        ),
+    ] = None,
+    target_precision: Annotated[
+        float,
+        typer.Option(
+            "--target-precision",
+            min=0.01,
+            max=1.0,
+            help="Refitted thresholds reject records that are at least this often bad.",
+        ),
+    ] = 0.9,
+) -> None:
+    """Acceptance per stratum (Wilson 95 % CI), remainder defect rate, flagged strata; each
+    tier's precision and recall from the reviews, judge agreement and the batch decision."""
     from synthtune.review.stats import review_stats
     from synthtune.store import RunStore, review_decisions
 
@@ -718,6 +738,68 @@ def review_stats_command(run_dir: RunDirArg) -> None:
     if rate is not None:
         out.print(f"estimated defect rate of the {stats['unreviewed']} unreviewed: {rate:.1%}")
     _print_tier_measures(run_dir, records)
+    if patch is not None:
+        _write_refit(run_dir, records, patch, target_precision)
+
+
+def _write_refit(run_dir: Path, records: list[Any], path: Path, target: float) -> None:
+    import yaml
+
+    from synthtune.review.measure import refit_patch
+    from synthtune.store import review_decisions
+
+    refit = refit_patch(records, review_decisions(run_dir), target)
+    for tier, fit in refit["fits"].items():
+        if fit["cut"] is None:
+            out.print(f"{tier}: no cut-off reaches precision {target:g} on these reviews")
+        else:
+            out.print(
+                f"{tier}: cut-off {fit['cut']:g} rejects records bad {fit['precision']:.0%} of "
+                f"the time and catches {fit['recall']:.0%} of the bad ones (reviews weighted)"
+            )
+    path.write_text(yaml.safe_dump(refit["patch"], sort_keys=False), encoding="utf-8")
+    out.print(f"patch: {path} (apply: synthtune patch RECIPE {path})", soft_wrap=True)
+
+
+@app.command("patch")
+def patch_command(
+    recipe: RecipeArg,
+    patch: Annotated[Path, typer.Argument(help="A recipe patch (YAML), merged key by key.")],
+) -> None:
+    """Merge PATCH into RECIPE (the recipe is validated first; the old file is kept as
+    RECIPE.bak; YAML comments are not carried over)."""
+    import shutil
+
+    import yaml
+
+    from synthtune.ablate.variants import deep_merge
+    from synthtune.config import load_recipe
+    from synthtune.errors import RecipeError
+
+    try:
+        loaded = []
+        for path in (recipe, patch):
+            try:
+                loaded.append(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+            except (OSError, yaml.YAMLError) as exc:
+                raise RecipeError(str(path), [f"cannot read: {exc}"]) from None
+            if not isinstance(loaded[-1], dict):
+                raise RecipeError(str(path), ["must be a mapping of recipe sections"])
+        merged = deep_merge(loaded[0], loaded[1])
+        candidate = recipe.with_name(f".{recipe.name}.patched")
+        candidate.write_text(
+            yaml.safe_dump(merged, allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
+        try:
+            load_recipe(candidate)  # paths resolve beside the recipe, as they will
+        except SynthtuneError:
+            candidate.unlink()
+            raise
+        shutil.copy(recipe, recipe.with_name(recipe.name + ".bak"))
+        candidate.replace(recipe)
+    except SynthtuneError as exc:
+        raise _fail(exc) from None
+    out.print(f"patched {recipe} (previous version: {recipe.name}.bak)")
 
 
 def _print_tier_measures(run_dir: Path, records: list[Any]) -> None:

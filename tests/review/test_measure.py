@@ -194,3 +194,65 @@ def test_judge_agreement_with_the_experts_is_kappa_on_pass_and_fail() -> None:
         sum(not e for j, e in zip(judge, expert, strict=True) if not j) / judge.count(False),
         abs=1e-4,
     )
+
+
+def test_refit_finds_the_cut_with_the_target_precision_at_the_highest_recall() -> None:
+    from synthtune.review.measure import refit_threshold
+
+    # perplexities of reviewed records: bad ones run high, a few good ones too
+    scores = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    bad = [False, False, False, False, True, False, True, True, True, True]
+    fit = refit_threshold(scores, bad, [1.0] * 10, target_precision=0.8)
+    # reject above 40: 5 of 6 bad (83 %), every bad one caught
+    assert fit["cut"] == 40 and fit["precision"] == pytest.approx(5 / 6)
+    assert fit["recall"] == pytest.approx(1.0)
+    strict = refit_threshold(scores, bad, [1.0] * 10, target_precision=1.0)
+    assert strict["cut"] == 60 and strict["recall"] == pytest.approx(0.8)
+    # weights move it: the good record at 60 stands for 10 records
+    weighted = refit_threshold(scores, bad, [1.0] * 5 + [10.0] + [1.0] * 4, 0.8)
+    assert weighted["cut"] == 60
+    judge = refit_threshold(
+        [1, 2, 3, 4, 5], [True, True, False, False, False], [1.0] * 5, 0.9, False
+    )
+    assert judge["cut"] == 3  # reject below 3: min_score 3
+    assert len(judge["curve"]) == 5
+
+
+def test_review_stats_writes_a_patch_that_one_command_applies(run_copy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+    from typer.testing import CliRunner
+
+    from synthtune.cli import app
+    from synthtune.config import load_recipe
+    from synthtune.decisions import Decision
+    from synthtune.review.app import sampled_records
+    from synthtune.store import ReviewStore
+
+    sample = [r for r in sampled_records(run_copy) if "perplexity" in r.quality]
+    ranked = sorted(sample, key=lambda r: r.quality["perplexity"])
+    store = ReviewStore(run_copy)
+    for i, record in enumerate(ranked):  # the expert finds the least fluent third bad
+        verdict = "reject" if i >= 2 * len(ranked) // 3 else "accept"
+        store.save(Decision(record_id=record.id, decision=verdict, reason="x"))
+    store.close()
+    patch = tmp_path / "patch.yaml"
+    runner = CliRunner()
+    result = runner.invoke(app, ["review-stats", str(run_copy), "--patch", str(patch)])
+    assert result.exit_code == 0, result.output
+    refitted = yaml.safe_load(patch.read_text())["quality"]["perplexity"]
+    assert refitted["mode"] == "absolute"
+    cut = ranked[2 * len(ranked) // 3 - 1].quality["perplexity"]
+    assert refitted["max"] == pytest.approx(cut)
+    from tests.conftest import write_recipe
+
+    (tmp_path / "r").mkdir()
+    recipe = write_recipe(tmp_path / "r")
+    result = runner.invoke(app, ["patch", str(recipe), str(patch)])
+    assert result.exit_code == 0, result.output
+    assert load_recipe(recipe).quality.perplexity.max == pytest.approx(cut)
+    assert (tmp_path / "r" / "recipe.yaml.bak").exists()
+    bad = tmp_path / "bad.yaml"  # a patch that makes the recipe invalid changes nothing
+    bad.write_text("quality: {perplexity: {max: -1}}\n")
+    result = runner.invoke(app, ["patch", str(recipe), str(bad)])
+    assert result.exit_code == 2 and "quality.perplexity.max" in " ".join(result.output.split())
+    assert load_recipe(recipe).quality.perplexity.max == pytest.approx(cut)  # left as it was

@@ -330,3 +330,98 @@ def measure_reviews(
                 "warning": trust_warning("the LLM judge", agreement),
             }
     return out
+
+
+# ------------------------------------------------------------------------ refitted thresholds
+
+
+def refit_threshold(
+    scores: Sequence[float],
+    bad: Sequence[bool],
+    weights: Sequence[float],
+    target_precision: float,
+    reject_above: bool = True,
+) -> dict[str, Any]:
+    """The cut-off on ``scores`` that rejects the most bad records (highest recall) while
+    the rejected are at least ``target_precision`` bad, from reviewed records with their
+    expert verdict (``bad``) and population weights (stratum size / reviews in it).
+    ``reject_above``: a record is rejected when its score is above the cut-off (perplexity),
+    else below it (a judge score). Returns the cut-off (None when no cut-off reaches the
+    target), its precision and recall, and the whole trade-off curve."""
+    s = np.asarray(scores, dtype=float)
+    b = np.asarray(bad, dtype=bool)
+    w = np.asarray(weights, dtype=float)
+    if not len(s) or not (len(s) == len(b) == len(w)):
+        raise ValueError("refit needs equally long, non-empty scores, verdicts and weights")
+    total_bad = float((w * b).sum())
+    curve = []
+    for cut in np.unique(s):
+        rejected = s > cut if reject_above else s < cut
+        mass = float(w[rejected].sum())
+        hit = float((w * b)[rejected].sum())
+        precision = hit / mass if mass else None
+        recall = hit / total_bad if total_bad else None
+        curve.append({"cut": float(cut), "precision": precision, "recall": recall})
+    reaching = [
+        c for c in curve if c["precision"] is not None and c["precision"] >= target_precision
+    ]
+    # the highest recall; among equal recalls the highest precision (fewest good rejected)
+    best = max(reaching, key=lambda c: (c["recall"] or 0.0, c["precision"]), default=None)
+    return {
+        "cut": None if best is None else best["cut"],
+        "precision": None if best is None else best["precision"],
+        "recall": None if best is None else best["recall"],
+        "target_precision": target_precision,
+        "curve": curve,
+    }
+
+
+def refit_patch(
+    records: Sequence[Any],
+    decisions: dict[str, Any],
+    target_precision: float,
+) -> dict[str, Any]:
+    """Refitted perplexity threshold (and judge ``min_score`` when the records were judged)
+    from the reviewed records, as ``{"patch": <recipe patch>, "fits": {...}}``. Weights undo
+    the stratified sample: each reviewed record stands for its tier outcome's size over its
+    reviews."""
+    from synthtune.records import tier_outcome
+
+    sizes: dict[str, int] = {}
+    reviews: dict[str, int] = {}
+    for record in records:
+        outcome = tier_outcome(record)
+        sizes[outcome] = sizes.get(outcome, 0) + 1
+        reviews[outcome] = reviews.get(outcome, 0) + (record.id in decisions)
+    fits: dict[str, Any] = {}
+    patch: dict[str, Any] = {}
+    reviewed = [r for r in records if r.id in decisions]
+
+    def weight(record: Any) -> float:
+        outcome = tier_outcome(record)
+        return sizes[outcome] / reviews[outcome]
+
+    scored = [r for r in reviewed if "perplexity" in r.quality]
+    if scored:
+        fit = refit_threshold(
+            [r.quality["perplexity"] for r in scored],
+            [decisions[r.id].decision != "accept" for r in scored],
+            [weight(r) for r in scored],
+            target_precision,
+        )
+        fits["perplexity"] = fit
+        if fit["cut"] is not None:
+            patch.setdefault("quality", {})["perplexity"] = {"mode": "absolute", "max": fit["cut"]}
+    judged = [r for r in reviewed if "score" in r.quality.get("judge", {})]
+    if judged:
+        fit = refit_threshold(
+            [r.quality["judge"]["score"] for r in judged],
+            [decisions[r.id].decision != "accept" for r in judged],
+            [weight(r) for r in judged],
+            target_precision,
+            reject_above=False,
+        )
+        fits["judge"] = fit
+        if fit["cut"] is not None:  # rejected below the cut: min_score is the cut itself
+            patch.setdefault("quality", {})["judge"] = {"min_score": int(fit["cut"])}
+    return {"patch": patch, "fits": fits}
