@@ -235,6 +235,11 @@ def test_review_stats_writes_a_patch_that_one_command_applies(run_copy, tmp_path
         verdict = "reject" if i >= 2 * len(ranked) // 3 else "accept"
         store.save(Decision(record_id=record.id, decision=verdict, reason="x"))
     store.close()
+    from synthtune.report.html import build_report
+
+    html = build_report(run_copy).read_text(encoding="utf-8")
+    assert "The tiers, measured by the reviews" in html
+    assert 'alt="precision and recall of each perplexity cut-off' in html
     patch = tmp_path / "patch.yaml"
     runner = CliRunner()
     result = runner.invoke(app, ["review-stats", str(run_copy), "--patch", str(patch)])

@@ -103,6 +103,30 @@ def _data(
     }
 
 
+def _review_measures(
+    store: RunStore, records: list[Any], decisions: dict[str, Any]
+) -> dict[str, Any]:
+    """The tiers measured by the reviews (docs/review.md), with the review settings of the
+    locked recipe, and the refitted perplexity threshold at 90 % precision."""
+    import yaml
+
+    from synthtune.review.measure import measure_reviews, refit_patch
+
+    lock = yaml.safe_load((store.root / "recipe.lock.yaml").read_text(encoding="utf-8"))
+    quality = lock["recipe"]["quality"]
+    review = quality["review"]
+    measured = measure_reviews(
+        records,
+        decisions,
+        reviewer_error=float(review.get("reviewer_error") or 0.0),
+        aql=review.get("aql"),
+        risk=float(review.get("risk") or 0.05),
+        judge_min_score=(quality.get("judge") or {}).get("min_score"),
+    )
+    measured["refit"] = refit_patch(records, decisions, 0.9)["fits"]
+    return measured
+
+
 def build_report(run_dir: Path | str) -> Path:
     """Write ``<run_dir>/report.html`` and return its path."""
     store = RunStore(Path(run_dir))
@@ -150,6 +174,12 @@ def build_report(run_dir: Path | str) -> Path:
         if decisions:
             review = review_settings(store.root)
             context["review"] = review_stats(records, decisions, *review)
+            context["review_measures"] = measures = _review_measures(store, records, decisions)
+            fit = measures.get("refit", {}).get("perplexity")
+            if fit and len(fit["curve"]) > 1:
+                context["plots"]["review_tradeoff"] = _plots().tradeoff_curve(
+                    fit["curve"], fit["cut"], "perplexity cut-off vs expert reviews"
+                )
     if "mix" in state:
         context["mix"] = mix = state["mix"]["summary"]
         if mix.get("coverage"):

@@ -243,3 +243,19 @@ def _confusion_figure(suite: dict[str, Any], names: tuple[str, ...], normalize: 
         title = _MODEL_TITLES.get(name, name)
         ax.set_title(f"{title}: macro-F1 {suite[name]['macro_f1']:.3f}", fontsize=10)
     return _to_uri(fig)
+
+
+def tradeoff_curve(curve: list[dict[str, Any]], chosen: float | None, title: str) -> str:
+    """Precision and recall of each candidate cut-off (``review.measure.refit_threshold``),
+    the refitted one marked."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    cuts = [c["cut"] for c in curve]
+    for key, color in (("precision", "#4c78a8"), ("recall", "#f58518")):
+        ax.plot(cuts, [np.nan if c[key] is None else c[key] for c in curve], label=key, color=color)
+    if chosen is not None:
+        ax.axvline(chosen, color="#e45756", linestyle="--", label=f"refitted {chosen:g}")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("cut-off")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    return _to_uri(fig)
