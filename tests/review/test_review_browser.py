@@ -61,3 +61,46 @@ def test_accept_reject_reload_in_a_real_browser(run_copy: Path, browser, tmp_pat
     saved = review_decisions(run_copy)
     assert sorted(d.decision for d in saved.values()) == ["accept", "reject"]
     assert any(d.reason == "advises a drug below 38.5 °C" for d in saved.values())
+
+
+def test_the_page_shows_the_machines_reasons_and_filters_by_stratum_and_outcome(
+    run_copy: Path, browser
+) -> None:
+    sample = sampled_records(run_copy)
+    strata = sorted({r.lineage["template"] for r in sample})
+    outcomes = {r.status for r in sample}
+    assert len(strata) >= 2 and outcomes == {"accepted", "rejected"}  # both are sampled
+    failing = next(
+        r for r in sample if any(not o["ok"] and o["applicable"] for o in r.quality["rules"])
+    )
+    with ReviewServer(create_app(run_copy, TOKEN, ["template"], 0.2)) as server:
+        page = browser.new_page()
+        page.goto(f"{server.url}/?token={TOKEN}")
+        page.wait_for_selector("#list div")
+        assert page.locator("#list div").count() == len(sample)
+        # only one stratum
+        page.select_option("#stratum-filter", f"template={strata[0]}")
+        kept = [r for r in sample if r.lineage["template"] == strata[0]]
+        assert page.locator("#list div").count() == len(kept)
+        page.select_option("#stratum-filter", "")
+        # only what the tiers rejected, by the tier that did
+        outcome = failing.reasons[0].split(":")[0] if failing.status == "rejected" else "accepted"
+        page.select_option("#outcome-filter", outcome)
+        shown = page.locator("#list div")
+        same = [
+            r
+            for r in sample
+            if (r.reasons[0].split(":")[0] if r.reasons else "accepted") == outcome
+        ]
+        assert shown.count() == len(same)
+        page.click(f"#list div[data-id='{failing.id}']")
+        machine = page.inner_text("#machine")
+        rule = next(o for o in failing.quality["rules"] if not o["ok"] and o["applicable"])
+        assert f"rule {rule['rule']}: FAIL ({rule['severity']}) {rule['why']}" in machine
+        assert f"stratum: template={failing.lineage['template']}" in machine
+        if failing.status == "rejected":
+            assert f"rejected by {outcome}: {failing.reasons[0]}" in machine
+        assert page.locator("#machine li.fail").count() >= 1
+        page.keyboard.press("j")  # moves within the filtered list only
+        current = page.locator("#list div.current").get_attribute("data-id")
+        assert current in {r.id for r in same}

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from synthtune.decisions import Decision, Verdict
 from synthtune.http_limits import BodyLimit
 from synthtune.loopback import ThreadedServer
-from synthtune.records import Record
+from synthtune.records import Record, stratum_of, tier_outcome
 from synthtune.review.stats import review_stats
 from synthtune.store import ReviewStore, RunStore, UnsafeMediaPath
 
@@ -51,9 +51,19 @@ def media_files(records: list[Record]) -> set[str]:
     return paths
 
 
-def _item(record: Record, decision: Decision | None) -> dict[str, Any]:
+def _item(record: Record, decision: Decision | None, stratify_by: list[str]) -> dict[str, Any]:
+    """What the page shows of a record: its texts, and why each tier decided what it did."""
     return {
         "id": record.id,
+        "status": record.status,
+        "reasons": list(record.reasons),
+        "outcome": tier_outcome(record),
+        "stratum": stratum_of(record, stratify_by),
+        "edge_case": record.lineage.get("edge_case"),
+        "heuristics": record.quality.get("heuristics"),
+        "dedup": record.quality.get("dedup"),
+        "decontam": record.quality.get("decontam"),
+        "ngram_perplexity": record.quality.get("ngram_perplexity"),
         "prompt": record.payload.text("prompt"),
         "question": next(
             (m.content for m in reversed(record.payload.messages) if m.role == "user"), ""
@@ -106,7 +116,7 @@ def create_app(
     @app.get("/api/items", dependencies=[Depends(authorised)])
     def list_items() -> list[dict[str, Any]]:
         decisions = store.all()
-        return [_item(r, decisions.get(r.id)) for r in items]
+        return [_item(r, decisions.get(r.id), stratify_by) for r in items]
 
     @app.get("/media/{relative:path}", dependencies=[Depends(authorised)])
     def media(relative: str) -> FileResponse:
