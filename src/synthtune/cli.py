@@ -674,6 +674,13 @@ def review(
     token: Annotated[
         str | None, typer.Option(help="Access token (default: a new random one).")
     ] = None,
+    reviewer: Annotated[
+        str,
+        typer.Option(
+            help="Who reviews: each reviewer's decisions are kept apart, so two experts "
+            "reviewing the same records measure their agreement (review-stats)."
+        ),
+    ] = "reviewer",
 ) -> None:
     """Serve the review app for RUN_DIR's review sample (accept / reject / edit)."""
     from synthtune.review.app import ReviewServer, create_app, new_token
@@ -683,7 +690,7 @@ def review(
     except SynthtuneError as exc:
         raise _fail(exc) from None
     secret = token or new_token()
-    server = ReviewServer(create_app(run_dir, secret, strata, flag), host, port)
+    server = ReviewServer(create_app(run_dir, secret, strata, flag, reviewer), host, port)
     out.print(f"review app: {server.url}/?token={secret}  (Ctrl-C to stop)", soft_wrap=True)
     server.serve_forever()
 
@@ -835,6 +842,26 @@ def _print_tier_measures(run_dir: Path, records: list[Any]) -> None:
         out.print(table)
     else:
         out.print("tier precision/recall: review some accepted and some rejected records first")
+    from synthtune.review.measure import expert_agreement
+    from synthtune.store import reviewer_decisions
+
+    experts = expert_agreement(reviewer_decisions(run_dir))
+    if experts is not None:
+        for pair in experts["pairs"]:
+            value, (low, high) = pair["kappa"]["value"], pair["kappa"]["ci"]
+            a, b = pair["reviewers"]
+            out.print(
+                f"{a} vs {b} on {pair['items']} records: Cohen's kappa {value:.2f} "
+                f"(95 % CI {low:.2f}-{high:.2f})"
+            )
+        if "alpha" in experts:
+            value, (low, high) = experts["alpha"]["value"], experts["alpha"]["ci"]
+            out.print(
+                f"the {len(experts['reviewers'])} reviewers on {experts['shared_items']} shared "
+                f"records: Krippendorff's alpha {value:.2f} (95 % CI {low:.2f}-{high:.2f})"
+            )
+            if experts["warning"]:
+                out.print(f"[yellow]warning: {experts['warning']}[/]")
     judge = measured.get("judge_agreement")
     if judge is not None:
         value, (low, high) = judge["kappa"]["value"], judge["kappa"]["ci"]

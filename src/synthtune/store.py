@@ -437,7 +437,8 @@ class ReviewStore:
 
     SQLite in WAL mode makes every decision durable and atomic on its own, so closing the
     browser or killing the server loses nothing; a later decision on the same record replaces
-    the earlier one (the full history is kept in ``history``).
+    the earlier one in ``decisions`` (what the mix applies) and each reviewer's latest one is
+    kept in ``reviews`` (agreement between reviewers); the full history is in ``history``.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -449,6 +450,18 @@ class ReviewStore:
             "CREATE TABLE IF NOT EXISTS decisions (record_id TEXT PRIMARY KEY, body TEXT NOT NULL)"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS history (body TEXT NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS reviews (record_id TEXT NOT NULL, reviewer TEXT NOT NULL,"
+            " body TEXT NOT NULL, PRIMARY KEY (record_id, reviewer))"
+        )
+        with self._db:  # a database from before per-reviewer decisions: carry them over
+            self._db.execute("BEGIN IMMEDIATE")
+            for (body,) in self._db.execute("SELECT body FROM decisions").fetchall():
+                decision = Decision.model_validate_json(body)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO reviews VALUES (?, ?, ?)",
+                    (decision.record_id, decision.reviewer, body),
+                )
 
     def save(self, decision: Decision) -> None:
         body = decision.model_dump_json()
@@ -457,14 +470,38 @@ class ReviewStore:
             self._db.execute(
                 "INSERT OR REPLACE INTO decisions VALUES (?, ?)", (decision.record_id, body)
             )
+            self._db.execute(
+                "INSERT OR REPLACE INTO reviews VALUES (?, ?, ?)",
+                (decision.record_id, decision.reviewer, body),
+            )
             self._db.execute("INSERT INTO history VALUES (?)", (body,))
 
     def all(self) -> dict[str, Decision]:
         rows = self._db.execute("SELECT body FROM decisions ORDER BY record_id")
         return {d.record_id: d for d in (Decision.model_validate_json(b) for (b,) in rows)}
 
+    def by_reviewer(self) -> dict[str, dict[str, Decision]]:
+        """Each reviewer's latest decision per record: reviewer -> record id -> decision."""
+        out: dict[str, dict[str, Decision]] = {}
+        rows = self._db.execute("SELECT body FROM reviews ORDER BY reviewer, record_id")
+        for (body,) in rows:
+            decision = Decision.model_validate_json(body)
+            out.setdefault(decision.reviewer, {})[decision.record_id] = decision
+        return out
+
     def close(self) -> None:
         self._db.close()
+
+
+def reviewer_decisions(run_dir: Path) -> dict[str, dict[str, Decision]]:
+    """Each reviewer's decisions (``ReviewStore.by_reviewer``); empty when nobody reviewed."""
+    if not (Path(run_dir) / "review" / "decisions.sqlite").exists():
+        return {}
+    store = ReviewStore(run_dir)
+    try:
+        return store.by_reviewer()
+    finally:
+        store.close()
 
 
 def review_decisions(run_dir: Path) -> dict[str, Decision]:

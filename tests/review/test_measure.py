@@ -261,3 +261,42 @@ def test_review_stats_writes_a_patch_that_one_command_applies(run_copy, tmp_path
     result = runner.invoke(app, ["patch", str(recipe), str(bad)])
     assert result.exit_code == 2 and "quality.perplexity.max" in " ".join(result.output.split())
     assert load_recipe(recipe).quality.perplexity.max == pytest.approx(cut)  # left as it was
+
+
+def test_two_reviewers_are_kept_apart_and_their_agreement_is_measured(run_copy) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+    from typer.testing import CliRunner
+
+    from synthtune.cli import app
+    from synthtune.review.app import ReviewServer, create_app, sampled_records
+    from synthtune.review.measure import expert_agreement
+    from synthtune.store import review_decisions, reviewer_decisions
+
+    sample = sampled_records(run_copy)
+    for reviewer in ("ann", "bob"):
+        with ReviewServer(create_app(run_copy, "t", ["template"], 0.2, reviewer)) as server:
+            headers = {"X-Review-Token": "t"}
+            items = httpx.get(f"{server.url}/api/items", headers=headers).json()
+            assert all(i["decision"] is None for i in items)  # bob does not see ann's
+            for n, record in enumerate(sample):
+                # bob disagrees with ann on every fourth record
+                good = record.status == "accepted"
+                if reviewer == "bob" and n % 4 == 0:
+                    good = not good
+                body = {"record_id": record.id, "decision": "accept" if good else "reject"}
+                if not good:
+                    body["reason"] = "bad"
+                answer = httpx.post(f"{server.url}/api/decisions", json=body, headers=headers)
+                assert answer.status_code == 200 and answer.json()["saved"]["reviewer"] == reviewer
+    both = reviewer_decisions(run_copy)
+    assert sorted(both) == ["ann", "bob"] and all(len(d) == len(sample) for d in both.values())
+    assert len(review_decisions(run_copy)) == len(sample)  # the mix applies the latest one
+    measured = expert_agreement(both)
+    assert measured is not None and measured["shared_items"] == len(sample)
+    (pair,) = measured["pairs"]
+    ann = [both["ann"][r.id].decision == "accept" for r in sample]
+    bob = [both["bob"][r.id].decision == "accept" for r in sample]
+    assert pair["kappa"]["value"] == pytest.approx(cohen_kappa_score(ann, bob), abs=1e-4)
+    result = CliRunner().invoke(app, ["review-stats", str(run_copy)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0 and "ann vs bob on" in output and "Krippendorff's alpha" in output

@@ -83,8 +83,14 @@ def _item(record: Record, decision: Decision | None, stratify_by: list[str]) -> 
 
 
 def create_app(
-    run_dir: Path, token: str, stratify_by: list[str], flag_defect_rate: float
+    run_dir: Path,
+    token: str,
+    stratify_by: list[str],
+    flag_defect_rate: float,
+    reviewer: str = "reviewer",
 ) -> FastAPI:
+    """The review app; ``reviewer`` names whoever decides through it (their own decisions
+    are shown and saved, apart from other reviewers')."""
     run_dir = Path(run_dir)
     store = ReviewStore(run_dir)
     items = sampled_records(run_dir)
@@ -115,7 +121,7 @@ def create_app(
 
     @app.get("/api/items", dependencies=[Depends(authorised)])
     def list_items() -> list[dict[str, Any]]:
-        decisions = store.all()
+        decisions = store.by_reviewer().get(reviewer, {})
         return [_item(r, decisions.get(r.id), stratify_by) for r in items]
 
     @app.get("/media/{relative:path}", dependencies=[Depends(authorised)])
@@ -137,7 +143,7 @@ def create_app(
         if body.record_id not in by_id:
             raise HTTPException(status_code=404, detail=f"no sampled record {body.record_id}")
         try:
-            decision = Decision(**body.model_dump())
+            decision = Decision(**body.model_dump(), reviewer=reviewer)
         except ValidationError as exc:
             raise HTTPException(status_code=422, detail=exc.errors()[0]["msg"]) from None
         store.save(decision)

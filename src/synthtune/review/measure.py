@@ -332,6 +332,47 @@ def measure_reviews(
     return out
 
 
+def expert_agreement(
+    by_reviewer: dict[str, dict[str, Any]], seed: int = 0
+) -> dict[str, Any] | None:
+    """Agreement between reviewers on the records two or more of them judged (accept vs
+    not): Cohen's kappa per pair, Krippendorff's alpha over all of them, and a warning when
+    the experts themselves disagree too much for their reviews to measure the tiers. None
+    with fewer than two reviewers or no shared record."""
+    names = sorted(by_reviewer)
+    shared = {
+        rid
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        for rid in set(by_reviewer[a]) & set(by_reviewer[b])
+    }
+    if len(names) < 2 or not shared:
+        return None
+    verdict = {
+        name: {rid: d.decision == "accept" for rid, d in by_reviewer[name].items()}
+        for name in names
+    }
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            common = sorted(set(verdict[a]) & set(verdict[b]))
+            values = [verdict[a][r] for r in common] + [verdict[b][r] for r in common]
+            if len(common) >= 2 and len(set(values)) > 1:
+                est = kappa(
+                    [verdict[a][r] for r in common], [verdict[b][r] for r in common], seed=seed
+                )
+                pairs.append({"reviewers": [a, b], "items": len(common), "kappa": est.as_dict()})
+    items = sorted(shared)
+    ratings = [[verdict[n].get(r) for r in items] for n in names]
+    out: dict[str, Any] = {"reviewers": names, "shared_items": len(items), "pairs": pairs}
+    seen = {v for row in ratings for v in row if v is not None}
+    if len(seen) > 1:
+        est = alpha(ratings, seed=seed)
+        out["alpha"] = est.as_dict()
+        out["warning"] = trust_warning("the experts' reviews", est, threshold=0.667)
+    return out
+
+
 # ------------------------------------------------------------------------ refitted thresholds
 
 
