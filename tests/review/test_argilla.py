@@ -105,10 +105,10 @@ def test_export_folder_has_argillas_layout_and_loads_with_its_readers(
     api = FakeArgillaAPI()
     client = api.client()
     settings = rg.Settings.from_json(folder / ".argilla" / "settings.json")
-    assert [f.name for f in settings.fields] == ["system", "prompt", "response"]
+    assert [f.name for f in settings.fields] == ["system", "prompt", "response", "machine"]
     assert [q.name for q in settings.questions] == ["decision", "reason", "edited_reply"]
     assert settings.questions["decision"].labels == ["accept", "reject", "edit"]
-    assert [m.name for m in settings.metadata] == ["record_id", "template", "stratum"]
+    assert [m.name for m in settings.metadata] == ["record_id", "template", "stratum", "outcome"]
     assert settings.distribution.min_submitted == 1
     # what argilla's own classes serialise for the same dataset design
     official = rg.Settings(
@@ -116,6 +116,7 @@ def test_export_folder_has_argillas_layout_and_loads_with_its_readers(
             rg.TextField("system", title="System prompt", required=False, client=client),
             rg.TextField("prompt", title="Prompt", client=client),
             rg.TextField("response", title="Reply", client=client),
+            rg.TextField("machine", title="Why the machine decided", required=False, client=client),
         ],
         questions=[
             rg.LabelQuestion(
@@ -132,6 +133,7 @@ def test_export_folder_has_argillas_layout_and_loads_with_its_readers(
             rg.TermsMetadataProperty("record_id", title="Record id", client=client),
             rg.TermsMetadataProperty("template", title="Template", client=client),
             rg.TermsMetadataProperty("stratum", title="Stratum", client=client),
+            rg.TermsMetadataProperty("outcome", title="Tier outcome", client=client),
         ],
         guidelines=argilla_settings()["guidelines"],
         distribution=rg.TaskDistribution(min_submitted=1),
@@ -151,6 +153,10 @@ def test_export_folder_has_argillas_layout_and_loads_with_its_readers(
         assert uploaded["metadata"]["record_id"] == record.id
         assert uploaded["metadata"]["template"] == record.lineage["template"]
         assert uploaded["metadata"]["stratum"].startswith(f"template={record.lineage['template']}")
+        outcome = record.reasons[0].split(":")[0] if record.reasons else "accepted"
+        assert uploaded["metadata"]["outcome"] == outcome
+        first = "accepted by every tier" if outcome == "accepted" else f"rejected by {outcome}"
+        assert uploaded["fields"]["machine"].startswith(first)
 
 
 def test_annotated_to_disk_folder_imports_once(rg: Any, run_copy: Path, tmp_path: Path) -> None:

@@ -32,12 +32,17 @@ from pydantic import ValidationError
 
 from synthtune.decisions import Decision
 from synthtune.errors import SynthtuneError
-from synthtune.records import Record, stratum_of
+from synthtune.records import Record, stratum_of, tier_outcome
 
 INSTALL_HINT = "pip install 'synthtune[argilla]'"
 VERDICTS = ("accept", "reject", "edit")
 QUESTIONS = ("decision", "reason", "edited_reply")
-METADATA = {"record_id": "Record id", "template": "Template", "stratum": "Stratum"}
+METADATA = {
+    "record_id": "Record id",
+    "template": "Template",
+    "stratum": "Stratum",
+    "outcome": "Tier outcome",
+}
 GUIDELINES = """Review each reply written for the prompt.
 
 * **accept** - the reply is correct, safe and in the right tone.
@@ -66,8 +71,9 @@ def require_argilla() -> ModuleType:
 
 def argilla_settings(guidelines: str = GUIDELINES) -> dict[str, Any]:
     """The dataset settings as ``Settings.serialize()`` produces them (what ``settings.json``
-    holds): fields system/prompt/response, questions decision/reason/edited_reply, terms
-    metadata record_id/template/stratum, one submitted response completes a record."""
+    holds): fields system/prompt/response/machine (the tiers' reasons), questions
+    decision/reason/edited_reply, terms metadata record_id/template/stratum/outcome, one
+    submitted response completes a record."""
     require_argilla()
     from argilla._models import (
         FieldModel,
@@ -89,6 +95,7 @@ def argilla_settings(guidelines: str = GUIDELINES) -> dict[str, Any]:
             ("system", "System prompt", False),
             ("prompt", "Prompt", True),
             ("response", "Reply", True),
+            ("machine", "Why the machine decided", False),
         )
     ]
     options = [{"text": verdict, "value": verdict} for verdict in VERDICTS]
@@ -125,6 +132,30 @@ def argilla_settings(guidelines: str = GUIDELINES) -> dict[str, Any]:
     }
 
 
+def machine_reasons(record: Record) -> list[str]:
+    """Why the tiers decided what they did, one line each (the review page shows the same)."""
+    quality = record.quality
+    lines = [
+        "accepted by every tier"
+        if record.status == "accepted"
+        else f"rejected by {tier_outcome(record)}: {'; '.join(record.reasons)}"
+    ]
+    if "perplexity" in quality:
+        lines.append(f"perplexity: {quality['perplexity']}")
+    for outcome in quality.get("rules", []):
+        if outcome.get("applicable"):
+            verdict = "pass" if outcome["ok"] else "FAIL"
+            lines.append(
+                f"rule {outcome['rule']}: {verdict} ({outcome['severity']}) {outcome['why']}"
+            )
+    judge = quality.get("judge") or {}
+    if "score" in judge:
+        lines.append(f"judge: score {judge['score']}, {judge.get('reason', '')}")
+    for kind, kept in (quality.get("dedup") or {}).items():
+        lines.append(f"dedup: {kind} duplicate of {kept}")
+    return lines
+
+
 def argilla_record(record: Record, stratify_by: list[str]) -> Any:
     """One review item as an ``rg.Record``: its id is our record id (Argilla keeps it as the
     external id, so annotations come back under it)."""
@@ -132,13 +163,18 @@ def argilla_record(record: Record, stratify_by: list[str]) -> Any:
     messages = record.payload.messages
     system = "\n".join(m.content for m in messages if m.role == "system")
     prompt = "\n".join(m.content for m in messages if m.role not in ("system", "assistant"))
-    fields = {"prompt": prompt, "response": record.payload.text("response")}
+    fields = {
+        "prompt": prompt,
+        "response": record.payload.text("response"),
+        "machine": "\n".join(machine_reasons(record)),
+    }
     if system:
         fields["system"] = system
     metadata = {
         "record_id": record.id,
         "template": str(record.lineage.get("template")),
         "stratum": stratum_of(record, stratify_by),
+        "outcome": tier_outcome(record),
     }
     return rg.Record(id=record.id, fields=fields, metadata=metadata)
 
