@@ -681,6 +681,17 @@ def review(
             "reviewing the same records measure their agreement (review-stats)."
         ),
     ] = "reviewer",
+    team: Annotated[
+        str | None,
+        typer.Option(
+            help="Split the sample in a team: MEMBER/SIZE, e.g. 2/3 for the second of "
+            "three reviewers; each record goes to one member, and --overlap of them to all."
+        ),
+    ] = None,
+    overlap: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="With --team: share reviewed by every member."),
+    ] = 0.2,
 ) -> None:
     """Serve the review app for RUN_DIR's review sample (accept / reject / edit)."""
     from synthtune.review.app import ReviewServer, create_app, new_token
@@ -689,8 +700,15 @@ def review(
         strata, flag = _review_settings(run_dir)
     except SynthtuneError as exc:
         raise _fail(exc) from None
+    split = None
+    if team is not None:
+        member, _, size = team.partition("/")
+        if not (member.isdigit() and size.isdigit() and 1 <= int(member) <= int(size)):
+            raise typer.BadParameter(f"{team!r}: write MEMBER/SIZE, e.g. 2/3", param_hint="--team")
+        split = (int(member) - 1, int(size), overlap)
     secret = token or new_token()
-    server = ReviewServer(create_app(run_dir, secret, strata, flag, reviewer), host, port)
+    app_ = create_app(run_dir, secret, strata, flag, reviewer, split)
+    server = ReviewServer(app_, host, port)
     out.print(f"review app: {server.url}/?token={secret}  (Ctrl-C to stop)", soft_wrap=True)
     server.serve_forever()
 

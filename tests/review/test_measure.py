@@ -300,3 +300,35 @@ def test_two_reviewers_are_kept_apart_and_their_agreement_is_measured(run_copy) 
     result = CliRunner().invoke(app, ["review-stats", str(run_copy)])
     output = " ".join(result.output.split())
     assert result.exit_code == 0 and "ann vs bob on" in output and "Krippendorff's alpha" in output
+
+
+def test_a_team_splits_the_sample_with_a_shared_overlap(run_copy) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from synthtune.cli import app
+    from synthtune.review.app import assigned
+
+    ids = [f"record-{i}" for i in range(3000)]
+    shares = [{r for r in ids if assigned(r, member, 3, 0.2)} for member in range(3)]
+    everyone = shares[0] & shares[1] & shares[2]
+    assert set().union(*shares) == set(ids)  # every record goes to someone
+    assert len(everyone) / len(ids) == pytest.approx(0.2, abs=0.03)  # the overlap, to all
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert shares[a] & shares[b] == everyone  # outside it, one member each
+        assert len(shares[a] - everyone) / len(ids) == pytest.approx(0.8 / 3, abs=0.03)
+    assert all(assigned(r, 0, 1, 0.0) for r in ids)  # alone: everything
+    import httpx
+
+    from synthtune.review.app import ReviewServer, create_app, sampled_records
+
+    sample = sampled_records(run_copy)
+    seen = []
+    for member in range(2):
+        team = (member, 2, 0.0)
+        with ReviewServer(create_app(run_copy, "t", ["template"], 0.2, "x", team)) as server:
+            items = httpx.get(f"{server.url}/api/items", headers={"X-Review-Token": "t"}).json()
+        seen.append({i["id"] for i in items})
+    assert seen[0] | seen[1] == {r.id for r in sample} and not seen[0] & seen[1]
+    result = CliRunner().invoke(app, ["review", str(run_copy), "--team", "4/3"])
+    assert result.exit_code == 2 and "MEMBER/SIZE" in " ".join(result.output.split())

@@ -10,6 +10,7 @@ is committed to SQLite the moment it is made (``store.ReviewStore``).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,18 @@ class DecisionIn(BaseModel):
 def sampled_records(run_dir: Path) -> list[Record]:
     records = RunStore(run_dir).read_table("quality", "dataset")
     return [r for r in records if r.quality.get("review", {}).get("sampled")]
+
+
+def assigned(record_id: str, member: int, team: int, overlap: float) -> bool:
+    """Whether reviewer ``member`` (0-based) of a ``team`` sharing the sample reviews the
+    record: an ``overlap`` share of the records (by a hash of the id) goes to everyone, so
+    their agreement can be measured; every other record to exactly one member."""
+    if team <= 1:
+        return True
+    digest = hashlib.sha256(record_id.encode()).digest()
+    if int.from_bytes(digest[:8], "big") / 2**64 < overlap:
+        return True
+    return int.from_bytes(digest[8:16], "big") % team == member
 
 
 def media_files(records: list[Record]) -> set[str]:
@@ -88,12 +101,16 @@ def create_app(
     stratify_by: list[str],
     flag_defect_rate: float,
     reviewer: str = "reviewer",
+    team: tuple[int, int, float] | None = None,
 ) -> FastAPI:
     """The review app; ``reviewer`` names whoever decides through it (their own decisions
-    are shown and saved, apart from other reviewers')."""
+    are shown and saved, apart from other reviewers'). ``team`` = (member, size, overlap):
+    this reviewer's share of the sample when a team splits it (``assigned``)."""
     run_dir = Path(run_dir)
     store = ReviewStore(run_dir)
     items = sampled_records(run_dir)
+    if team is not None:
+        items = [r for r in items if assigned(r.id, *team)]
     by_id = {r.id: r for r in items}
     servable = media_files(items)
     app = FastAPI(title="synthtune review", docs_url=None, redoc_url=None, openapi_url=None)
