@@ -744,7 +744,8 @@ def review_stats_command(
     except SynthtuneError as exc:
         raise _fail(exc) from None
     records = RunStore(run_dir).read_table("quality", "dataset")
-    stats = review_stats(records, review_decisions(run_dir), strata, flag)
+    decisions = review_decisions(run_dir)
+    stats = review_stats(records, decisions, strata, flag)
     table = Table(title=f"review of {run_dir}: {stats['reviewed']} reviewed")
     for column in ("stratum", "records", "reviewed", "acceptance", "95 % CI", "flag"):
         table.add_column(column)
@@ -762,18 +763,17 @@ def review_stats_command(
     rate = stats["remainder_defect_rate"]
     if rate is not None:
         out.print(f"estimated defect rate of the {stats['unreviewed']} unreviewed: {rate:.1%}")
-    _print_tier_measures(run_dir, records)
+    _print_tier_measures(run_dir, records, decisions)
     if patch is not None:
-        _write_refit(run_dir, records, patch, target_precision)
+        _write_refit(records, decisions, patch, target_precision)
 
 
-def _write_refit(run_dir: Path, records: list[Any], path: Path, target: float) -> None:
+def _write_refit(records: list[Any], decisions: dict[str, Any], path: Path, target: float) -> None:
     import yaml
 
     from synthtune.review.measure import refit_patch
-    from synthtune.store import review_decisions
 
-    refit = refit_patch(records, review_decisions(run_dir), target)
+    refit = refit_patch(records, decisions, target)
     for tier, fit in refit["fits"].items():
         if fit["cut"] is None:
             out.print(f"{tier}: no cut-off reaches precision {target:g} on these reviews")
@@ -827,23 +827,24 @@ def patch_command(
     out.print(f"patched {recipe} (previous version: {recipe.name}.bak)")
 
 
-def _print_tier_measures(run_dir: Path, records: list[Any]) -> None:
-    """Each tier's precision and recall from the reviews, and the batch decision."""
-    import yaml
+AGREEMENT_NAMES = {"kappa": "Cohen's kappa", "alpha": "Krippendorff's alpha"}
 
-    from synthtune.review.measure import measure_reviews
-    from synthtune.store import review_decisions
 
-    lock = yaml.safe_load((run_dir / "recipe.lock.yaml").read_text(encoding="utf-8"))
-    review = lock["recipe"]["quality"]["review"]
-    measured = measure_reviews(
-        records,
-        review_decisions(run_dir),
-        reviewer_error=float(review.get("reviewer_error") or 0.0),
-        aql=review.get("aql"),
-        risk=float(review.get("risk") or 0.05),
-        judge_min_score=(lock["recipe"]["quality"].get("judge") or {}).get("min_score"),
-    )
+def _print_agreement(who: str, found: dict[str, Any], key: str) -> None:
+    """One agreement line: ``found[key]`` is ``{value, ci}``, ``found`` maybe has a
+    ``warning``."""
+    value, (low, high) = found[key]["value"], found[key]["ci"]
+    out.print(f"{who}: {AGREEMENT_NAMES[key]} {value:.2f} (95 % CI {low:.2f}-{high:.2f})")
+    if found.get("warning"):
+        out.print(f"[yellow]warning: {found['warning']}[/]")
+
+
+def _print_tier_measures(run_dir: Path, records: list[Any], decisions: dict[str, Any]) -> None:
+    """Each tier's precision and recall from the reviews, agreement and the batch decision."""
+    from synthtune.review.measure import expert_agreement, measure_run
+    from synthtune.store import reviewer_decisions
+
+    measured = measure_run(run_dir, records, decisions)
     if "tiers" in measured:
         table = Table(title="the tiers, measured by the reviews (95 % CI, weighted to all records)")
         for column in ("tier", "reviewed / records", "precision", "recall"):
@@ -860,35 +861,17 @@ def _print_tier_measures(run_dir: Path, records: list[Any]) -> None:
         out.print(table)
     else:
         out.print("tier precision/recall: review some accepted and some rejected records first")
-    from synthtune.review.measure import expert_agreement
-    from synthtune.store import reviewer_decisions
-
     experts = expert_agreement(reviewer_decisions(run_dir))
     if experts is not None:
         for pair in experts["pairs"]:
-            value, (low, high) = pair["kappa"]["value"], pair["kappa"]["ci"]
             a, b = pair["reviewers"]
-            out.print(
-                f"{a} vs {b} on {pair['items']} records: Cohen's kappa {value:.2f} "
-                f"(95 % CI {low:.2f}-{high:.2f})"
-            )
+            _print_agreement(f"{a} vs {b} on {pair['items']} records", pair, "kappa")
         if "alpha" in experts:
-            value, (low, high) = experts["alpha"]["value"], experts["alpha"]["ci"]
-            out.print(
-                f"the {len(experts['reviewers'])} reviewers on {experts['shared_items']} shared "
-                f"records: Krippendorff's alpha {value:.2f} (95 % CI {low:.2f}-{high:.2f})"
-            )
-            if experts["warning"]:
-                out.print(f"[yellow]warning: {experts['warning']}[/]")
+            who = f"the {len(experts['reviewers'])} reviewers on {experts['shared_items']} shared"
+            _print_agreement(f"{who} records", experts, "alpha")
     judge = measured.get("judge_agreement")
     if judge is not None:
-        value, (low, high) = judge["kappa"]["value"], judge["kappa"]["ci"]
-        out.print(
-            f"LLM judge vs experts on {judge['items']} records: Cohen's kappa {value:.2f} "
-            f"(95 % CI {low:.2f}-{high:.2f})"
-        )
-        if judge["warning"]:
-            out.print(f"[yellow]warning: {judge['warning']}[/]")
+        _print_agreement(f"LLM judge vs experts on {judge['items']} records", judge, "kappa")
     batch = measured.get("batch")
     if batch is not None:
         out.print(f"batch: {batch['decision']} ({batch['statement']}; aql {batch['aql']:g})")

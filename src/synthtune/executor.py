@@ -127,15 +127,8 @@ class LocalExecutor:
         *,
         advance: Progress | None = None,
     ) -> list[R]:
-        if not parts:
-            return []
-        worker = factory()
-        out = []
-        for part in parts:
-            out.append(worker(part))
-            if advance is not None:
-                advance(_size(part))
-        return out
+        # no parts: no worker built (a model never loaded for nothing)
+        return self.map(factory(), parts, advance=advance) if parts else []
 
     def close(self) -> None:
         pass

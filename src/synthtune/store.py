@@ -22,11 +22,11 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,6 +36,8 @@ from synthtune.decisions import Decision
 from synthtune.errors import StageError
 from synthtune.records import Message, Payload, Record
 from synthtune.secrets import redact, redact_value, registered
+
+T = TypeVar("T")
 
 _BOX = pa.struct(
     [
@@ -495,21 +497,21 @@ class ReviewStore:
 
 def reviewer_decisions(run_dir: Path) -> dict[str, dict[str, Decision]]:
     """Each reviewer's decisions (``ReviewStore.by_reviewer``); empty when nobody reviewed."""
-    if not (Path(run_dir) / "review" / "decisions.sqlite").exists():
-        return {}
-    store = ReviewStore(run_dir)
-    try:
-        return store.by_reviewer()
-    finally:
-        store.close()
+    return _read_reviews(run_dir, ReviewStore.by_reviewer, {})
 
 
 def review_decisions(run_dir: Path) -> dict[str, Decision]:
     """Decisions of a run (empty when nobody reviewed yet); never creates the database."""
+    return _read_reviews(run_dir, ReviewStore.all, {})
+
+
+def _read_reviews(run_dir: Path, read: Callable[[ReviewStore], T], empty: T) -> T:
+    """``read`` on the run's review store, or ``empty`` without creating it when there is
+    none."""
     if not (Path(run_dir) / "review" / "decisions.sqlite").exists():
-        return {}
+        return empty
     store = ReviewStore(run_dir)
     try:
-        return store.all()
+        return read(store)
     finally:
         store.close()

@@ -106,23 +106,11 @@ def _data(
 def _review_measures(
     store: RunStore, records: list[Any], decisions: dict[str, Any]
 ) -> dict[str, Any]:
-    """The tiers measured by the reviews (docs/review.md), with the review settings of the
-    locked recipe, and the refitted perplexity threshold at 90 % precision."""
-    import yaml
+    """The tiers measured by the reviews (docs/review.md) and the refitted perplexity
+    threshold at 90 % precision."""
+    from synthtune.review.measure import measure_run, refit_patch
 
-    from synthtune.review.measure import measure_reviews, refit_patch
-
-    lock = yaml.safe_load((store.root / "recipe.lock.yaml").read_text(encoding="utf-8"))
-    quality = lock["recipe"]["quality"]
-    review = quality["review"]
-    measured = measure_reviews(
-        records,
-        decisions,
-        reviewer_error=float(review.get("reviewer_error") or 0.0),
-        aql=review.get("aql"),
-        risk=float(review.get("risk") or 0.05),
-        judge_min_score=(quality.get("judge") or {}).get("min_score"),
-    )
+    measured = measure_run(store.root, records, decisions)
     measured["refit"] = refit_patch(records, decisions, 0.9)["fits"]
     return measured
 

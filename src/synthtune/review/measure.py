@@ -271,6 +271,44 @@ def sequential_decision(
 # ---------------------------------------------------------------------- from a run's reviews
 
 
+def outcome_strata(records: Sequence[Any], decisions: dict[str, Any]) -> dict[str, Stratum]:
+    """The quality stage's records by tier outcome (``records.tier_outcome``): how many,
+    how many reviewed, and how many of those the experts judged bad (not accepted)."""
+    from synthtune.records import tier_outcome
+
+    sizes: dict[str, int] = {}
+    reviewed: dict[str, int] = {}
+    bad: dict[str, int] = {}
+    for record in records:
+        outcome = tier_outcome(record)
+        sizes[outcome] = sizes.get(outcome, 0) + 1
+        decision = decisions.get(record.id)
+        if decision is not None:
+            reviewed[outcome] = reviewed.get(outcome, 0) + 1
+            bad[outcome] = bad.get(outcome, 0) + (decision.decision != "accept")
+    return {h: Stratum(sizes[h], reviewed.get(h, 0), bad.get(h, 0)) for h in sizes}
+
+
+def measure_run(run_dir: Any, records: Sequence[Any], decisions: dict[str, Any]) -> dict[str, Any]:
+    """``measure_reviews`` with the review settings (reviewer error, aql, risk) and the
+    judge's pass mark of the run's locked recipe."""
+    from pathlib import Path
+
+    import yaml
+
+    lock = yaml.safe_load((Path(run_dir) / "recipe.lock.yaml").read_text(encoding="utf-8"))
+    quality = lock["recipe"]["quality"]
+    review = quality["review"]
+    return measure_reviews(
+        records,
+        decisions,
+        reviewer_error=float(review.get("reviewer_error") or 0.0),
+        aql=review.get("aql"),
+        risk=float(review.get("risk") or 0.05),
+        judge_min_score=(quality.get("judge") or {}).get("min_score"),
+    )
+
+
 def measure_reviews(
     records: Sequence[Any],
     decisions: dict[str, Any],
@@ -286,19 +324,7 @@ def measure_reviews(
     (Cohen's kappa on pass/fail, ``judge_min_score`` the judge's pass mark) where both
     judged a record. A review is "bad" unless it accepted the record (an edit means the
     record needed fixing)."""
-    from synthtune.records import tier_outcome
-
-    sizes: dict[str, int] = {}
-    reviewed: dict[str, int] = {}
-    bad: dict[str, int] = {}
-    for record in records:
-        outcome = tier_outcome(record)
-        sizes[outcome] = sizes.get(outcome, 0) + 1
-        decision = decisions.get(record.id)
-        if decision is not None:
-            reviewed[outcome] = reviewed.get(outcome, 0) + 1
-            bad[outcome] = bad.get(outcome, 0) + (decision.decision != "accept")
-    strata = {h: Stratum(sizes[h], reviewed.get(h, 0), bad.get(h, 0)) for h in sizes}
+    strata = outcome_strata(records, decisions)
     out: dict[str, Any] = {
         "strata": {
             h: {"records": s.size, "reviewed": s.reviewed, "bad": s.bad}
@@ -428,19 +454,14 @@ def refit_patch(
     reviews."""
     from synthtune.records import tier_outcome
 
-    sizes: dict[str, int] = {}
-    reviews: dict[str, int] = {}
-    for record in records:
-        outcome = tier_outcome(record)
-        sizes[outcome] = sizes.get(outcome, 0) + 1
-        reviews[outcome] = reviews.get(outcome, 0) + (record.id in decisions)
+    strata = outcome_strata(records, decisions)
     fits: dict[str, Any] = {}
     patch: dict[str, Any] = {}
     reviewed = [r for r in records if r.id in decisions]
 
     def weight(record: Any) -> float:
-        outcome = tier_outcome(record)
-        return sizes[outcome] / reviews[outcome]
+        stratum = strata[tier_outcome(record)]
+        return stratum.size / stratum.reviewed
 
     scored = [r for r in reviewed if "perplexity" in r.quality]
     if scored:
