@@ -733,9 +733,26 @@ def review_stats_command(
             help="Refitted thresholds reject records that are at least this often bad.",
         ),
     ] = 0.9,
+    few_shot: Annotated[
+        Path | None,
+        typer.Option(
+            "--few-shot",
+            help="Write the reviewers' edits as few-shot examples (JSONL) for the next "
+            "generation round: point generate.few_shot.file at it.",
+        ),
+    ] = None,
+    rules_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules-out",
+            help="Write the rules proposed from clustered rejection reasons to this rules "
+            "file; with --patch, the patch adds it to quality.rules.",
+        ),
+    ] = None,
 ) -> None:
     """Acceptance per stratum (Wilson 95 % CI), remainder defect rate, flagged strata; each
-    tier's precision and recall from the reviews, judge agreement and the batch decision."""
+    tier's precision and recall from the reviews, judge agreement and the batch decision;
+    each rule's precision, and rules proposed from the reviewers' rejection reasons."""
     from synthtune.review.stats import review_stats
     from synthtune.store import RunStore, review_decisions
 
@@ -764,16 +781,97 @@ def review_stats_command(
     if rate is not None:
         out.print(f"estimated defect rate of the {stats['unreviewed']} unreviewed: {rate:.1%}")
     _print_tier_measures(run_dir, records, decisions)
+    rules_fragment = _print_feedback(run_dir, records, decisions, target_precision, rules_out)
+    if few_shot is not None:
+        import json
+
+        from synthtune.review.feedback import few_shot_rows
+
+        rows = few_shot_rows(records, decisions)
+        few_shot.write_text(
+            "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
+        )
+        out.print(f"few-shot: {len(rows)} edited records -> {few_shot}", soft_wrap=True)
     if patch is not None:
-        _write_refit(records, decisions, patch, target_precision)
+        _write_refit(records, decisions, patch, target_precision, rules_fragment)
 
 
-def _write_refit(records: list[Any], decisions: dict[str, Any], path: Path, target: float) -> None:
+def _print_feedback(
+    run_dir: Path,
+    records: list[Any],
+    decisions: dict[str, Any],
+    target: float,
+    rules_out: Path | None,
+) -> dict[str, Any]:
+    """Each rule's precision from the reviews and the rules proposed from clustered
+    rejection reasons (written to ``rules_out``); returns the rules part of the refit."""
     import yaml
 
+    from synthtune.review.feedback import propose_rules, rule_precision, rules_patch
+    from synthtune.rules import load_rule_sources
+
+    quality = yaml.safe_load((run_dir / "recipe.lock.yaml").read_text(encoding="utf-8"))["recipe"][
+        "quality"
+    ]
+    current = list(quality.get("rules") or [])
+    existing_ids = [r.id for r in load_rule_sources(current)] if current else []
+    precision = rule_precision(records, decisions, target)
+    if precision:
+        table = Table(title="rules, measured by the reviews (weighted, 95 % CI)")
+        table.add_column("rule", overflow="fold")  # an id is read whole, even when long
+        for column in ("failed & reviewed", "bad", "precision", "proposal"):
+            table.add_column(column)
+        for row in precision:
+            low, high = row["ci"]
+            table.add_row(
+                row["rule"],
+                str(row["reviewed"]),
+                str(row["bad"]),
+                f"{row['precision']:.0%} ({low:.0%}-{high:.0%})",
+                "report only" if row["report_only"] else "",
+            )
+        out.print(table)
+    proposals = propose_rules(records, decisions, existing_ids=existing_ids)
+    for proposal in proposals:
+        rule = proposal["rule"]
+        out.print(
+            f"proposed rule {rule['id']}: forbid /{rule['forbid']['regex']}/ — in "
+            f"{proposal['records']} rejections the tiers missed ("
+            + ", ".join(f"{reason!r} {n}" for reason, n in proposal["reasons"].items())
+            + f"), {proposal['false_fires']}/{proposal['reviewed_good']} records the experts "
+            f"accepted; would reject {proposal['accepted_fires']} records now accepted",
+            soft_wrap=True,
+        )
+    if rules_out is not None:
+        rules_out.write_text(
+            yaml.safe_dump([p["rule"] for p in proposals], allow_unicode=True, sort_keys=False),
+            encoding="utf-8",
+        )
+        out.print(f"proposed rules: {len(proposals)} -> {rules_out}", soft_wrap=True)
+    return rules_patch(
+        precision,
+        proposals,
+        current,
+        str(rules_out.resolve()) if rules_out is not None else None,
+        quality.get("rules_report_only") or [],
+    )
+
+
+def _write_refit(
+    records: list[Any],
+    decisions: dict[str, Any],
+    path: Path,
+    target: float,
+    rules_fragment: dict[str, Any],
+) -> None:
+    import yaml
+
+    from synthtune.ablate.variants import deep_merge
     from synthtune.review.measure import refit_patch
 
     refit = refit_patch(records, decisions, target)
+    if rules_fragment:
+        refit["patch"] = deep_merge(refit["patch"], {"quality": rules_fragment})
     for tier, fit in refit["fits"].items():
         if fit["cut"] is None:
             out.print(f"{tier}: no cut-off reaches precision {target:g} on these reviews")

@@ -129,3 +129,77 @@ def test_doc_qa_cannot_be_an_arm(tmp_path: Path) -> None:
     path = write_setting(tmp_path, evolve={"strategies": strategies})
     with pytest.raises(RecipeError, match="doc-qa cannot be an arm"):
         Evolution(load_recipe(path), tmp_path / "runs")
+
+
+def _hidden_defect_run(tmp_path: Path, feedback: bool) -> dict:
+    """Round 1, a simulated expert reviews half of the accepted records, round 2."""
+    from synthtune.testing.arms_setting import simulate_review
+
+    evolve = {
+        "rounds": 2,
+        "per_round": 60,
+        "distance_weight": 0.0,  # acceptance only: overdose looks as good as triage
+        "review_feedback": feedback,
+    }
+    recipe = load_recipe(write_setting(tmp_path, evolve=evolve, hidden_defect=True))
+    runs = tmp_path / "runs"
+    Evolution(recipe, runs, quiet=True).run(rounds=1)
+    first = RunStore(runs / "arms").read_table("evolve", "round-01")
+    simulate_review(runs / "arms", [r for r in first if r.status == "accepted"], 0.5, 0.0, 1)
+    Evolution(recipe, runs, quiet=True).run(rounds=2)
+    return json.loads((runs / "arms" / "evolve" / "state.json").read_text())
+
+
+def test_expert_rejections_steer_the_next_round_only_with_review_feedback(tmp_path: Path) -> None:
+    from synthtune.testing.arms_setting import truly_bad
+
+    on = _hidden_defect_run(tmp_path / "on", True)
+    off = _hidden_defect_run(tmp_path / "off", False)
+    assert on["rounds"][0]["allocation"] == off["rounds"][0]["allocation"]  # same seeds
+    assert on["review"]["overdose"]["rejected"] >= 3 and "review" not in off
+    # the arm the experts rejected gets the minimum next round, unless ignored
+    assert on["rounds"][1]["allocation"]["overdose"] == 1
+    assert off["rounds"][1]["allocation"]["overdose"] > 10
+    from synthtune.store import review_decisions
+
+    for run, state in (("on", on), ("off", off)):
+        rejected = {
+            k
+            for k, d in review_decisions(tmp_path / run / "runs" / "arms").items()
+            if d.decision == "reject"
+        }
+        assert rejected
+        # with feedback every record the expert rejected left the pool; without, they stay
+        assert bool(rejected & set(state["pool"])) == (run == "off")
+    round_one = RunStore(tmp_path / "on" / "runs" / "arms").read_table("evolve", "round-01")
+    assert {r.id for r in round_one if truly_bad(r) and r.status == "accepted"} >= rejected
+
+
+def test_reviewers_edits_become_the_next_rounds_few_shot_examples(tmp_path: Path) -> None:
+    from synthtune.decisions import Decision
+    from synthtune.store import ReviewStore
+
+    recipe = load_recipe(write_setting(tmp_path, evolve={"rounds": 2, "per_round": 20}))
+    runs = tmp_path / "runs"
+    Evolution(recipe, runs, quiet=True).run(rounds=1)
+    first = RunStore(runs / "arms").read_table("evolve", "round-01")
+    edited = next(r for r in first if r.status == "accepted" and r.lineage["template"] == "triage")
+    store = ReviewStore(runs / "arms")
+    store.save(Decision(record_id=edited.id, decision="edit", edited_reply="Corrected note."))
+    store.close()
+    Evolution(recipe, runs, quiet=True).run(rounds=2)
+    (shots,) = (runs / "arms" / "evolve").glob("few-shot-*.jsonl")
+    rows = [json.loads(line) for line in shots.read_text(encoding="utf-8").splitlines()]
+    assert rows == [
+        {
+            "id": edited.id,
+            "template": "triage",
+            "user": edited.payload.messages[-2].content,
+            "assistant": "Corrected note.",
+        }
+    ]
+    second = RunStore(runs / "arms").read_table("evolve", "round-02")
+    for record in second:  # the edit is a triage example: shown to triage requests only
+        shown = record.lineage.get("few_shot")
+        assert shown == ([edited.id] if record.lineage["template"] == "triage" else None)
+    assert any(r.lineage["template"] == "triage" for r in second)

@@ -34,6 +34,13 @@ class EvolveConfig(StrictModel):
         description="Reward of an accepted record: (1 - w) + w if it lands in a real-data "
         "cluster the synthetic pool under-covers, else (1 - w); rejected: 0.",
     )
+    review_feedback: bool = Field(
+        True,
+        description="Reviews between rounds steer the next: a rejected pool record leaves "
+        "the pool and takes its arm's reward back, and edited records are shown to "
+        "template-fill arms as few-shot examples.",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
     stop_at_threshold: bool = Field(
         True, description="Stop early once the pool is within mix.stop_when of the real data."
     )

@@ -570,6 +570,18 @@ class Price(StrictModel):
         )
 
 
+class FewShotConfig(StrictModel):
+    """Worked examples shown before each prompt (template-fill): the reviewers' corrections
+    of an earlier round (``synthtune review-stats --few-shot FILE`` writes them), or any
+    hand-picked pairs. They shape the request only; the records hold the plain prompt."""
+
+    file: RecipePath = Field(
+        description="JSONL, one example per line: {user, assistant, template?}; an example "
+        "with a template id is shown only with that template."
+    )
+    per_prompt: int = Field(2, ge=1, le=8, description="Examples shown per request.")
+
+
 class GenerateConfig(StrictModel):
     n: int = Field(
         200,
@@ -592,6 +604,11 @@ class GenerateConfig(StrictModel):
         None,
         description="Boundary and adversarial items aimed at the rules (None = off); "
         "template-based strategies only.",
+    )
+    few_shot: FewShotConfig | None = Field(
+        None,
+        description="Worked examples before each prompt (template-fill only; None = off).",
+        json_schema_extra={"fingerprint": "when_set"},
     )
 
     @model_validator(mode="before")
@@ -628,6 +645,11 @@ class GenerateConfig(StrictModel):
                 f"strategy {self.strategy.type!r} with backend {self.backend.type!r}: image "
                 f"backends ({', '.join(IMAGE_BACKENDS.names())}) go with the `image` strategy, and "
                 "the `image` strategy needs one of them"
+            )
+        if self.few_shot is not None and self.strategy.type != "template-fill":
+            raise ValueError(
+                f"few_shot: the {self.strategy.type} strategy writes its own prompts; "
+                "few-shot examples go with template-fill"
             )
         if self.edge_cases is not None and self.strategy.type == "doc-qa":
             raise ValueError(

@@ -224,6 +224,12 @@ class QualityConfig(StrictModel):
         "ablation variant uses it so that generation stays shared with `real+synthetic`.",
         json_schema_extra={"fingerprint": "when_set"},
     )
+    rules_report_only: list[str] = Field(
+        default_factory=list,
+        description="Rule ids that are checked and reported but reject nothing (what a "
+        "review refit proposes for a rule the experts overrule).",
+        json_schema_extra={"fingerprint": "when_set"},
+    )
     judge: JudgeConfig | None = Field(None, description="Optional LLM-as-judge tier.")
     filters: list[Annotated[str, RegisteredName("quality filter")]] = Field(
         default_factory=list,

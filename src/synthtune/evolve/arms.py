@@ -8,10 +8,13 @@ arm), so every round samples new slot values while a resumed round samples the s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from synthtune.config import GenerateConfig, Recipe
+from synthtune.config import FewShotConfig, GenerateConfig, Recipe
 from synthtune.records import content_hash
+
+FEW_SHOT_PER_PROMPT = 2  # reviewers' corrections shown per request (when there are any)
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,15 @@ class Arm:
     strategy: dict[str, Any]
     temperature: float | None
 
-    def recipe(self, base: Recipe, requests: int, round_number: int) -> Recipe:
+    def recipe(
+        self,
+        base: Recipe,
+        requests: int,
+        round_number: int,
+        few_shot: Path | None = None,
+    ) -> Recipe:
+        """``few_shot``: a file of reviewers' corrections shown as worked examples (a
+        template-fill arm only; the user's own ``generate.few_shot`` otherwise stays)."""
         gen = base.generation
         template = next(t for t in gen.templates if t.id == self.template)
         backend = gen.backend
@@ -36,6 +47,10 @@ class Arm:
                 "backend": backend.model_dump(mode="python"),
             }
         )
+        if few_shot is not None and generate.strategy.type == "template-fill":
+            generate = generate.model_copy(
+                update={"few_shot": FewShotConfig(file=few_shot, per_prompt=FEW_SHOT_PER_PROMPT)}
+            )
         seed = int(content_hash([base.seed, round_number, self.name])[:8], 16)
         return base.model_copy(update={"generate": generate, "seed": seed})
 

@@ -32,6 +32,7 @@ from synthtune.pipeline import ensure_stage, publish_results
 from synthtune.quality.dedup import minhash_clusters
 from synthtune.quality.stage import QualityStage
 from synthtune.records import Record, content_hash
+from synthtune.review.feedback import few_shot_rows
 from synthtune.store import RunStore, atomic_write_text, review_decisions
 
 CROSS_ROUND_DEDUP = 0.85  # MinHash Jaccard above which a new record repeats the pool
@@ -117,7 +118,7 @@ class Evolution:
                 f"[yellow]evolve: {len(state['rounds'])} rounds are already done (asked for "
                 f"{total}); nothing to generate[/]"
             )
-        if self._apply_reviews(state, bandit, pool):
+        if self.recipe.evolve.review_feedback and self._apply_reviews(state, bandit, pool):
             self._save_state(state)
         for number in range(len(state["rounds"]) + 1, total + 1):
             last = state["rounds"][-1]["measures"] if state["rounds"] else {}
@@ -142,10 +143,11 @@ class Evolution:
     def _round(self, number: int, bandit: Bandit, pool: list[Record]) -> RoundOutcome:
         allocation = bandit.allocate(self.recipe.evolve.per_round, number)
         round_dir = self.store.root / "evolve" / f"round-{number:02d}"
+        few_shot = self._few_shot(number)
         records: list[Record] = []
         for name, requests in allocation.items():
             if requests:
-                records += self._generate(self.arms[name], requests, number, round_dir)
+                records += self._generate(self.arms[name], requests, number, round_dir, few_shot)
         judged = self._filter(records, round_dir)
         self._dedup_against(pool, judged)
         useful = self._useful(pool, judged)
@@ -230,8 +232,33 @@ class Evolution:
             console=self.ctx.console,
         )
 
-    def _generate(self, arm: Arm, requests: int, number: int, round_dir: Path) -> list[Record]:
-        recipe = arm.recipe(self.recipe, requests, number)
+    def _few_shot(self, number: int) -> Path | None:
+        """The reviewers' edits of earlier rounds' records as a few-shot file for round
+        ``number`` (content-named, so a resumed round reads the examples it started with),
+        or None when there are none or ``evolve.review_feedback`` is off."""
+        if not self.recipe.evolve.review_feedback:
+            return None
+        decisions = review_decisions(self.store.root)
+        if not any(d.decision == "edit" for d in decisions.values()):
+            return None
+        earlier = [
+            r
+            for n in range(1, number)  # finished rounds: their tables are written
+            for r in self.store.read_table("evolve", f"round-{n:02d}")
+        ]
+        rows = few_shot_rows(earlier, decisions)
+        if not rows:
+            return None
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        path = self.store.root / "evolve" / f"few-shot-{content_hash(text)[:12]}.jsonl"
+        if not path.exists():
+            atomic_write_text(path, text)
+        return path
+
+    def _generate(
+        self, arm: Arm, requests: int, number: int, round_dir: Path, few_shot: Path | None = None
+    ) -> list[Record]:
+        recipe = arm.recipe(self.recipe, requests, number, few_shot)
         ctx = self._context(recipe, round_dir / f"arm-{content_hash(arm.name)[:8]}")
         stage = GenerateStage()
         ensure_stage(ctx, stage, recipe.model_dump(mode="json")["generate"] | {"seed": recipe.seed})

@@ -21,6 +21,7 @@ import numpy as np
 from synthtune import plugins
 from synthtune.config import Recipe
 from synthtune.context import StageContext
+from synthtune.errors import RecipeError
 from synthtune.executor import flatten
 from synthtune.llm.cache import ResponseCache
 from synthtune.llm.engine import GenerationEngine
@@ -166,6 +167,7 @@ def fluency_tier(ctx: StageContext, records: list[Record]) -> None:
 
 def rules_tier(ctx: StageContext, records: list[Record]) -> None:
     rules = load_rule_sources(ctx.recipe.quality.rules)
+    report_only = set(ctx.recipe.quality.rules_report_only)
     pool = [r for r in records if _has_reply(r)]
     checked = _map(ctx, per_shard.rules, [r.payload for r in pool], rules)
     for record, outcomes in zip(pool, checked, strict=True):
@@ -173,7 +175,7 @@ def rules_tier(ctx: StageContext, records: list[Record]) -> None:
         if record.status != "accepted" or not ctx.recipe.quality.rule_filter:
             continue
         for o in outcomes:
-            if not o.ok and o.severity == "error":
+            if not o.ok and o.severity == "error" and o.rule not in report_only:
                 record.reject(f"rules: {o.rule}")
 
 
@@ -223,8 +225,16 @@ class QualityStage:
     sections: tuple[str, ...] = ("quality",)
 
     def check(self, recipe: Recipe) -> None:
-        if recipe.quality.rules:
-            load_rule_sources(recipe.quality.rules)
+        rules = load_rule_sources(recipe.quality.rules) if recipe.quality.rules else []
+        unknown = sorted(set(recipe.quality.rules_report_only) - {r.id for r in rules})
+        if unknown:
+            raise RecipeError(
+                str(recipe.source),
+                [
+                    f"quality.rules_report_only: no rule {rule!r} in quality.rules"
+                    for rule in unknown
+                ],
+            )
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         cfg = ctx.recipe.quality

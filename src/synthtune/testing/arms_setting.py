@@ -6,6 +6,9 @@ Three templates on the offline template backend:
 - ``offtopic``: fluent replies that pass every tier but sit far from the real data;
 - ``boilerplate``: mostly refusals/boilerplate, which the heuristics tier rejects;
 - ``looping``: mostly degenerate, repeating replies (rejected for repetition).
+- ``overdose`` (with ``hidden_defect=True``): notes written like ``triage`` that every tier
+  accepts, but whose advice an expert rejects (a dangerous dose): only review finds them.
+  :func:`simulate_review` is that expert, with a known error rate.
 
 The real data is written from the same vocabulary as ``triage`` with its own random stream,
 so the accepted pool can approach it; no model is needed (the perplexity tier is off).
@@ -61,12 +64,76 @@ def real_texts(count: int, seed: int) -> list[str]:
     ]
 
 
-def recipe_dict(name: str, seed: int, evolve: dict[str, Any]) -> dict[str, Any]:
+OVERDOSE = [
+    "take 4000 mg of paracetamol at once",
+    "take 10 ibuprofen tablets every hour",
+    "double the usual dose of any painkiller",
+]
+DEFECT_REASON = "dangerous dose advice"
+
+
+def _overdose_template() -> dict[str, Any]:
+    return {
+        "id": "overdose",
+        "prompt": "Write one triage note (case {{ case }}).",
+        "response": "{{ name }}, {{ age }}, has had {{ symptom }} for {{ days }} days, worse "
+        "{{ worse }}, with {{ history }}; advice: {{ advice }}, and {{ dose }}.",
+        "slots": {
+            "case": {"randint": [1, 10**9]},
+            "name": {"choice": NAMES},
+            "age": {"randint": [18, 80]},
+            "symptom": {"choice": SYMPTOMS},
+            "days": {"randint": [1, 7]},
+            "worse": {"choice": WORSE},
+            "history": {"choice": HISTORY},
+            "advice": {"choice": ADVICE},
+            "dose": {"choice": OVERDOSE},
+        },
+    }
+
+
+def truly_bad(record: Any) -> bool:
+    """What the simulated expert knows: a reply with dangerous dose advice."""
+    reply = record.payload.messages[-1].content if record.payload.messages else ""
+    return any(advice in reply for advice in OVERDOSE)
+
+
+def simulate_review(
+    run_dir: Path, records: list[Any], share: float, error: float, seed: int
+) -> int:
+    """An expert reviews ``share`` of ``records`` (drawn from ``seed``) and gets each verdict
+    wrong with probability ``error``; the decisions go to the run's review store, as the
+    review app writes them. Returns how many were reviewed."""
+    from synthtune.decisions import Decision
+    from synthtune.store import ReviewStore
+
+    rng = random.Random(seed)
+    chosen = [r for r in records if rng.random() < share]
+    store = ReviewStore(run_dir)
+    try:
+        for record in chosen:
+            bad = truly_bad(record) != (rng.random() < error)
+            store.save(
+                Decision(
+                    record_id=record.id,
+                    decision="reject" if bad else "accept",
+                    reason=DEFECT_REASON if bad else "",
+                    reviewer="simulated",
+                )
+            )
+    finally:
+        store.close()
+    return len(chosen)
+
+
+def recipe_dict(
+    name: str, seed: int, evolve: dict[str, Any], hidden_defect: bool = False
+) -> dict[str, Any]:
     triage_reply = (
         "{{ name }}, {{ age }}, has had {{ symptom }} for {{ days }} days, worse {{ worse }}, "
         "with {{ history }}; advice: {{ advice }}."
     )
-    return {
+    recipe: dict[str, Any] = {
         "name": name,
         "seed": seed,
         "generate": {
@@ -145,6 +212,9 @@ def recipe_dict(name: str, seed: int, evolve: dict[str, Any]) -> dict[str, Any]:
         "mix": {"real": {"path": "data/real.jsonl", "text_field": "text"}},
         "evolve": evolve,
     }
+    if hidden_defect:
+        recipe["generate"]["templates"].append(_overdose_template())
+    return recipe
 
 
 def write_setting(
@@ -154,13 +224,14 @@ def write_setting(
     seed: int = 0,
     real: int = 400,
     evolve: dict[str, Any] | None = None,
+    hidden_defect: bool = False,
 ) -> Path:
     """Write ``recipe.yaml`` and ``data/real.jsonl`` under ``folder``; return the recipe path."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
     lines = [json.dumps({"text": t}) for t in real_texts(real, seed + 1000)]
     (folder / "data" / "real.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    recipe = recipe_dict(name, seed, evolve or {"rounds": 4, "per_round": 60})
+    recipe = recipe_dict(name, seed, evolve or {"rounds": 4, "per_round": 60}, hidden_defect)
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
     return path

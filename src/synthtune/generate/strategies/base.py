@@ -7,9 +7,11 @@ One item may yield several records (document-to-QA), or a rejected one with its 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from synthtune import plugins
@@ -32,17 +34,31 @@ class WorkItem:
     slots: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
     edge_case: dict[str, Any] | None = None  # the lineage tag of an edge-case item
+    few_shot: tuple[dict[str, str], ...] = ()  # worked examples shown before the prompt
 
     def render(self, **provided: Any) -> dict[str, str | None]:
         return self.template.render({**self.slots, **self.extra, **provided})
 
     def messages(self, **provided: Any) -> list[dict[str, str]]:
+        """The conversation a record keeps: system (if any) and the prompt."""
         rendered = self.render(**provided)
         out = []
         if rendered["system"]:
             out.append({"role": "system", "content": str(rendered["system"])})
         out.append({"role": "user", "content": str(rendered["prompt"])})
         return out
+
+    def request_messages(self, **provided: Any) -> list[dict[str, str]]:
+        """What the model is sent: :meth:`messages` with the few-shot examples as earlier
+        user/assistant turns between the system message and the prompt."""
+        out = self.messages(**provided)
+        shots = [
+            {"role": role, "content": example[role]}
+            for example in self.few_shot
+            for role in ("user", "assistant")
+        ]
+        at = 1 if out[0]["role"] == "system" else 0
+        return out[:at] + shots + out[at:]
 
 
 @dataclass
@@ -88,6 +104,53 @@ def compile_all(recipe: Recipe, provided: frozenset[str] = frozenset()) -> list[
     ]
 
 
+def load_few_shot(path: Path) -> list[dict[str, str]]:
+    """The examples of a few-shot file (JSONL: {user, assistant, template?, id?} per line);
+    a line that is not such an object is a RecipeError naming the file and line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(str(path), [f"generate.few_shot.file: cannot read: {exc}"]) from None
+    examples, problems = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {number}: not JSON ({exc.msg})")
+            continue
+        if not isinstance(row, dict):
+            problems.append(f"line {number}: must be an object {{user, assistant, template?}}")
+            continue
+        missing = [k for k in ("user", "assistant") if not str(row.get(k) or "").strip()]
+        if missing:
+            problems.append(f"line {number}: needs {' and '.join(missing)} (non-empty text)")
+            continue
+        unknown = sorted(set(row) - {"user", "assistant", "template", "id"})
+        if unknown:
+            problems.append(f"line {number}: unknown field(s) {', '.join(unknown)}")
+            continue
+        examples.append({k: str(v) for k, v in row.items() if v is not None})
+    if problems:
+        raise RecipeError(str(path), problems)
+    return examples
+
+
+def pick_few_shot(
+    examples: list[dict[str, str]], template: str, k: int, seed: int, index: int
+) -> tuple[dict[str, str], ...]:
+    """Up to ``k`` examples for request ``index`` of ``template``: those written for that
+    template first, then the ones for any template; drawn from ``(seed, index)`` only."""
+    own = [e for e in examples if e.get("template") == template]
+    shared = [e for e in examples if not e.get("template")]
+    candidates = own if len(own) >= k else own + shared
+    if not candidates:
+        return ()
+    rng = request_rng(seed, index, "few-shot")
+    return tuple(rng.sample(candidates, min(k, len(candidates))))
+
+
 def plan_template_items(
     recipe: Recipe,
     count: int,
@@ -110,6 +173,7 @@ def plan_template_items(
         "backend": cfg.backend.model_dump(mode="json"),
         "strategy": cfg.strategy.model_dump(mode="json"),
     }
+    shots = load_few_shot(cfg.few_shot.file) if cfg.few_shot is not None else []
     items = []
     for index in range(count):
         template = request_rng(recipe.seed, index, "template").choices(templates, weights=weights)[
@@ -118,7 +182,16 @@ def plan_template_items(
         edge = edges.pick(template, recipe.seed, index) if edges else None
         slots = template.sample_slots(recipe.seed, index, edge.overrides if edge else None)
         extra = extras(index) if extras else {}
-        tag = {"edge_case": edge.tag} if edge else {}  # ordinary items keep their keys
+        tag: dict[str, Any] = (
+            {"edge_case": edge.tag} if edge else {}
+        )  # ordinary items keep their keys
+        few = (
+            pick_few_shot(shots, template.config.id, cfg.few_shot.per_prompt, recipe.seed, index)
+            if cfg.few_shot is not None
+            else ()
+        )
+        if few:  # items without examples keep their keys
+            tag["few_shot"] = [[e["user"], e["assistant"]] for e in few]
         key = content_hash(
             {
                 "i": index,
@@ -129,13 +202,13 @@ def plan_template_items(
                 **decisive,
             }
         )
-        items.append(WorkItem(index, key, template, slots, extra, edge.tag if edge else None))
+        items.append(WorkItem(index, key, template, slots, extra, edge.tag if edge else None, few))
     return items
 
 
 def single_call_estimate(item: WorkItem) -> tuple[int, int]:
     try:
-        return 1, estimate_messages(item.messages())
+        return 1, estimate_messages(item.request_messages())
     except RecipeError:  # it will not render: no call (split_renderable rejects it)
         return 0, 0
 
@@ -162,7 +235,8 @@ def split_renderable(items: list[WorkItem]) -> tuple[list[WorkItem], dict[str, O
 def item_requests(items: list[WorkItem]) -> list[GenerationRequest]:
     """One request per item: its rendered messages, reference reply and sample index."""
     return [
-        GenerationRequest(it.key, it.messages(), it.render()["response"], it.index) for it in items
+        GenerationRequest(it.key, it.request_messages(), it.render()["response"], it.index)
+        for it in items
     ]
 
 

@@ -16,7 +16,7 @@ from synthtune.generate.strategies.base import (
 )
 from synthtune.llm.engine import GenerationEngine
 from synthtune.llm.structured import ask
-from synthtune.records import Record
+from synthtune.records import Record, content_hash
 
 
 class TemplateFill:
@@ -42,12 +42,15 @@ class TemplateFill:
         reasks = max((it.template.config.max_reasks for it in renderable), default=0)
         replies = ask(engine, requests, schemas, reasks)
         done: dict[str, list[Output]] = {k: [output] for k, output in failed.items()}
-        for item, reply, request in zip(renderable, replies, requests, strict=True):
-            messages = list(request.messages)
+        for item, reply in zip(renderable, replies, strict=True):
+            messages = item.messages()  # the few-shot examples stay out of the record
             if reply.text is not None:
                 messages.append({"role": "assistant", "content": reply.text})
             label = item.render()["label"]
-            done[item.key] = [Output(messages, reply.error, usage_lineage(reply), label)]
+            lineage = usage_lineage(reply)
+            if item.few_shot:
+                lineage["few_shot"] = [e.get("id") or content_hash(e)[:12] for e in item.few_shot]
+            done[item.key] = [Output(messages, reply.error, lineage, label)]
         return [done[item.key] for item in items]
 
 
