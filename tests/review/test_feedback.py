@@ -178,6 +178,12 @@ def test_review_stats_feeds_back_rules_and_few_shot_end_to_end(
     assert "report only" in output
     assert "proposed rule review-too-alarming" in output
     assert shots.read_text(encoding="utf-8").count("Rest at home.") == 1
+    from synthtune.report.html import build_report
+
+    html = build_report(run_copy).read_text(encoding="utf-8")
+    assert "Rules, measured by the reviews" in html and "report only" in html
+    assert "Rules proposed from the rejections the tiers missed" in html
+    assert "too alarming (12)" in html
     quality = yaml.safe_load(patch.read_text(encoding="utf-8"))["quality"]
     assert quality["rules_report_only"] == ["no-antipyretic-below-38.5"]
     assert quality["rules"][-1] == str(rules.resolve())

@@ -186,3 +186,20 @@ def test_report_shows_review_statistics(run_copy: Path) -> None:
     html = build_report(run_copy).read_text()
     assert "Human review" in html and "2 reviewed, 1 accepted" in html
     assert "Wilson 95 % CI" in html
+
+
+def test_page_and_argilla_export_read_one_list_of_machine_reasons(run_copy) -> None:  # type: ignore[no-untyped-def]
+    from synthtune.review.app import _item
+    from synthtune.review.argilla_io import machine_reasons
+    from synthtune.store import RunStore
+
+    records = RunStore(run_copy).read_table("quality", "dataset")
+    rejected = next(r for r in records if r.status != "accepted")
+    item = _item(rejected, None, ["template"])
+    texts = [line["text"] for line in item["machine"]]
+    assert texts[0] == f"rejected by rules: {rejected.reasons[0]}"
+    assert item["machine"][0]["ok"] is False
+    failed = [line for line in item["machine"] if line["text"].startswith("rule ")]
+    assert failed and all(line["ok"] is (" pass " in line["text"]) for line in failed)
+    # the export has the same lines, without the stratum (Argilla keeps it as metadata)
+    assert machine_reasons(rejected) == [t for t in texts if not t.startswith("stratum:")]

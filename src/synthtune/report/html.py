@@ -106,12 +106,15 @@ def _data(
 def _review_measures(
     store: RunStore, records: list[Any], decisions: dict[str, Any]
 ) -> dict[str, Any]:
-    """The tiers measured by the reviews (docs/review.md) and the refitted perplexity
-    threshold at 90 % precision."""
+    """The tiers and rules measured by the reviews (docs/review.md), the refitted perplexity
+    threshold at 90 % precision and the rules proposed from the rejections the tiers missed."""
+    from synthtune.review.feedback import propose_rules, rule_precision
     from synthtune.review.measure import measure_run, refit_patch
 
     measured = measure_run(store.root, records, decisions)
     measured["refit"] = refit_patch(records, decisions, 0.9)["fits"]
+    measured["rules"] = rule_precision(records, decisions, 0.9)
+    measured["proposed_rules"] = propose_rules(records, decisions)
     return measured
 
 

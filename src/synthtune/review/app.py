@@ -24,6 +24,7 @@ from synthtune.decisions import Decision, Verdict
 from synthtune.http_limits import BodyLimit
 from synthtune.loopback import ThreadedServer
 from synthtune.records import Record, stratum_of, tier_outcome
+from synthtune.review.reasons import machine_lines
 from synthtune.review.stats import review_stats
 from synthtune.store import ReviewStore, RunStore, UnsafeMediaPath
 
@@ -66,17 +67,15 @@ def media_files(records: list[Record]) -> set[str]:
 
 def _item(record: Record, decision: Decision | None, stratify_by: list[str]) -> dict[str, Any]:
     """What the page shows of a record: its texts, and why each tier decided what it did."""
+    stratum = stratum_of(record, stratify_by)
     return {
         "id": record.id,
         "status": record.status,
         "reasons": list(record.reasons),
         "outcome": tier_outcome(record),
-        "stratum": stratum_of(record, stratify_by),
+        "stratum": stratum,
+        "machine": machine_lines(record, stratum),
         "edge_case": record.lineage.get("edge_case"),
-        "heuristics": record.quality.get("heuristics"),
-        "dedup": record.quality.get("dedup"),
-        "decontam": record.quality.get("decontam"),
-        "ngram_perplexity": record.quality.get("ngram_perplexity"),
         "prompt": record.payload.text("prompt"),
         "question": next(
             (m.content for m in reversed(record.payload.messages) if m.role == "user"), ""
@@ -89,7 +88,6 @@ def _item(record: Record, decision: Decision | None, stratify_by: list[str]) -> 
         "perplexity": record.quality.get("perplexity"),
         "rules": [o for o in record.quality.get("rules", []) if o.get("applicable")],
         "judge": record.quality.get("judge"),
-        "image_checks": record.quality.get("image"),
         "media": [m.model_dump(mode="json") for m in record.payload.media or ()],
         "decision": decision.model_dump() if decision else None,
     }

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from synthtune.decisions import Decision
 from synthtune.errors import SynthtuneError
 from synthtune.records import Record, stratum_of, tier_outcome
+from synthtune.review.reasons import machine_lines
 
 INSTALL_HINT = "pip install 'synthtune[argilla]'"
 VERDICTS = ("accept", "reject", "edit")
@@ -133,27 +134,8 @@ def argilla_settings(guidelines: str = GUIDELINES) -> dict[str, Any]:
 
 
 def machine_reasons(record: Record) -> list[str]:
-    """Why the tiers decided what they did, one line each (the review page shows the same)."""
-    quality = record.quality
-    lines = [
-        "accepted by every tier"
-        if record.status == "accepted"
-        else f"rejected by {tier_outcome(record)}: {'; '.join(record.reasons)}"
-    ]
-    if "perplexity" in quality:
-        lines.append(f"perplexity: {quality['perplexity']}")
-    for outcome in quality.get("rules", []):
-        if outcome.get("applicable"):
-            verdict = "pass" if outcome["ok"] else "FAIL"
-            lines.append(
-                f"rule {outcome['rule']}: {verdict} ({outcome['severity']}) {outcome['why']}"
-            )
-    judge = quality.get("judge") or {}
-    if "score" in judge:
-        lines.append(f"judge: score {judge['score']}, {judge.get('reason', '')}")
-    for kind, kept in (quality.get("dedup") or {}).items():
-        lines.append(f"dedup: {kind} duplicate of {kept}")
-    return lines
+    """Why the tiers decided what they did, one line each (the review page's lines)."""
+    return [line["text"] for line in machine_lines(record)]
 
 
 def argilla_record(record: Record, stratify_by: list[str]) -> Any:
