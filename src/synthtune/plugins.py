@@ -36,6 +36,7 @@ from synthtune.registry import Registry
 
 BACKENDS: Registry[Any] = Registry("generation backend", "synthtune.backends")
 IMAGE_BACKENDS: Registry[Any] = Registry("image backend", "synthtune.image_backends")
+AUDIO_BACKENDS: Registry[Any] = Registry("audio backend", "synthtune.audio_backends")
 STRATEGIES: Registry[Any] = Registry("generation strategy", "synthtune.strategies")
 SLOT_SAMPLERS: Registry[Any] = Registry("slot sampler", "synthtune.samplers")
 RULE_PACKS: Registry[Path] = Registry("rule pack", "synthtune.rule_packs")
@@ -66,6 +67,7 @@ class QualityFilter:
 ALL: dict[str, Registry[Any]] = {
     "backend": BACKENDS,
     "image backend": IMAGE_BACKENDS,
+    "audio backend": AUDIO_BACKENDS,
     "strategy": STRATEGIES,
     "sampler": SLOT_SAMPLERS,
     "rule pack": RULE_PACKS,
@@ -92,6 +94,11 @@ def register_backend(name: str, factory: Callable[..., Any], *, config: type) ->
 def register_image_backend(name: str, factory: Callable[..., Any], *, config: type) -> None:
     """An image backend (``synthtune.vision.image_backends``), used with ``strategy: image``."""
     IMAGE_BACKENDS.register(name, factory, config=config)
+
+
+def register_audio_backend(name: str, factory: Callable[..., Any], *, config: type) -> None:
+    """An audio backend (``synthtune.audio.backends``), used with ``strategy: audio``."""
+    AUDIO_BACKENDS.register(name, factory, config=config)
 
 
 def register_strategy(name: str, factory: Callable[..., Any], *, config: type) -> None:
@@ -183,6 +190,11 @@ def _declare_builtins() -> None:
     ]:
         IMAGE_BACKENDS.register_lazy(name, f"synthtune.{module}:{name}", config=model)
     for name, module, model in [
+        ("machine-sound", "audio.backends", g.MachineSoundBackendConfig),
+        ("espeak", "audio.backends", g.EspeakBackendConfig),
+    ]:
+        AUDIO_BACKENDS.register_lazy(name, f"synthtune.{module}:{name}", config=model)
+    for name, module, model in [
         ("template-fill", "template_fill", g.TemplateFillStrategy),
         ("self-instruct", "self_instruct", g.SelfInstructStrategy),
         ("evol-instruct", "evol_instruct", g.EvolInstructStrategy),
@@ -192,6 +204,7 @@ def _declare_builtins() -> None:
             name, f"synthtune.generate.strategies.{module}:{name}", config=model
         )
     STRATEGIES.register_lazy("image", "synthtune.vision.image_strategy:image", g.ImageStrategy)
+    STRATEGIES.register_lazy("audio", "synthtune.audio.strategy:audio", g.AudioStrategy)
     for name, model in g.SLOT_MODELS.items():
         SLOT_SAMPLERS.register_lazy(name, f"synthtune.templates:{name}", config=model)
     for pack in sorted((Path(__file__).parent / "rules" / "packs").glob("*.yaml")):
@@ -225,6 +238,7 @@ def _declare_builtins() -> None:
         ["heuristics", "dedup", "decontam", "fluency", "rules", "judge"],
     )
     _declare(QUALITY_FILTERS, "vision.quality_tier", ["image"])
+    _declare(QUALITY_FILTERS, "audio.quality_tier", ["audio"])
 
 
 _declare_builtins()

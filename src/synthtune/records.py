@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -56,6 +56,20 @@ class Media(BaseModel):
     mask: str | None = Field(None, description="Binary mask image (same size), relative path.")
 
 
+class AudioMedia(BaseModel):
+    """A sound clip of a payload (16-bit PCM WAV, mono). Its own model beside the image one,
+    so image records keep their ids (a payload's id hashes its media's fields)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["audio"]
+    path: str = Field(description="WAV file, relative to the run directory.")
+    sample_rate: int = Field(gt=0, description="Samples per second.")
+    seconds: float = Field(gt=0, description="Duration.")
+
+
+MediaItem = Annotated[Media | AudioMedia, Field(discriminator="type")]
+
+
 class Payload(BaseModel):
     """One canonical shape for every task; importers/exporters translate at the edges.
 
@@ -67,7 +81,7 @@ class Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     messages: list[Message]
     label: str | None = None
-    media: tuple[Media, ...] | None = None
+    media: tuple[MediaItem, ...] | None = None
 
     def text(self, part: Literal["response", "prompt", "all"] = "all") -> str:
         """Plain text of the payload; ``response`` = assistant turns (or all text if none)."""

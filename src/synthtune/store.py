@@ -56,8 +56,28 @@ _MEDIA = pa.struct(
         ("height", pa.int32()),
         ("boxes", pa.list_(_BOX)),
         ("mask", pa.string()),
+        ("sample_rate", pa.int32()),  # audio (records.AudioMedia)
+        ("seconds", pa.float64()),
     ]
 )
+_MEDIA_FIELDS = {
+    "image": ("type", "path", "width", "height", "boxes", "mask"),
+    "audio": ("type", "path", "sample_rate", "seconds"),
+}
+
+
+def _media_rows(rows: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """A media column's structs back to their model's fields: the column holds the union
+    of the image and audio fields, each row the ones of its type."""
+    if rows is None:
+        return None
+    fields = _MEDIA_FIELDS
+    return [
+        {k: row[k] for k in fields[row.get("type") or "image"] if row.get(k) is not None}
+        for row in rows
+    ]
+
+
 # ``media`` is last and nullable: shards written before it existed read back with None.
 RECORD_SCHEMA = pa.schema(
     [
@@ -162,7 +182,7 @@ def table_to_records(table: pa.Table) -> list[Record]:
             payload=Payload(
                 messages=[Message(**m) for m in row["messages"]],
                 label=row["label"],
-                media=row["media"],
+                media=_media_rows(row["media"]),
             ),
             lineage=json.loads(row["lineage"]),
             quality=json.loads(row["quality"]),

@@ -402,6 +402,26 @@ class DiffusersBackendConfig(SectionConfig):
     )
 
 
+class MachineSoundBackendConfig(SectionConfig):
+    """Procedural machine sounds (fan, pump, bearing) with labelled anomaly types and
+    severities (``synthtune.audio.machine``); slots named machine, anomaly, severity, rpm,
+    load, snr_db, reverb steer the synthesis, the rest is drawn from the request's seed."""
+
+    type: Literal["machine-sound"]
+    sample_rate: int = Field(16_000, ge=4_000, le=48_000, description="Samples per second.")
+    seconds: float = Field(1.0, gt=0, le=30, description="Clip length.")
+
+
+class EspeakBackendConfig(SectionConfig):
+    """Speech from the rendered template prompt through eSpeak NG (offline, the
+    ``synthtune[audio]`` extra); slots named voice, rate, pitch, snr_db, reverb steer it."""
+
+    type: Literal["espeak"]
+    sample_rate: int = Field(16_000, ge=8_000, le=48_000, description="Samples per second.")
+    voice: str = Field("en", description="Default voice (en, en-us, cmn, ...): a slot wins.")
+    max_seconds: float = Field(20.0, gt=0, le=120, description="Longer speech is cut.")
+
+
 def is_image_backend(name: str) -> bool:
     """An image backend (``strategy: image`` turns its output into records)."""
     from synthtune.plugins import IMAGE_BACKENDS
@@ -409,8 +429,17 @@ def is_image_backend(name: str) -> bool:
     return name in IMAGE_BACKENDS
 
 
+def is_audio_backend(name: str) -> bool:
+    """An audio backend (``strategy: audio`` turns its output into records)."""
+    from synthtune.plugins import AUDIO_BACKENDS
+
+    return name in AUDIO_BACKENDS
+
+
 # generate.backend / quality.judge.backend: any registered backend's config model
-BackendConfig = Annotated[SectionConfig, PluginSection(("backend", "image backend"))]
+BackendConfig = Annotated[
+    SectionConfig, PluginSection(("backend", "image backend", "audio backend"))
+]
 
 
 class TemplateFillStrategy(SectionConfig):
@@ -470,6 +499,13 @@ class ImageStrategy(SectionConfig):
     The default strategy of image backends."""
 
     type: Literal["image"]
+
+
+class AudioStrategy(SectionConfig):
+    """Each item's rendered prompt is a description (machine sounds) or the text to speak
+    (speech); an audio backend makes the clip. The default strategy of audio backends."""
+
+    type: Literal["audio"]
 
 
 StrategyConfig = Annotated[SectionConfig, PluginSection(("strategy",))]
@@ -614,11 +650,13 @@ class GenerateConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _image_strategy(cls, data: Any) -> Any:
-        """An image backend without a strategy gets the `image` strategy."""
+        """An image (audio) backend without a strategy gets the `image` (`audio`) strategy."""
         backend = data.get("backend") if isinstance(data, dict) else None
         kind = backend.get("type") if isinstance(backend, dict) else getattr(backend, "type", None)
         if isinstance(kind, str) and is_image_backend(kind) and "strategy" not in data:
             return {**data, "strategy": {"type": "image"}}
+        if isinstance(kind, str) and is_audio_backend(kind) and "strategy" not in data:
+            return {**data, "strategy": {"type": "audio"}}
         return data
 
     @field_validator("templates")
@@ -645,6 +683,14 @@ class GenerateConfig(StrictModel):
                 f"strategy {self.strategy.type!r} with backend {self.backend.type!r}: image "
                 f"backends ({', '.join(IMAGE_BACKENDS.names())}) go with the `image` strategy, and "
                 "the `image` strategy needs one of them"
+            )
+        if is_audio_backend(self.backend.type) != (self.strategy.type == "audio"):
+            from synthtune.plugins import AUDIO_BACKENDS
+
+            raise ValueError(
+                f"strategy {self.strategy.type!r} with backend {self.backend.type!r}: audio "
+                f"backends ({', '.join(AUDIO_BACKENDS.names())}) go with the `audio` strategy, and "
+                "the `audio` strategy needs one of them"
             )
         if self.few_shot is not None and self.strategy.type != "template-fill":
             raise ValueError(

@@ -95,6 +95,31 @@ class ImageQualityConfig(StrictModel):
     )
 
 
+class AudioQualityConfig(StrictModel):
+    """Checks of records that carry sound clips (audio backends): duration, clipping,
+    silence, and an SNR estimate. Every measure is recorded on every clip; a clip failing a
+    bound is rejected with the measure and the bound in its reason."""
+
+    enabled: bool = True
+    min_seconds: float = Field(0.2, ge=0, description="Shorter clips are rejected.")
+    max_seconds: float = Field(30.0, gt=0, description="Longer clips are rejected.")
+    max_clipped: float = Field(
+        0.01, ge=0, le=1, description="Clipped: more than this share of samples at full scale."
+    )
+    silence_db: float = Field(
+        -50.0, le=0, description="A 20 ms frame quieter than this (dBFS RMS) is silent."
+    )
+    max_silence: float = Field(
+        0.5, gt=0, le=1, description="Mostly silent: more than this share of frames silent."
+    )
+    min_snr_db: float | None = Field(
+        None,
+        description="Reject below this SNR estimate (dB: mean frame power over the quietest "
+        "10 % of frames). Meant for speech, whose pauses show the noise floor; a steady "
+        "machine sound has no pauses, so its estimate is low by nature: null = record only.",
+    )
+
+
 class DecontamConfig(StrictModel):
     enabled: bool = True
     ngram: int = Field(13, ge=3, description="Word n-gram size (CJK text: characters x 2).")
@@ -211,6 +236,11 @@ class QualityConfig(StrictModel):
     decontam: DecontamConfig = Field(default_factory=DecontamConfig)
     image: ImageQualityConfig = Field(
         default_factory=ImageQualityConfig, description="Checks of image records."
+    )
+    audio: AudioQualityConfig = Field(
+        default_factory=AudioQualityConfig,
+        description="Checks of sound clips.",
+        json_schema_extra={"fingerprint": "when_set"},
     )
     perplexity: PerplexityConfig = Field(default_factory=PerplexityConfig)
     rules: list[str] = Field(

@@ -25,10 +25,13 @@ def with_media(row: dict[str, Any], record: Record) -> dict[str, Any]:
     media = record.payload.media
     if not media:
         return row
+    images = [m for m in media if m.type == "image"]
+    audio = [m.path for m in media if m.type == "audio"]
     return {
         **row,
-        "images": [m.path for m in media],
-        "boxes": [[b.model_dump() for b in m.boxes] for m in media],
+        **({"images": [m.path for m in images]} if images else {}),
+        **({"boxes": [[b.model_dump() for b in m.boxes] for m in images]} if images else {}),
+        **({"audios": audio} if audio else {}),
         "label": record.payload.label,
     }
 

@@ -57,11 +57,12 @@ def assigned(record_id: str, member: int, team: int, overlap: float) -> bool:
 
 
 def media_files(records: list[Record]) -> set[str]:
-    """Every image and mask path the sampled records name: all the app will ever serve."""
+    """Every image, mask and sound path the sampled records name: all the app will ever
+    serve."""
     paths: set[str] = set()
     for record in records:
         for item in record.payload.media or ():
-            paths.update(p for p in (item.path, item.mask) if p)
+            paths.update(p for p in (item.path, getattr(item, "mask", None)) if p)
     return paths
 
 
