@@ -190,3 +190,24 @@ def test_the_audio_tier_rejects_each_defect_with_its_numbers() -> None:
     assert measured["snr_db"] == pytest.approx(10 * np.log10((0.0625 + 0.0001) / 2 / 0.0001), abs=1)
     assert measured["asr"] == "skipped: no offline recogniser"
     assert clip_reasons(measure_clip(clips["speech.wav"], SR, -50), AudioQualityConfig()) == []
+
+
+def test_the_held_aside_set_draws_new_sources_and_noise(tmp_path: Path) -> None:
+    from synthtune.audio.heldout import HELDOUT_DIR, heldout_records
+
+    recipe = load_recipe(_recipe(tmp_path))
+    run = run_recipe(recipe, tmp_path / "runs", until="quality", quiet=True)
+    store = RunStore(run.run_dir)
+    generated = store.read_table("quality", "dataset")
+    held = heldout_records(store, recipe, 24, seed=1234)
+    again = heldout_records(store, recipe, 24, seed=1234)
+    assert [r.id for r in held] == [r.id for r in again]  # reproducible
+    # the refused "rust" slot values are not in it: only accepted clips
+    assert held and all(r.payload.label in {"normal", "imbalance"} for r in held)
+    assert not {r.id for r in held} & {r.id for r in generated}
+    drawn = {r.lineage["drawn"]["rpm"] for r in generated if r.status == "accepted"}
+    assert not drawn & {r.lineage["drawn"]["rpm"] for r in held}  # new machines
+    for record in held:
+        (media,) = record.payload.media or ()
+        assert media.path.startswith(HELDOUT_DIR) and (run.run_dir / media.path).exists()
+        assert record.quality["audio"][0]["seconds"] == 0.5

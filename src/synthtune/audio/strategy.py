@@ -78,7 +78,7 @@ class AudioSynthesis:
             for item, request, result in zip(items, requests, results, strict=True)
         ]
 
-    def _output(self, item: WorkItem, seed: int, result: Any) -> Output:
+    def _output(self, item: WorkItem, seed: int, result: Any, folder: str = AUDIO_DIR) -> Output:
         from synthtune.audio.wav import wav_bytes
 
         rendered = item.render()
@@ -90,7 +90,7 @@ class AudioSynthesis:
         if result.error is not None or result.wave is None:
             return Output(messages, result.error or "audio: no clip", lineage, label)
         data = wav_bytes(result.wave, result.sample_rate)
-        path = f"{AUDIO_DIR}/{hashlib.sha256(data).hexdigest()[:16]}.wav"
+        path = f"{folder}/{hashlib.sha256(data).hexdigest()[:16]}.wav"
         media = {
             "type": "audio",
             "path": path,

@@ -118,6 +118,43 @@ def _review_measures(
     return measured
 
 
+def _audio_thumbnails(store: RunStore, records: list[Any]) -> list[tuple[str, Any, int]]:
+    """One accepted clip per class (the first, in record order; 12 classes at most) as
+    ``(title, wave, sample rate)`` for the spectrogram grid."""
+    from synthtune.audio.wav import read_wav
+
+    chosen: dict[str, Any] = {}
+    for record in records:
+        media = record.payload.media or ()
+        if record.status != "accepted" or not media or media[0].type != "audio":
+            continue
+        chosen.setdefault(str(record.payload.label), record)
+        if len(chosen) == 12:
+            break
+    clips = []
+    for label, record in sorted(chosen.items()):
+        try:
+            wave, rate = read_wav(store.media_path(record.payload.media[0].path))
+        except (OSError, ValueError):  # a clip gone missing leaves a gap, not a failed report
+            continue
+        clips.append((label, wave, rate))
+    return clips
+
+
+def _audio_checks(records: list[Any]) -> dict[str, Any]:
+    """Medians of the audio tier's measures over the checked clips, and its rejections."""
+    import numpy as np
+
+    measured = [m for r in records for m in r.quality.get("audio", [])]
+    medians = {
+        key: round(float(np.median([m[key] for m in measured])), 3)
+        for key in ("seconds", "clipped", "silence", "snr_db")
+        if measured
+    }
+    rejected = [x for r in records for x in r.reasons if x.startswith("audio:")]
+    return {"clips": len(measured), "medians": medians, "rejected": len(rejected)}
+
+
 def build_report(run_dir: Path | str) -> Path:
     """Write ``<run_dir>/report.html`` and return its path."""
     store = RunStore(Path(run_dir))
@@ -161,6 +198,10 @@ def build_report(run_dir: Path | str) -> Path:
             threshold = summary.get("ppl_max") or max(values)
             context["plots"]["perplexity"] = _plots().perplexity_histogram(values, threshold)
         context["rule_failures"] = _rule_failures(records)
+        clips = _audio_thumbnails(store, records)
+        if clips:
+            context["plots"]["spectrograms"] = _plots().spectrogram_grid(clips)
+            context["audio_checks"] = _audio_checks(records)
         decisions = review_decisions(store.root)
         if decisions:
             review = review_settings(store.root)

@@ -259,3 +259,21 @@ def tradeoff_curve(curve: list[dict[str, Any]], chosen: float | None, title: str
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     return _to_uri(fig)
+
+
+def spectrogram_grid(clips: list[tuple[str, np.ndarray, int]], columns: int = 4) -> str:
+    """Spectrogram thumbnails (dB, 0 to the Nyquist frequency) of ``(title, wave, sample
+    rate)`` clips, e.g. one per class: what each class sounds like, at a glance."""
+    rows = max(1, math.ceil(len(clips) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, wave, rate) in zip(axes.flat, clips, strict=False):
+        ax.axis("on")
+        ax.specgram(wave, NFFT=512, Fs=rate, noverlap=384, cmap="magma", scale="dB")
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.set_xlabel("s", fontsize=6)
+        ax.set_ylabel("Hz", fontsize=6)
+    fig.tight_layout()
+    return _to_uri(fig)
