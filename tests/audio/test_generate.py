@@ -211,3 +211,16 @@ def test_the_held_aside_set_draws_new_sources_and_noise(tmp_path: Path) -> None:
         (media,) = record.payload.media or ()
         assert media.path.startswith(HELDOUT_DIR) and (run.run_dir / media.path).exists()
         assert record.quality["audio"][0]["seconds"] == 0.5
+
+
+def test_the_report_shows_one_spectrogram_per_class_and_the_audio_checks(tmp_path: Path) -> None:
+    from synthtune.report.html import _audio_thumbnails, build_report
+
+    run = run_recipe(load_recipe(_recipe(tmp_path)), tmp_path / "r", until="quality", quiet=True)
+    store = RunStore(run.run_dir)
+    clips = _audio_thumbnails(store, store.read_table("quality", "dataset"))
+    assert [title for title, _, _ in clips] == ["imbalance", "normal"]  # rust was refused
+    assert all(rate == 16_000 and len(wave) == 8000 for _, wave, rate in clips)
+    html = build_report(run.run_dir).read_text(encoding="utf-8")
+    assert 'alt="spectrogram of one clip per class" src="data:image/png;base64,' in html
+    assert "median 0.5 s, clipped share 0.0" in html
