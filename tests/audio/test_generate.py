@@ -224,3 +224,28 @@ def test_the_report_shows_one_spectrogram_per_class_and_the_audio_checks(tmp_pat
     html = build_report(run.run_dir).read_text(encoding="utf-8")
     assert 'alt="spectrogram of one clip per class" src="data:image/png;base64,' in html
     assert "median 0.5 s, clipped share 0.0" in html
+
+
+@pytest.mark.skipif(
+    __import__("synthtune.audio.tts", fromlist=["x"]).tts_unavailable() is not None,
+    reason="eSpeak NG not installed (synthtune[audio])",
+)
+def test_speech_backend_noise_is_what_the_snr_estimate_measures() -> None:
+    from synthtune.audio.backends import AudioRequest, EspeakBackend
+    from synthtune.config.generate import EspeakBackendConfig
+
+    backend = EspeakBackend(EspeakBackendConfig(type="espeak"))
+    levels = [5.0, 10.0, 15.0, 20.0]
+    requests = [
+        AudioRequest(f"k{i}", "I have had chest pain for two days.", {"snr_db": s, "rate": 160}, i)
+        for i, s in enumerate(levels)
+    ]
+    results = backend.render(requests)
+    for level, result in zip(levels, results, strict=True):
+        assert result.wave is not None and result.error is None
+        found = measure_clip(result.wave, result.sample_rate, -50)
+        # speech pauses reveal the floor: the estimate tracks the noise that was added
+        assert found["snr_db"] == pytest.approx(level, abs=3.0)
+        assert result.lineage["drawn"]["snr_db"] == level
+    bad = backend.render([AudioRequest("x", "hello", {"voice": "no-such-voice"}, 0)])[0]
+    assert bad.wave is None and bad.error is not None and "no-such-voice" in bad.error
