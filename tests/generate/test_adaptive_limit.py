@@ -48,3 +48,18 @@ def test_concurrency_never_changes_a_fingerprint(tmp_path: Path) -> None:
         )
         prints.append(fingerprints(loaded, folder / "runs")["generate"])
     assert prints[0] == prints[1] == prints[2]
+
+
+def test_errors_cut_the_limit_once_per_round_trip() -> None:
+    now = [0.0]
+    limiter = AdaptiveLimiter(64, start=64, clock=lambda: now[0])
+    limiter.slow_start = False
+    sent = now[0]  # a burst of requests goes out at t=0 ...
+    now[0] = 1.0
+    for _ in range(20):  # ... and 20 of them fail: one cut, not 20
+        limiter.overloaded(sent_at=sent)
+    assert limiter.limit == 32 and limiter.shrinks["error"] == 1
+    assert limiter.shrinks_skipped == 19
+    now[0] = 2.0
+    limiter.overloaded(sent_at=1.5)  # sent after the cut: the new limit still overloads
+    assert limiter.limit == 16 and limiter.shrinks["error"] == 2

@@ -228,8 +228,8 @@ class OpenAIBackendConfig(SectionConfig):
         gt=0,
         description="Requests in flight at most. The limit adapts below it: it starts at "
         "min(16, this), doubles per window of successes until the server first signals "
-        "overload (429, 5xx, a connection error or a timeout), halves on each such signal, "
-        "and grows by one per window otherwise (AIMD).",
+        "overload (429, 5xx, a connection error or a timeout), halves once per round trip "
+        "on such signals, and grows by one per window otherwise (AIMD).",
         # an execution knob, not an input: the fingerprint always sees the old default, so
         # tuning it (or the default moving from 16 to 64) never re-runs a stage
         json_schema_extra={"fingerprint": {"as": 16}},
