@@ -297,6 +297,8 @@ def offline_problem(name: str, marker: str = "config.json") -> str | None:
 def recipe_models(recipe: Any) -> list[tuple[str, str, str]]:
     """(field path, model name, marker file) of every model the recipe will load."""
     fields = [("train.base", recipe.train.base, "config.json")]
+    if recipe.train.task == "audio":  # the text tower of audio-text training
+        fields.append(("train.audio.text_model", recipe.train.audio.text_model, "config.json"))
     generate = getattr(recipe, "generate", None)
     if generate is not None:
         fields += _backend_models("generate.backend", generate.backend)

@@ -29,6 +29,7 @@ LocalBuilder = Callable[[Path, Any], Path]
 LOCAL_MODELS: Registry[LocalBuilder] = Registry("local model")
 # the CLIP twin of local-tiny, imported only when a recipe names it
 LOCAL_MODELS.register_lazy("local-tiny-clip", "synthtune.vision.clip_model:ensure_local_tiny_clip")
+LOCAL_MODELS.register_lazy("local-tiny-audio", "synthtune.audio.model:ensure_local_tiny_audio")
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
 # A minimal chat layout: role tag line, content, and EOS after each assistant turn so a tuned
 # model learns to stop.

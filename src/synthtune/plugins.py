@@ -212,6 +212,7 @@ def _declare_builtins() -> None:
     _declare(EXTRACTORS, "rules", ["regex", "keywords", "json_path"])
     _declare(FEATURE_SPACES, "distribution.features", ["tfidf", "embedding"])
     _declare(FEATURE_SPACES, "vision.embed", ["clip", "pixels"])
+    _declare(FEATURE_SPACES, "audio.embed", ["logmel"])
     _declare(DISTANCES, "distribution.distances", ["mmd_rbf", "sliced_wasserstein"])
     _declare(
         METHODS,
@@ -220,6 +221,7 @@ def _declare_builtins() -> None:
     )
     _declare(TASKS, "text_tasks", ["causal_lm", "classification"])
     _declare(TASKS, "vision.task", ["clip"])
+    _declare(TASKS, "audio.task", ["audio"])
     for module, names in [
         ("evaluate.perplexity", ["perplexity"]),
         ("evaluate.generation", ["generation"]),
@@ -228,6 +230,7 @@ def _declare_builtins() -> None:
         ("evaluate.harness", ["lm_eval"]),
         ("evaluate.classification", ["classification"]),
         ("vision.images_suite", ["images"]),
+        ("audio.suite", ["audio"]),
     ]:
         _declare(SUITES, module, names)
     _declare(EXPORT_FORMATS, "export.formats", ["openai", "alpaca", "sharegpt"])

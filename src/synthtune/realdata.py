@@ -27,7 +27,16 @@ import pyarrow.parquet as pq
 
 from synthtune.config import RealDataConfig
 from synthtune.errors import StageError
-from synthtune.records import Media, Message, Payload, Record, Role, payload_id, split_of
+from synthtune.records import (
+    AudioMedia,
+    Media,
+    Message,
+    Payload,
+    Record,
+    Role,
+    payload_id,
+    split_of,
+)
 
 _SUFFIXES = {
     ".jsonl": "jsonl",
@@ -275,7 +284,9 @@ def _text_columns(cfg: RealDataConfig) -> list[tuple[str, str]]:
 
 def _mapped_columns(cfg: RealDataConfig) -> list[tuple[str, str]]:
     image = [("image_field", cfg.image_field)] if cfg.image_field else []
-    return _text_columns(cfg) + image + [("slots", column) for column in cfg.slot_names()]
+    audio = [("audio_field", cfg.audio_field)] if cfg.audio_field else []
+    slots = [("slots", column) for column in cfg.slot_names()]
+    return _text_columns(cfg) + image + audio + slots
 
 
 def _with_messages(cfg: RealDataConfig, columns: Iterable[str]) -> RealDataConfig:
@@ -359,11 +370,32 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _audio(row: dict[str, Any], cfg: RealDataConfig, where: str, data: Path) -> AudioMedia:
+    """The row's clip (``mix.real.audio_field``) with an absolute path, its rate and length
+    read from the WAV header (scipy reads the header without the samples: mmap)."""
+    from scipy.io import wavfile
+
+    assert cfg.audio_field is not None
+    name = _text(row, "audio_field", cfg.audio_field, where)
+    path = ((data if data.is_dir() else data.parent) / name).resolve()
+    try:
+        rate, samples = wavfile.read(str(path), mmap=True)
+        frames = len(samples)
+    except (OSError, ValueError) as exc:
+        raise StageError(f"{where}: clip {name!r} (mix.real.audio_field): {exc}") from None
+    if not frames:
+        raise StageError(f"{where}: clip {name!r} (mix.real.audio_field) holds no samples")
+    return AudioMedia(type="audio", path=str(path), sample_rate=rate, seconds=frames / rate)
+
+
 def _media(
     row: dict[str, Any], cfg: RealDataConfig, where: str, data: Path
-) -> tuple[Media, ...] | None:
-    """The row's image (``mix.real.image_field``) as media with an absolute path: real images
-    stay where the recipe points (relative names resolve against the data file's folder)."""
+) -> tuple[Media | AudioMedia, ...] | None:
+    """The row's image (``mix.real.image_field``) or clip (``audio_field``) as media with an
+    absolute path: real files stay where the recipe points (relative names resolve against
+    the data file's folder)."""
+    if cfg.audio_field is not None:
+        return (_audio(row, cfg, where, data),)
     if cfg.image_field is None:
         return None
     from PIL import Image, UnidentifiedImageError
@@ -419,7 +451,8 @@ def _record(
 
 
 def _image_name(row: dict[str, Any], cfg: RealDataConfig) -> str:
-    return str(row[cfg.image_field]).strip() if cfg.image_field else ""
+    column = cfg.image_field or cfg.audio_field
+    return str(row[column]).strip() if column else ""
 
 
 # --------------------------------------------------------------------------- files and splits

@@ -69,7 +69,18 @@ def _evaluation(metrics: dict[str, Any], figures: dict[str, str]) -> dict[str, A
         cls["tick_names"] = _plots().tick_labels(list(cls["labels"]))[1]
     if found_images and found_images.get("n"):
         figures["confusion"] = _plots().confusion_matrices(found_images)
+    audio = suites.get("audio")
+    if audio and audio.get("n"):
+        figures["audio_confusion"] = _plots().confusion_matrices(audio, normalize=True)
+        heldout = audio.get("heldout") or {}
+        if heldout.get("n") and "labels" not in heldout:
+            heldout["labels"] = audio.get("labels")
+        if heldout.get("n"):
+            figures["audio_heldout_confusion"] = _plots().confusion_matrices(
+                heldout, normalize=True
+            )
     return {
+        "audio": audio,
         "evaluate": metrics,
         "ppl": suites.get("perplexity"),
         "cls": cls,
@@ -182,6 +193,9 @@ def build_report(run_dir: Path | str) -> Path:
     }
     if "generate" in state:
         context["usage"] = state["generate"]["summary"].get("usage")
+    audio_export = store.path("export", "audio.json")
+    if "export" in state and audio_export.exists():
+        context["audio_export"] = store.read_json("export", "audio.json")
     quantize = store.path("export", "quantize.json")
     if "export" in state and quantize.exists():
         found = store.read_json("export", "quantize.json")
