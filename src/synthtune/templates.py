@@ -237,7 +237,11 @@ class CompiledTemplate:
                 continue
             spec = self.config.slots[name]
             rng = request_rng(seed, index, f"{self.config.id}:{name}")
-            values[name] = SLOT_SAMPLERS.get(self.kinds[name])(spec, rng, values)
+            try:
+                values[name] = SLOT_SAMPLERS.get(self.kinds[name])(spec, rng, values)
+            except KeyError as exc:  # a `choice` keyed `by` a value it has no list for
+                where = f"generate.templates[id={self.config.id}].slots.{name}"
+                raise RecipeError(where, [str(exc.args[0] if exc.args else exc)]) from None
         return {name: values[name] for name in self.config.slots}
 
     def render(self, slots: dict[str, Any]) -> dict[str, str | None]:

@@ -94,8 +94,8 @@ def test_off_distribution_text_stays_visible() -> None:
     np.testing.assert_allclose(np.linalg.norm(far, axis=1), 1.0, rtol=1e-5)
 
 
-def test_registry_names_the_text_and_image_spaces() -> None:
-    assert FEATURE_SPACES.names() == ["clip", "embedding", "pixels", "tfidf"]
+def test_registry_names_the_text_image_and_audio_spaces() -> None:
+    assert FEATURE_SPACES.names() == ["clip", "embedding", "logmel", "pixels", "tfidf"]
     assert FEATURE_SPACES.get("tfidf") is HashedTfidfFeatures
     assert FEATURE_SPACES.get("embedding") is EmbeddingFeatures
 
