@@ -20,9 +20,8 @@ HELDOUT_DIR = "evaluate/heldout-audio"
 def heldout_records(store: Any, recipe: Any, n: int, seed: int) -> list[Record]:
     """``n`` clips from ``recipe``'s generate section with ``seed``, written under the run
     directory of ``store`` and checked by the audio tier; the accepted records."""
-    from synthtune.audio.backends import AudioRequest, create_audio_backend
     from synthtune.audio.quality_tier import check_clips
-    from synthtune.audio.strategy import AudioSynthesis, audio_seed
+    from synthtune.audio.strategy import AudioSynthesis
     from synthtune.audio.wav import read_wav
     from synthtune.config.generate import is_audio_backend
     from synthtune.records import Payload
@@ -33,16 +32,13 @@ def heldout_records(store: Any, recipe: Any, n: int, seed: int) -> list[Record]:
     variant = recipe.model_copy(
         update={"seed": seed, "generate": generate.model_copy(update={"n": n})}
     )
-    strategy = AudioSynthesis(variant)
-    backend = create_audio_backend(variant.generation.backend, lambda name: name)
+    strategy = AudioSynthesis(variant)  # its media seeds come from ``seed``
+    backend = strategy.create_backend(lambda name: name)
     items = strategy.plan()
-    requests = [
-        AudioRequest(it.key, str(it.render()["prompt"]), it.slots, audio_seed(seed, it.index))
-        for it in items
-    ]
+    requests = [strategy.request(it, strategy.item_seed(it.index)) for it in items]
     records = []
     for item, request, result in zip(items, requests, backend.render(requests), strict=True):
-        output = strategy._output(item, request.seed, result, HELDOUT_DIR)
+        output = strategy.output(item, request.seed, result, HELDOUT_DIR)
         if output.error is not None:
             continue
         for relative, data in output.files.items():

@@ -265,3 +265,87 @@ def load_lines(source: list[str] | Any, field: str = "instruction") -> list[str]
     if path.suffix == ".jsonl":
         return [json.loads(line)[field].strip() for line in text.splitlines() if line.strip()]
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class MediaSynthesis:
+    """A strategy whose backend makes one media item per work item (an image, a sound clip):
+    the item's rendered prompt is its text (the user turn; a system turn and an assistant
+    reply are added when the template has them), the label the template's ``label`` or else
+    the class the backend made, and ``media`` the file the backend's result becomes.
+
+    A subclass names its ``kind`` (the seed's salt, ``lineage[kind + "_seed"]``), the reason
+    of a result without media (``missing``), and fills in the hooks: the backend, a request,
+    whether a result holds media, and the media item and files of one result. Each item's
+    media seed comes from ``(recipe seed, index)`` only, so a resumed run makes the same file.
+    """
+
+    name: str
+    kind: str
+    missing: str
+    folder: str  # run-relative folder of the files, named by the hash of their bytes
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self._backend: Any = None
+
+    def plan(self) -> list[WorkItem]:
+        return plan_template_items(self.recipe, self.recipe.generation.n)
+
+    def restore(self, records: list[Record]) -> None:
+        return None
+
+    def estimate(self, item: WorkItem) -> tuple[int, int]:
+        return 1, 0  # one media item, no prompt tokens billed
+
+    def item_seed(self, index: int) -> int:
+        """The seed of item ``index``'s media: ``(recipe seed, index)`` only."""
+        return request_rng(self.recipe.seed, index, self.kind).getrandbits(63)
+
+    # ---- hooks
+    def create_backend(self, resolve_model: Callable[[str], str]) -> Any:
+        raise NotImplementedError
+
+    def request(self, item: WorkItem, seed: int) -> Any:
+        raise NotImplementedError
+
+    def made(self, result: Any) -> bool:
+        raise NotImplementedError
+
+    def media(self, result: Any, folder: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """``(media item, {run-relative path: bytes})`` of a result that holds media."""
+        raise NotImplementedError
+
+    # ---- the shared flow
+    def run(self, items: list[WorkItem], engine: GenerationEngine) -> list[list[Output]]:
+        from synthtune.llm.backends.base import GenerationResult
+
+        if self._backend is None:  # built on first use: text-only runs never load it
+            self._backend = self.create_backend(engine.resolve_model)
+        requests = [self.request(it, self.item_seed(it.index)) for it in items]
+        results = self._backend.render(requests)
+        engine.account(
+            [
+                GenerationResult(
+                    text=None, error=r.error or (None if self.made(r) else self.missing)
+                )
+                for r in results
+            ]
+        )
+        return [
+            [self.output(item, request.seed, result)]
+            for item, request, result in zip(items, requests, results, strict=True)
+        ]
+
+    def output(self, item: WorkItem, seed: int, result: Any, folder: str | None = None) -> Output:
+        """One item's record: its texts and label, and its media written under ``folder``
+        (default ``self.folder``), or the backend's reason when it made none."""
+        rendered = item.render()
+        messages = item.messages()
+        if rendered["response"]:
+            messages.append({"role": "assistant", "content": str(rendered["response"])})
+        label = rendered["label"] or result.label
+        lineage = {f"{self.kind}_seed": seed, **result.lineage}
+        if result.error is not None or not self.made(result):
+            return Output(messages, result.error or self.missing, lineage, label)
+        media, files = self.media(result, folder or self.folder)
+        return Output(messages, None, lineage, label, media=[media], files=files)
