@@ -41,7 +41,12 @@ from synthtune.audio.features import LogMelConfig, clip_features
 from synthtune.errors import StageError
 from synthtune.models import LOCAL_MODELS, seed_everything
 from synthtune.records import Record
-from synthtune.vision.clip_task import ClipOutput, contrastive_loss
+from synthtune.vision.clip_task import (
+    ClipOutput,
+    class_scores,
+    contrastive_loss,
+    mean_class_embeds,
+)
 
 LOCAL_TINY_AUDIO = "local-tiny-audio"
 TASK_FILE = "audio_task.json"
@@ -193,17 +198,11 @@ class AudioTextClassifier(nn.Module):
     def class_embeds(self) -> torch.Tensor:
         """One unit vector per class: the mean of its normalised prompt embeddings."""
         prompts = self.text_embeds(self.prompt_ids, self.prompt_mask)
-        sums = torch.zeros(len(self.labels), prompts.shape[1], device=prompts.device)
-        sums = sums.index_add(0, self.prompt_class, prompts)
-        return nn.functional.normalize(sums, dim=-1)
+        return mean_class_embeds(prompts, self.prompt_class, len(self.labels))
 
     def scores(self, audio: torch.Tensor) -> torch.Tensor:
         """Class logits from (unnormalised) audio embeddings."""
-        if self.classifier is not None:
-            logits: torch.Tensor = self.classifier(audio)
-            return logits
-        unit = nn.functional.normalize(audio, dim=-1)
-        return self.joint.scale() * unit @ self.class_embeds().T
+        return class_scores(audio, self.classifier, self.joint.scale(), self.class_embeds)
 
     def caption_embeds(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None

@@ -94,6 +94,31 @@ def contrastive_loss(
     return (images_to_texts + texts_to_images) / 2
 
 
+def mean_class_embeds(
+    prompts: torch.Tensor, prompt_class: torch.Tensor, classes: int
+) -> torch.Tensor:
+    """One unit vector per class from unit prompt embeddings: the normalised mean of the
+    prompts of each class (``prompt_class``: each prompt's class id). Prompt ensembling,
+    shared by the CLIP and audio classifiers."""
+    sums = torch.zeros(classes, prompts.shape[1], device=prompts.device)
+    return nn.functional.normalize(sums.index_add(0, prompt_class, prompts), dim=-1)
+
+
+def class_scores(
+    embeds: torch.Tensor,
+    classifier: nn.Module | None,
+    scale: torch.Tensor,
+    class_embeds: Any,
+) -> torch.Tensor:
+    """Class logits from (unnormalised) embeddings: the head when there is one, else
+    ``scale`` x cosine similarity to ``class_embeds()`` (zero-shot from the prompts)."""
+    if classifier is not None:
+        logits: torch.Tensor = classifier(embeds)
+        return logits
+    unit = nn.functional.normalize(embeds, dim=-1)
+    return scale * unit @ class_embeds().T
+
+
 class ClipClassifier(nn.Module):
     """A ``CLIPModel`` that scores images against classes (see the module docstring)."""
 
@@ -128,17 +153,11 @@ class ClipClassifier(nn.Module):
     def class_embeds(self) -> torch.Tensor:
         """One unit vector per class: the mean of its normalised prompt embeddings."""
         prompts = self.text_embeds(self.prompt_ids, self.prompt_mask)
-        sums = torch.zeros(len(self.labels), prompts.shape[1], device=prompts.device)
-        sums = sums.index_add(0, self.prompt_class, prompts)
-        return nn.functional.normalize(sums, dim=-1)
+        return mean_class_embeds(prompts, self.prompt_class, len(self.labels))
 
     def scores(self, image: torch.Tensor) -> torch.Tensor:
         """Class logits from (unnormalised) image embeddings."""
-        if self.classifier is not None:
-            logits: torch.Tensor = self.classifier(image)
-            return logits
-        unit = nn.functional.normalize(image, dim=-1)
-        return self.clip.logit_scale.exp() * unit @ self.class_embeds().T
+        return class_scores(image, self.classifier, self.clip.logit_scale.exp(), self.class_embeds)
 
     def forward(
         self,
