@@ -72,12 +72,17 @@ OVERDOSE = [
 DEFECT_REASON = "dangerous dose advice"
 
 
-def _overdose_template() -> dict[str, Any]:
+TRIAGE_REPLY = (
+    "{{ name }}, {{ age }}, has had {{ symptom }} for {{ days }} days, worse {{ worse }}, "
+    "with {{ history }}; advice: {{ advice }}."
+)
+
+
+def _triage_template() -> dict[str, Any]:
     return {
-        "id": "overdose",
+        "id": "triage",
         "prompt": "Write one triage note (case {{ case }}).",
-        "response": "{{ name }}, {{ age }}, has had {{ symptom }} for {{ days }} days, worse "
-        "{{ worse }}, with {{ history }}; advice: {{ advice }}, and {{ dose }}.",
+        "response": TRIAGE_REPLY,
         "slots": {
             "case": {"randint": [1, 10**9]},
             "name": {"choice": NAMES},
@@ -87,8 +92,18 @@ def _overdose_template() -> dict[str, Any]:
             "worse": {"choice": WORSE},
             "history": {"choice": HISTORY},
             "advice": {"choice": ADVICE},
-            "dose": {"choice": OVERDOSE},
         },
+    }
+
+
+def _overdose_template() -> dict[str, Any]:
+    """``triage`` with a dangerous dose after the advice."""
+    triage = _triage_template()
+    return {
+        **triage,
+        "id": "overdose",
+        "response": TRIAGE_REPLY.removesuffix(".") + ", and {{ dose }}.",
+        "slots": {**triage["slots"], "dose": {"choice": OVERDOSE}},
     }
 
 
@@ -129,10 +144,6 @@ def simulate_review(
 def recipe_dict(
     name: str, seed: int, evolve: dict[str, Any], hidden_defect: bool = False
 ) -> dict[str, Any]:
-    triage_reply = (
-        "{{ name }}, {{ age }}, has had {{ symptom }} for {{ days }} days, worse {{ worse }}, "
-        "with {{ history }}; advice: {{ advice }}."
-    )
     recipe: dict[str, Any] = {
         "name": name,
         "seed": seed,
@@ -140,21 +151,7 @@ def recipe_dict(
             "n": 10,
             "backend": {"type": "template"},
             "templates": [
-                {
-                    "id": "triage",
-                    "prompt": "Write one triage note (case {{ case }}).",
-                    "response": triage_reply,
-                    "slots": {
-                        "case": {"randint": [1, 10**9]},
-                        "name": {"choice": NAMES},
-                        "age": {"randint": [18, 80]},
-                        "symptom": {"choice": SYMPTOMS},
-                        "days": {"randint": [1, 7]},
-                        "worse": {"choice": WORSE},
-                        "history": {"choice": HISTORY},
-                        "advice": {"choice": ADVICE},
-                    },
-                },
+                _triage_template(),
                 {
                     "id": "offtopic",
                     "prompt": "Write one market note (case {{ case }}).",
