@@ -77,27 +77,10 @@ def export_onnx(scorer: AudioScorer, features: LogMelConfig, path: Path) -> Path
     return path
 
 
-def ort_runner(session: Any) -> Callable[[np.ndarray], np.ndarray]:
-    def run(maps: np.ndarray) -> np.ndarray:
-        logits: np.ndarray = session.run(["logits"], {INPUT: maps})[0]
-        return logits
-
-    return run
-
-
-def torch_runner(scorer: AudioScorer) -> Callable[[np.ndarray], np.ndarray]:
-    def run(maps: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            logits: np.ndarray = scorer(torch.from_numpy(maps))[0].numpy()
-        return logits
-
-    return run
-
-
 def runners(scorer: AudioScorer, paths: dict[str, Path]) -> dict[str, Callable[..., np.ndarray]]:
     """PyTorch fp32 and one ONNX Runtime session per exported file, same thread count."""
-    out = {"torch_fp32": torch_runner(scorer)}
-    out.update({name: ort_runner(onnx.ort_session(p)) for name, p in paths.items()})
+    out = {"torch_fp32": onnx.torch_runner(scorer)}
+    out.update({name: onnx.ort_runner(onnx.ort_session(p), INPUT) for name, p in paths.items()})
     return out
 
 

@@ -46,6 +46,7 @@ from synthtune.vision.clip_task import (
     class_scores,
     contrastive_loss,
     mean_class_embeds,
+    register_prompts,
 )
 
 LOCAL_TINY_AUDIO = "local-tiny-audio"
@@ -171,15 +172,10 @@ class AudioTextClassifier(nn.Module):
         dim = audio.config.projection_dim
         self.joint = JointSpace(text.config.hidden_size, dim)
         self.classifier = nn.Linear(dim, len(labels)) if objective == "head" else None
-        flat = [p for group in prompts for p in group]
-        enc = tokenizer(flat, padding=True, truncation=True, return_tensors="pt")
-        owner = [i for i, group in enumerate(prompts) for _ in group]
         self.prompt_ids: torch.Tensor
         self.prompt_mask: torch.Tensor
         self.prompt_class: torch.Tensor
-        self.register_buffer("prompt_ids", enc["input_ids"], persistent=False)
-        self.register_buffer("prompt_mask", enc["attention_mask"], persistent=False)
-        self.register_buffer("prompt_class", torch.tensor(owner), persistent=False)
+        register_prompts(self, tokenizer, prompts)
 
     def audio_embeds(self, features: torch.Tensor) -> torch.Tensor:
         """(N, 1, n_mels, frames) log-mel maps -> (N, dim) unnormalised embeddings."""

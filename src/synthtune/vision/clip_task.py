@@ -94,6 +94,18 @@ def contrastive_loss(
     return (images_to_texts + texts_to_images) / 2
 
 
+def register_prompts(module: nn.Module, tokenizer: Any, prompts: list[list[str]]) -> None:
+    """The class prompts, tokenised once, as ``module``'s non-persistent buffers
+    ``prompt_ids``, ``prompt_mask`` and ``prompt_class`` (each prompt's class id): they follow
+    the model to its device and are rebuilt from the prompts on load."""
+    flat = [p for group in prompts for p in group]
+    enc = tokenizer(flat, padding=True, truncation=True, return_tensors="pt")
+    owner = [i for i, group in enumerate(prompts) for _ in group]
+    module.register_buffer("prompt_ids", enc["input_ids"], persistent=False)
+    module.register_buffer("prompt_mask", enc["attention_mask"], persistent=False)
+    module.register_buffer("prompt_class", torch.tensor(owner), persistent=False)
+
+
 def mean_class_embeds(
     prompts: torch.Tensor, prompt_class: torch.Tensor, classes: int
 ) -> torch.Tensor:
@@ -131,15 +143,10 @@ class ClipClassifier(nn.Module):
         self.clip = clip
         self.config = clip.config  # peft resolves module aliases from config.model_type
         self.labels, self.prompts, self.objective = list(labels), prompts, objective
-        flat = [p for group in prompts for p in group]
-        enc = tokenizer(flat, padding=True, truncation=True, return_tensors="pt")
-        owner = [i for i, group in enumerate(prompts) for _ in group]
         self.prompt_ids: torch.Tensor
         self.prompt_mask: torch.Tensor
         self.prompt_class: torch.Tensor
-        self.register_buffer("prompt_ids", enc["input_ids"], persistent=False)
-        self.register_buffer("prompt_mask", enc["attention_mask"], persistent=False)
-        self.register_buffer("prompt_class", torch.tensor(owner), persistent=False)
+        register_prompts(self, tokenizer, prompts)
         width = clip.config.projection_dim
         self.classifier = nn.Linear(width, len(labels)) if objective == "head" else None
 

@@ -105,15 +105,22 @@ def ort_session(path: Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def ort_runner(session: Any) -> Callable[[np.ndarray], np.ndarray]:
+def ort_runner(
+    session: Any, input_name: str = "pixel_values"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Logits of an ONNX session whose input is ``input_name`` (the audio export's is
+    ``input_features``)."""
+
     def run(pixels: np.ndarray) -> np.ndarray:
-        logits: np.ndarray = session.run(["logits"], {"pixel_values": pixels})[0]
+        logits: np.ndarray = session.run(["logits"], {input_name: pixels})[0]
         return logits
 
     return run
 
 
-def torch_runner(scorer: VisionScorer) -> Callable[[np.ndarray], np.ndarray]:
+def torch_runner(scorer: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """Logits of a scorer module (its first output), the way the ONNX export traced it."""
+
     def run(pixels: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             logits: np.ndarray = scorer(torch.from_numpy(pixels))[0].numpy()
