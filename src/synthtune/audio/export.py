@@ -30,7 +30,6 @@ from torch import nn
 
 from synthtune.audio.features import LogMelConfig, log_mel_batch
 from synthtune.context import StageContext
-from synthtune.errors import StageError
 from synthtune.records import Record
 from synthtune.vision import onnx_export as onnx
 
@@ -209,19 +208,9 @@ def export_audio(ctx: StageContext, test: list[Record]) -> dict[str, Any]:
     run = runners(scorer, paths)
     report = check_outputs(run, maps, truth)
     diff = report["agreement"]["ort_fp32"]["max_abs_diff"]
-    if not diff <= cfg.tolerance:  # NaN fails too
-        raise StageError(
-            f"export.audio: the ONNX model's logits differ from PyTorch's by {diff:.3g} "
-            f"(> export.audio.tolerance {cfg.tolerance:g}) on {len(maps)} clips"
-        )
+    onnx.require_close("export.audio", diff, cfg.tolerance, f"{len(maps)} clips")
     report.update(speed_reports(run, maps, inputs.features, cfg.batch_sizes, cfg.timed_batches))
-    report.update(
-        exporter=f"torch.onnx.export (TorchScript, dynamo=False), opset {onnx.OPSET}",
-        clips=len(maps),
-        tolerance=cfg.tolerance,
-        paths={name: str(p) for name, p in paths.items()},
-        size_bytes={name: p.stat().st_size for name, p in paths.items()},
-    )
+    report.update(clips=len(maps), **onnx.file_facts(paths, cfg.tolerance))
     store.write_json("export", "audio.json", report)
     speedups = {size: r["speedup_vs_torch_fp32"] for size, r in report["speed"].items()}
     ctx.log(f"export: ONNX max |diff| {diff:.2e}, speed-up vs PyTorch fp32 {speedups}")

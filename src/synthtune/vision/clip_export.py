@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from synthtune.context import StageContext
-from synthtune.errors import StageError
 from synthtune.records import Record
 from synthtune.vision import onnx_export as onnx
 from synthtune.vision.clip_task import load_image, load_tuned_classifier
@@ -96,18 +95,8 @@ def export_clip(ctx: StageContext, test: list[Record]) -> dict[str, Any]:
         pixels = pixels.astype(np.float32)
     report = check_and_time(scorer, paths, pixels, truth, cfg)
     diff = report["agreement"]["ort_fp32"]["max_abs_diff"]
-    if not diff <= cfg.tolerance:  # NaN fails too
-        raise StageError(
-            f"export.vision: the ONNX model's logits differ from PyTorch's by {diff:.3g} "
-            f"(> export.vision.tolerance {cfg.tolerance:g}) on {len(pixels)} images"
-        )
-    report.update(
-        exporter=f"torch.onnx.export (TorchScript, dynamo=False), opset {onnx.OPSET}",
-        images=len(pixels),
-        tolerance=cfg.tolerance,
-        paths={name: str(p) for name, p in paths.items()},
-        size_bytes={name: p.stat().st_size for name, p in paths.items()},
-    )
+    onnx.require_close("export.vision", diff, cfg.tolerance, f"{len(pixels)} images")
+    report.update(images=len(pixels), **onnx.file_facts(paths, cfg.tolerance))
     store.write_json("export", "vision.json", report)
     ctx.log(f"export: ONNX max |diff| {diff:.2e}, images/s {report['images_per_second']}")
     return {"model": {"onnx": str(paths["ort_fp32"]), **report["speedup_vs_torch_fp32"]}}

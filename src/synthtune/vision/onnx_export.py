@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthtune.errors import StageError
+
 OPSET = 17
 
 
@@ -165,6 +167,27 @@ def compare_runtimes(
                 run(batch)
             per_round[name].append(block * len(batch) / (time.perf_counter() - started))
     return {name: round(statistics.median(v), 1) for name, v in per_round.items()}
+
+
+def require_close(section: str, diff: float, tolerance: float, what: str) -> None:
+    """Fail the export when the ONNX fp32 model's logits differ from PyTorch's by more than
+    ``tolerance`` (NaN fails too); ``section`` names the recipe section, ``what`` the data."""
+    if not diff <= tolerance:
+        raise StageError(
+            f"{section}: the ONNX model's logits differ from PyTorch's by {diff:.3g} "
+            f"(> {section}.tolerance {tolerance:g}) on {what}"
+        )
+
+
+def file_facts(paths: dict[str, Path], tolerance: float) -> dict[str, Any]:
+    """What an export report says of its files: the exporter, the tolerance checked, each
+    runtime's file and its size."""
+    return {
+        "exporter": f"torch.onnx.export (TorchScript, dynamo=False), opset {OPSET}",
+        "tolerance": tolerance,
+        "paths": {name: str(p) for name, p in paths.items()},
+        "size_bytes": {name: p.stat().st_size for name, p in paths.items()},
+    }
 
 
 def agreement(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
