@@ -249,3 +249,12 @@ def test_speech_backend_noise_is_what_the_snr_estimate_measures() -> None:
         assert result.lineage["drawn"]["snr_db"] == level
     bad = backend.render([AudioRequest("x", "hello", {"voice": "no-such-voice"}, 0)])[0]
     assert bad.wave is None and bad.error is not None and "no-such-voice" in bad.error
+
+
+def test_out_of_range_audio_bounds_exit_2_naming_the_field(tmp_path: Path) -> None:
+    path = _recipe(tmp_path)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["quality"]["audio"] = {"max_clipped": 2}
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "quality.audio.max_clipped" in result.output
